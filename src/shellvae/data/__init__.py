@@ -1,0 +1,47 @@
+"""Datasets: every loader returns a ``Dataset`` (train/test float32 arrays, labels where known).
+
+``load_dataset`` picks a loader by name (synthetic, mnist, fashion_mnist, cifar10) or by file
+extension (.npy, .npz, .csv).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shellvae.data.base import Dataset, check_array, train_test_split
+from shellvae.data.synthetic import make_gmm
+from shellvae.errors import DataError
+
+NAMED = ("synthetic", "mnist", "fashion_mnist", "cifar10")
+ARRAY_SUFFIXES = (".npy", ".npz", ".csv")
+
+
+def load_dataset(name: str, data_dir=None, *, n_train=None, n_test=None, seed: int = 0, **kwargs) -> Dataset:
+    """Load a dataset by name or path. ``n_train`` / ``n_test`` take seeded subsets (named datasets)."""
+    name = str(name)
+    if name == "synthetic":
+        n = kwargs.pop("n_samples", 50_000)
+        if n_train is not None or n_test is not None:
+            n = (n_train or 40_000) + (n_test or 10_000)
+            kwargs["test_size"] = (n_test or 10_000) / n
+        return make_gmm(n, seed=seed, **kwargs)
+    if name in ("mnist", "fashion_mnist", "fashion-mnist"):
+        from shellvae.data import mnist
+
+        loader = mnist.load_mnist if name == "mnist" else mnist.load_fashion_mnist
+        return loader(data_dir, n_train=n_train, n_test=n_test, seed=seed)
+    if name in ("cifar10", "cifar-10"):
+        from shellvae.data.cifar import load_cifar10
+
+        if data_dir is None:
+            raise DataError("cifar10 needs --data-dir: the folder 'cifar-10-batches-py' with the python batches "
+                            "(CIFAR-10 cannot be downloaded by shellvae).")
+        return load_cifar10(data_dir, n_train=n_train, n_test=n_test, seed=seed)
+    if Path(name).suffix.lower() in ARRAY_SUFFIXES:
+        from shellvae.data.arrays import load_array
+
+        return load_array(name, seed=seed, **kwargs)
+    raise DataError(f"unknown dataset {name!r}: use one of {', '.join(NAMED)} or a .npy/.npz/.csv file path.")
+
+
+__all__ = ["Dataset", "check_array", "load_dataset", "make_gmm", "train_test_split"]

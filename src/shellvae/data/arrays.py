@@ -1,0 +1,282 @@
+"""Load a user's own data matrix from a .npy, .npz or .csv file.
+
+Formats:
+- ``.npy``: NumPy's array format (NEP 1, https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html):
+  magic ``\\x93NUMPY``, a version, a header dict (descr, fortran_order, shape), then the raw data.
+- ``.npz``: a zip archive of ``.npy`` members, one per array name (``np.savez``/``savez_compressed``).
+- ``.csv``: comma-separated numbers, one sample per line (RFC 4180 quoting), with an optional
+  header row of column names.
+
+Pickled object arrays are never loaded (``allow_pickle=False``): a data file must not be able to
+run code. Array headers are checked against the bytes actually present before NumPy allocates
+what they claim. Rows are samples; (N, H, W) and (N, C, H, W) arrays are images and are flattened,
+keeping their shape in ``Dataset.image_shape``. Values are used as stored (not rescaled).
+Every failure is a ``DataError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from shellvae.data.base import Dataset, check_array, train_test_split
+from shellvae.errors import DataError
+
+_NPY_FORMAT = np.lib.format
+_MAX_DEFLATE_RATIO = 1032  # DEFLATE expands at most ~1032:1 (see idx.py)
+
+
+# --------------------------------------------------------------------------- shared helper
+def take_subset(X, y, n, seed: int, *, what: str):
+    """Seeded random subset of ``n`` rows (rows keep their original order); ``n=None`` keeps all.
+
+    Used by every loader for ``n_train``/``n_test``; a permutation from
+    ``np.random.default_rng(seed)`` keeps it reproducible across NumPy versions.
+    """
+    if n is None:
+        return X, y
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise DataError(f"{what} must be a positive integer or None, got {n!r}.")
+    if n > len(X):
+        raise DataError(f"{what}={n} is larger than the {len(X)} samples available; pass at most {len(X)} (or None for all).")
+    idx = np.sort(np.random.default_rng(seed).permutation(len(X))[:n])
+    return X[idx], (None if y is None else y[idx])
+
+
+# --------------------------------------------------------------------------- .npy / .npz
+def _check_npy_header(fp, available: int, where: str) -> None:
+    """Validate an .npy header at ``fp`` against the ``available`` bytes of the whole .npy stream."""
+    try:
+        version = _NPY_FORMAT.read_magic(fp)
+        if version == (1, 0):
+            shape, _fortran, dtype = _NPY_FORMAT.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, _fortran, dtype = _NPY_FORMAT.read_array_header_2_0(fp)
+        else:
+            raise DataError(f"{where}: .npy format version {version} is not supported (only 1.0 and 2.0 hold plain numeric arrays).")
+    except DataError:
+        raise
+    except Exception as exc:  # NumPy's header parser raises ValueError, SyntaxError, ...
+        raise DataError(f"{where}: not a valid .npy array ({type(exc).__name__}: {exc}).") from exc
+    if dtype.hasobject:
+        raise DataError(
+            f"{where}: the array holds Python objects (dtype {dtype}), which can only be loaded by "
+            "unpickling; shellvae does not unpickle data files. Save a numeric array instead."
+        )
+    expected = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    actual = available - fp.tell()
+    if actual != expected:
+        problem = "truncated" if actual < expected else "trailing bytes"
+        raise DataError(
+            f"{where}: {problem}: the header declares shape {shape} of {dtype} = {expected} data bytes "
+            f"but {actual} are present. Re-create the file with np.save."
+        )
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    with open(path, "rb") as f:
+        _check_npy_header(f, os.fstat(f.fileno()).st_size, f"'{path}'")
+        f.seek(0)
+        return _NPY_FORMAT.read_array(f, allow_pickle=False)
+
+
+def _load_npz(path: Path, key: str | None) -> np.ndarray:
+    with zipfile.ZipFile(path) as zf:
+        members = {info.filename[: -len(".npy")]: info for info in zf.infolist() if info.filename.endswith(".npy")}
+        if not members:
+            raise DataError(f"'{path}' is a zip archive with no .npy arrays in it; save it with np.savez.")
+        if key is None:
+            if len(members) != 1:
+                raise DataError(f"'{path}' holds {len(members)} arrays {sorted(members)}; pass key= to choose one.")
+            key = next(iter(members))
+        if key not in members:
+            raise DataError(f"'{path}' has no array named {key!r}; it holds {sorted(members)}.")
+        info = members[key]
+        where = f"'{path}' (array {key!r})"
+        if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
+            raise DataError(f"{where}: corrupt zip entry (stored sizes {info.compress_size} != {info.file_size}).")
+        if info.compress_type == zipfile.ZIP_DEFLATED and info.file_size > _MAX_DEFLATE_RATIO * info.compress_size + 1024:
+            raise DataError(f"{where}: corrupt zip entry (claims {info.file_size} bytes from {info.compress_size} compressed).")
+        with zf.open(info) as member:
+            _check_npy_header(member, info.file_size, where)
+        with zf.open(info) as member:
+            array = _NPY_FORMAT.read_array(member, allow_pickle=False)
+            if member.read(1):  # pragma: no cover - sizes were checked above
+                raise DataError(f"{where}: trailing bytes after the array.")
+            return array
+
+
+# --------------------------------------------------------------------------- .csv
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _first_bad_cell(lines: list[str], start: int) -> str:
+    """Locate the first ragged row or non-numeric cell (the slow path, only after a failure)."""
+    width = None
+    for lineno, row in enumerate(csv.reader(lines[start:]), start=start + 1):
+        if not row:
+            continue
+        if width is None:
+            width = len(row)
+        if len(row) != width:
+            return f"line {lineno} has {len(row)} columns but earlier rows have {width}"
+        for col, cell in enumerate(row):
+            if not _is_number(cell):
+                what = "an empty cell" if not cell.strip() else f"{cell!r} is not a number"
+                return f"line {lineno}, column {col}: {what}"
+    return "unparseable content"
+
+
+def _load_csv(path: Path) -> tuple[np.ndarray, list[str] | None]:
+    """Return (values, header or None). The header is the first line if any of its cells is not a number."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"'{path}' is not UTF-8 text ({exc}); save the CSV as UTF-8.") from exc
+    start = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if start is None:
+        raise DataError(f"'{path}' holds no data (only blank lines).")
+    first = next(csv.reader([lines[start]]))
+    header = None
+    if not all(_is_number(cell) for cell in first):
+        header = [cell.strip() for cell in first]
+        start += 1
+    if not any(line.strip() for line in lines[start:]):
+        raise DataError(f"'{path}' has a header row but no data rows.")
+    try:
+        values = np.loadtxt(lines[start:], delimiter=",", quotechar='"', comments=None, ndmin=2, dtype=np.float64)
+    except ValueError as exc:
+        raise DataError(
+            f"'{path}': every cell must be a number: {_first_bad_cell(lines, start)}. "
+            "Remove text columns and fill in missing values."
+        ) from exc
+    if header is not None and len(header) != values.shape[1]:
+        raise DataError(f"'{path}': the header has {len(header)} columns but the data rows have {values.shape[1]}.")
+    return values, header
+
+
+# --------------------------------------------------------------------------- public loader
+def _split_labels(path: Path, X: np.ndarray, label_column, header):
+    """Cut ``label_column`` (index or header name) out of X and return (X, integer labels)."""
+    if isinstance(label_column, str):
+        if header is None:
+            raise DataError(f"label_column={label_column!r} is a column name but '{path}' has no header row; pass its index.")
+        if label_column not in header:
+            raise DataError(f"'{path}' has no column named {label_column!r}; its columns are {header}.")
+        index = header.index(label_column)
+    elif isinstance(label_column, (int, np.integer)) and not isinstance(label_column, bool):
+        index = int(label_column)
+        if not -X.shape[1] <= index < X.shape[1]:
+            raise DataError(f"label_column={index} is out of range for '{path}', which has {X.shape[1]} columns.")
+        index %= X.shape[1]
+    else:
+        raise DataError(f"label_column must be a column index or a header name, got {label_column!r}.")
+    if X.shape[1] < 2:
+        raise DataError(f"'{path}' has a single column; with it used as labels no features would remain.")
+    labels = np.asarray(X[:, index], dtype=np.float64)
+    if not (np.isfinite(labels).all() and (labels == np.round(labels)).all()):
+        raise DataError(f"label column {label_column!r} of '{path}' holds non-integer values; labels must be class ids.")
+    return np.delete(X, index, axis=1), labels.astype(np.int64)
+
+
+def _to_matrix(path: Path, A: np.ndarray):
+    """Flatten image stacks to (N, features) and return (matrix, image_shape or None)."""
+    if A.ndim == 2:
+        return A, None
+    if A.ndim == 3:  # (N, H, W) grayscale images
+        return A.reshape(len(A), -1), (1, A.shape[1], A.shape[2])
+    if A.ndim == 4:  # (N, C, H, W)
+        if A.shape[1] not in (1, 3):
+            raise DataError(
+                f"'{path}' has shape {A.shape}; 4-D arrays are read as images (N, C, H, W) with C = 1 or 3 "
+                "channels. If yours are (N, H, W, C), use A.transpose(0, 3, 1, 2)."
+            )
+        return A.reshape(len(A), -1), tuple(int(d) for d in A.shape[1:])
+    if A.ndim == 1:
+        raise DataError(
+            f"'{path}' holds a 1-D array of shape {A.shape}; reshape it to (n_samples, n_features), "
+            "e.g. A.reshape(-1, 1) for one feature."
+        )
+    raise DataError(
+        f"'{path}' holds an array of shape {A.shape}; expected (N, D) samples, (N, H, W) or (N, C, H, W) images."
+    )
+
+
+def load_array(
+    path: str | os.PathLike,
+    *,
+    key: str | None = None,
+    label_column: int | str | None = None,
+    test_size: float = 0.2,
+    seed: int = 0,
+    name: str | None = None,
+) -> Dataset:
+    """Load a data matrix from ``.npy``, ``.npz`` or ``.csv`` and split it into train/test.
+
+    ``key`` picks the array in an ``.npz`` (optional when it holds exactly one).
+    ``label_column`` (an index, negative allowed, or a CSV header name) is removed from a 2-D
+    matrix and returned as integer labels. The split is ``train_test_split(test_size, seed)``.
+    Values are kept as stored (no rescaling). Raises ``DataError`` naming the file on any problem.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".npy", ".npz", ".csv"):
+        raise DataError(f"'{path}': unknown file type {suffix or '(none)'!r}; load_array reads .npy, .npz and .csv.")
+    if not path.is_file():
+        raise DataError(f"'{path}' does not exist (or is not a file).")
+    if path.stat().st_size == 0:
+        raise DataError(f"'{path}' is empty.")
+    if key is not None and suffix != ".npz":
+        raise DataError(f"key={key!r} only applies to .npz archives, not '{path}'.")
+    header = None
+    try:
+        if suffix == ".npy":
+            A = _load_npy(path)
+        elif suffix == ".npz":
+            A = _load_npz(path, key)
+        else:
+            A, header = _load_csv(path)
+    except DataError:
+        raise
+    except Exception as exc:  # zipfile/zlib/OS errors from a damaged file: many types, one meaning
+        raise DataError(f"'{path}' could not be read ({type(exc).__name__}: {exc}); the file may be damaged.") from exc
+    if A.dtype.kind == "c":
+        raise DataError(f"'{path}' holds complex numbers (dtype {A.dtype}); shellvae needs real values.")
+    if A.dtype.kind not in "biuf":
+        raise DataError(f"'{path}' holds dtype {A.dtype}; expected a numeric array.")
+
+    y = None
+    X, image_shape = _to_matrix(path, A)
+    if label_column is not None:
+        if image_shape is not None:
+            raise DataError(f"label_column applies to 2-D tables; '{path}' holds images of shape {A.shape}.")
+        X, y = _split_labels(path, X, label_column, header)
+    X = check_array(X, name=f"'{path}'")
+    try:
+        X_train, X_test, y_train, y_test = train_test_split(X, y, test_size, seed)
+    except DataError as exc:
+        raise DataError(f"'{path}': {exc}") from exc
+    label_note = f", labels from column {label_column!r}" if label_column is not None else ""
+    return Dataset(
+        name=name or path.stem,
+        X_train=X_train,
+        X_test=X_test,
+        y_train=y_train,
+        y_test=y_test,
+        image_shape=image_shape,
+        description=(
+            f"{len(X)} samples x {X.shape[1]} features from {path}{label_note}; values as stored "
+            f"(not rescaled), split {len(X_train)} train / {len(X_test)} test (test_size={test_size}, seed={seed})."
+        ),
+        info={"source": str(path), "key": key, "label_column": label_column, "test_size": test_size, "seed": seed},
+    )

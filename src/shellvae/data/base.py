@@ -1,0 +1,76 @@
+"""The container every loader returns: a train/test split of float arrays (N, D)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shellvae.errors import DataError
+
+
+@dataclass
+class Dataset:
+    """A train/test split. ``X_*`` are float32 arrays (N, D); ``y_*`` are int labels or None.
+
+    ``image_shape`` is (C, H, W) for image data (so the conv nets and the image grids can
+    reshape the flat rows), None for flat data. ``description`` says where the data came from
+    and anything a user must know (a subset, a scaling).
+    """
+
+    name: str
+    X_train: np.ndarray
+    X_test: np.ndarray
+    y_train: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    image_shape: tuple[int, int, int] | None = None
+    description: str = ""
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_features(self) -> int:
+        return self.X_train.shape[1]
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset({self.name!r}, train={self.X_train.shape}, test={self.X_test.shape}, "
+            f"image_shape={self.image_shape})"
+        )
+
+
+def check_array(X, name: str = "X", min_samples: int = 1) -> np.ndarray:
+    """Validate a data matrix: 2-D, numeric, finite, non-empty. Returns a float32 copy-free view when possible."""
+    try:
+        X = np.asarray(X)
+    except Exception as exc:  # ragged lists and the like
+        raise DataError(f"{name} could not be read as an array: {exc}") from exc
+    if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
+        raise DataError(f"{name} has dtype {X.dtype}; expected a numeric array of shape (n_samples, n_features).")
+    if X.ndim != 2:
+        raise DataError(
+            f"{name} has shape {X.shape}; expected 2 dimensions (n_samples, n_features). "
+            "Flatten images first, e.g. X.reshape(len(X), -1)."
+        )
+    if X.shape[0] < min_samples or X.shape[1] == 0:
+        raise DataError(f"{name} has shape {X.shape}; need at least {min_samples} sample(s) and 1 feature.")
+    X = X.astype(np.float32, copy=False)
+    if not np.isfinite(X).all():
+        bad = np.argwhere(~np.isfinite(X))
+        raise DataError(
+            f"{name} contains {len(bad)} NaN or infinite value(s) (first at row {bad[0][0]}, column {bad[0][1]}); "
+            "remove or impute them before fitting."
+        )
+    return X
+
+
+def train_test_split(X: np.ndarray, y: np.ndarray | None, test_size: float, seed: int):
+    """Seeded random split (a permutation, so it is reproducible across NumPy versions)."""
+    if not 0.0 < test_size < 1.0:
+        raise DataError(f"test_size={test_size} must lie strictly between 0 and 1.")
+    n = len(X)
+    n_test = int(round(n * test_size))
+    if n_test < 1 or n - n_test < 1:
+        raise DataError(f"cannot split {n} samples with test_size={test_size}: each side needs at least one.")
+    perm = np.random.default_rng(seed).permutation(n)
+    test, train = perm[:n_test], perm[n_test:]
+    return X[train], X[test], (None if y is None else y[train]), (None if y is None else y[test])

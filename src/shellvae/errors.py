@@ -1,0 +1,21 @@
+"""Exceptions and warnings raised by shellvae.
+
+Every user-facing error is a ``ShellVAEError`` (a ``ValueError``), so callers can catch the
+project's errors in one place while code that expects ``ValueError`` keeps working.
+"""
+
+
+class ShellVAEError(ValueError):
+    """Bad input or configuration: the message names the problem and what to do."""
+
+
+class DataError(ShellVAEError):
+    """A dataset file or array is missing, malformed, or unusable."""
+
+
+class NonFiniteError(ShellVAEError, FloatingPointError):
+    """Training produced a non-finite loss or gradient."""
+
+
+class EmptyFeasibleRegionWarning(UserWarning):
+    """W >= delta: the cluster-aware feasible region is empty, the collapse guarantee does not apply."""

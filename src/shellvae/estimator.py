@@ -1,0 +1,226 @@
+"""``ShellVAE``: the whole pipeline behind a scikit-learn style estimator.
+
+    data -> SphericalShell -> ClusterGeometry -> GaussianVAE + method -> train -> metrics
+
+``__init__`` stores hyperparameters only; ``fit`` learns ``shell_``, ``geometry_``, ``model_``,
+``method_``, ``sigma2_``, ``lambda_max_``, ``W_``, ``delta_collapse_`` and ``history_``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+
+from shellvae import io
+from shellvae.data.base import check_array
+from shellvae.errors import ShellVAEError
+from shellvae.geometry import ClusterGeometry
+from shellvae.methods import TrainContext, get_method
+from shellvae.metrics import Certificate, certify, encode_all, evaluate
+from shellvae.model import mlp_vae
+from shellvae.shell import SphericalShell
+from shellvae.train import TrainData, train
+
+
+class ShellVAE(BaseEstimator):
+    """A VAE trained on spherical-shell data with a cluster-aware non-collapse certificate.
+
+    Parameters
+    ----------
+    method : name of a registered method ("shell", "vanilla", ...) or a ``Method`` instance.
+    method_params : hyperparameters of the named method (e.g. ``{"lambda_b": 5.0}``).
+    latent_dim : latent dimension d.
+    n_clusters : K of the cluster geometry, or "auto" (smallest K with a non-empty region).
+    sigma2 : fixed decoder variance; if None, ``sigma2_ratio * lambda_max`` of the shell data.
+    sigma2_ratio : decoder variance as a multiple of lambda_max (2.0 = the paper's moderate
+        violating condition; vanilla VAEs collapse above 1 / beta).
+    beta : KL weight (methods may schedule it).
+    epochs, batch_size, lr : optimisation (Adam).
+    r_min, r_max, radius : the shell transform (see ``SphericalShell``).
+    encoder_hidden, decoder_hidden : MLP widths.
+    random_state : seed of everything (split, K-means, init, batches, noise).
+    device : torch device for training ("cpu", "cuda", ...).
+    eval_every : held-out metrics every this many epochs (when ``fit`` gets ``X_val``).
+    checkpoint : path of an atomic per-epoch checkpoint; ``resume=True`` continues from it.
+    progress : show a progress bar.
+    """
+
+    def __init__(
+        self,
+        method="shell",
+        *,
+        method_params: dict | None = None,
+        latent_dim: int = 8,
+        n_clusters: int | str = 10,
+        sigma2: float | None = None,
+        sigma2_ratio: float = 2.0,
+        beta: float = 1.0,
+        epochs: int = 50,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        r_min: float = 0.9,
+        r_max: float = 1.1,
+        radius: str = "minmax",
+        encoder_hidden=(256, 128),
+        decoder_hidden=(128, 256),
+        random_state: int = 0,
+        device: str = "cpu",
+        eval_every: int = 1,
+        checkpoint: str | None = None,
+        resume: bool = False,
+        progress: bool = False,
+    ):
+        self.method = method
+        self.method_params = method_params
+        self.latent_dim = latent_dim
+        self.n_clusters = n_clusters
+        self.sigma2 = sigma2
+        self.sigma2_ratio = sigma2_ratio
+        self.beta = beta
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.r_min = r_min
+        self.r_max = r_max
+        self.radius = radius
+        self.encoder_hidden = encoder_hidden
+        self.decoder_hidden = decoder_hidden
+        self.random_state = random_state
+        self.device = device
+        self.eval_every = eval_every
+        self.checkpoint = checkpoint
+        self.resume = resume
+        self.progress = progress
+
+    # -- fitting ------------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        def positive(name, value, integer=False):
+            ok = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.number))
+            if isinstance(value, bool) or not ok or not np.isfinite(value) or value <= 0:
+                kind = "a positive integer" if integer else "a positive number"
+                raise ShellVAEError(f"{name}={value!r}: must be {kind}.")
+
+        for name in ("latent_dim", "epochs", "batch_size", "eval_every"):
+            positive(name, getattr(self, name), integer=True)
+        positive("lr", self.lr)
+        if self.sigma2 is not None:
+            positive("sigma2", self.sigma2)
+        else:
+            positive("sigma2_ratio", self.sigma2_ratio)
+        if not isinstance(self.beta, (int, float, np.number)) or not np.isfinite(self.beta) or self.beta < 0:
+            raise ShellVAEError(f"beta={self.beta!r}: must be a number >= 0.")
+
+    def fit(self, X, y=None, *, X_val=None) -> "ShellVAE":
+        """Fit shell, geometry and VAE on X (N, D). ``X_val`` (held-out rows) adds per-epoch metrics."""
+        self._check_params()
+        X = check_array(X, "X", min_samples=2)
+        self.method_ = get_method(self.method, **(self.method_params or {}))
+        self.shell_ = SphericalShell(self.r_min, self.r_max, radius=self.radius).fit(X)
+        X_shell = self.shell_.transform(X)
+        self.geometry_ = ClusterGeometry(self.n_clusters, random_state=self.random_state).fit(X_shell)
+        self.lambda_max_ = self.geometry_.lambda_max_
+        self.W_, self.delta_collapse_ = self.geometry_.W_, self.geometry_.delta_collapse_
+        self.sigma2_ = float(self.sigma2 if self.sigma2 is not None else self.sigma2_ratio * self.lambda_max_)
+        self.n_features_in_ = X.shape[1]
+
+        torch.manual_seed(self.random_state)
+        self.model_ = mlp_vae(X.shape[1], self.latent_dim, self.encoder_hidden, self.decoder_hidden).to(self.device)
+        X_val_shell = None
+        if X_val is not None:
+            X_val_shell = torch.as_tensor(self.shell_.transform(check_array(X_val, "X_val")), dtype=torch.float32)
+        self.history_ = train(
+            self.model_, self.method_, TrainData.build(X_shell, self.geometry_, self.method_, self.device),
+            self._context(), geometry=self.geometry_, X_val=X_val_shell, batch_size=self.batch_size, lr=self.lr,
+            seed=self.random_state, eval_every=self.eval_every, checkpoint=self.checkpoint, resume=self.resume,
+            progress=self.progress,
+        )
+        return self
+
+    def _context(self) -> TrainContext:
+        return TrainContext(sigma2=self.sigma2_, beta=self.beta, n_epochs=self.epochs, W=self.W_,
+                            delta=self.delta_collapse_, r_min=self.r_min, r_max=self.r_max)
+
+    # -- using a fitted model -----------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise ShellVAEError("This ShellVAE is not fitted yet: call fit(X) first (or ShellVAE.load(path)).")
+
+    def _shell_tensor(self, X) -> torch.Tensor:
+        self._check_fitted()
+        return torch.as_tensor(self.shell_.transform(X), dtype=torch.float32)
+
+    def transform(self, X) -> np.ndarray:
+        """Posterior means E_q[z | x], (N, latent_dim)."""
+        mu, _ = encode_all(self.model_, self._shell_tensor(X))
+        return mu.cpu().numpy()
+
+    def inverse_transform(self, Z) -> np.ndarray:
+        """Decode latents to data space (through the shell's inverse)."""
+        self._check_fitted()
+        Z = torch.as_tensor(np.asarray(Z), dtype=torch.float32, device=self.device)
+        with torch.no_grad():
+            xhat = self.model_.decode(Z).cpu().numpy()
+        return self.shell_.inverse_transform(xhat)
+
+    def reconstruct(self, X) -> np.ndarray:
+        """Reconstructions in data space, decoded from the posterior mean."""
+        return self.inverse_transform(self.transform(X))
+
+    def sample(self, n: int, seed: int = 0) -> np.ndarray:
+        """n samples from the prior, decoded to data space."""
+        self._check_fitted()
+        z = torch.randn(n, self.latent_dim, generator=torch.Generator().manual_seed(seed))
+        return self.inverse_transform(z.numpy())
+
+    def evaluate(self, X) -> dict:
+        """Held-out metrics of METHOD.md §6 on X (data space)."""
+        return evaluate(self.model_, self._shell_tensor(X), self.geometry_, self.r_min, self.r_max,
+                        seed=self.random_state)
+
+    def certify(self, X, eps: float | None = None) -> Certificate:
+        """Whether held-out X proves the model is not collapsed (see ``metrics.Certificate``).
+
+        ``eps`` defaults to the method's own margin (0 for methods without one).
+        """
+        self._check_fitted()
+        if eps is None:
+            eps = self.method_.eps(self._context()) if hasattr(self.method_, "eps") else 0.0
+        return certify(self.evaluate(X), self.geometry_, eps)
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, path) -> None:
+        """Atomically save the fitted model with its shell, geometry and settings (no pickled code)."""
+        self._check_fitted()
+        params = {k: v for k, v in self.get_params().items() if k != "method"}
+        params["encoder_hidden"], params["decoder_hidden"] = list(self.encoder_hidden), list(self.decoder_hidden)
+        io.save(path, {
+            "params": params,
+            "method": {"name": self.method_.name, "params": self.method_.params(), "state": self.method_.state_dict()},
+            "fitted": {"sigma2_": self.sigma2_, "n_features_in_": self.n_features_in_},
+            "shell": io.to_safe(self.shell_.state_dict()),
+            "geometry": io.to_safe(self.geometry_.state_dict()),
+            "model": {k: v.cpu() for k, v in self.model_.state_dict().items()},
+            "history": self.history_,
+        }, kind="model")
+
+    @classmethod
+    def load(cls, path, device: str = "cpu") -> "ShellVAE":
+        record = io.load(path, kind="model")
+        est = cls(method=record["method"]["name"], **{**record["params"], "device": device})
+        est.method_params = record["method"]["params"]
+        est.method_ = get_method(est.method, **est.method_params)
+        est.method_.load_state_dict(io.from_safe(record["method"]["state"]))
+        est.sigma2_, est.n_features_in_ = record["fitted"]["sigma2_"], record["fitted"]["n_features_in_"]
+        est.shell_ = SphericalShell.from_state_dict(io.from_safe(record["shell"]))
+        est.geometry_ = ClusterGeometry.from_state_dict(io.from_safe(record["geometry"]))
+        est.lambda_max_ = est.geometry_.lambda_max_
+        est.W_, est.delta_collapse_ = est.geometry_.W_, est.geometry_.delta_collapse_
+        est.model_ = mlp_vae(est.n_features_in_, est.latent_dim, est.encoder_hidden, est.decoder_hidden)
+        try:
+            est.model_.load_state_dict(record["model"])
+        except RuntimeError as exc:
+            raise ShellVAEError(f"{path}: model weights do not match the saved architecture: {exc}") from None
+        est.model_.to(device)
+        est.history_ = record["history"]
+        return est

@@ -1,0 +1,227 @@
+"""Cluster geometry of the shell data (METHOD.md §2; paper eqs. 3-6).
+
+K-means on the shell data x~ gives labels c(i), centres mu_k, weights pi_k = N_k / N and the
+overall mean mu_bar. Then
+
+    T     = (1/N) sum_i ||x~_i - mu_bar||^2          total variance          (eq. 3)
+    W     = (1/N) sum_i ||x~_i - mu_c(i)||^2         within-cluster variance (eq. 4)
+    delta = sum_k pi_k ||mu_k - mu_bar||^2          collapse loss           (eq. 5)
+    T = W + delta                                                           (eq. 6)
+
+The identity is exact only when mu_k are the means of the final clusters and mu_bar is the mean
+of x~, so both are recomputed here from the labels (K-means' own centres come from the
+previous iteration, and mu_bar is near 0 but not 0 after the shell map).
+
+The feasible region [W, delta) is non-empty iff W < delta. A constant decoder output a has
+cluster-aware loss delta + ||a - mu_bar||^2 >= delta, so a model with L_clu < delta is not
+collapsed; if W >= delta no model can certify itself that way, and we say so.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.cluster import KMeans, MiniBatchKMeans
+
+from shellvae.data.base import check_array
+from shellvae.errors import EmptyFeasibleRegionWarning, ShellVAEError
+
+#: K values tried by ``n_clusters="auto"`` (roughly x1.5 steps: few fits, fine enough near small K)
+AUTO_K_GRID = (2, 3, 4, 6, 8, 10, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+#: above this many samples K-means switches to MiniBatchKMeans (``kmeans="auto"``)
+MINIBATCH_THRESHOLD = 200_000
+
+
+def within_between(X: np.ndarray, labels: np.ndarray, n_clusters: int):
+    """T, W, delta, centres, weights, mu_bar from labels alone (float64). Empty clusters get weight 0."""
+    X = np.asarray(X, dtype=np.float64)
+    counts = np.bincount(labels, minlength=n_clusters).astype(np.float64)
+    sums = np.zeros((n_clusters, X.shape[1]))
+    np.add.at(sums, labels, X)
+    centers = sums / np.maximum(counts, 1.0)[:, None]
+    weights = counts / len(X)
+    mu_bar = X.mean(axis=0)
+    T = float(np.mean(np.sum((X - mu_bar) ** 2, axis=1)))
+    W = float(np.mean(np.sum((X - centers[labels]) ** 2, axis=1)))
+    delta = float(np.sum(weights * np.sum((centers - mu_bar) ** 2, axis=1)))
+    return T, W, delta, centers, weights, mu_bar
+
+
+def collapse_floor(centers_of_samples: np.ndarray) -> float:
+    """min over constant outputs a of (1/N) sum_i ||a - mu_c(i)||^2 on *these* samples.
+
+    Any collapsed (constant) decoder has L_clu >= this value on the same samples. It equals
+    delta on the training data; on held-out data it is the exact bar to beat.
+    """
+    c = np.asarray(centers_of_samples, dtype=np.float64)
+    return float(np.mean(np.sum((c - c.mean(axis=0)) ** 2, axis=1)))
+
+
+def largest_eigenvalue(X: np.ndarray) -> float:
+    """lambda_max of the covariance (1/N normalisation, consistent with T = trace of it)."""
+    Xc = np.asarray(X, dtype=np.float64) - np.mean(X, axis=0)
+    cov = Xc.T @ Xc / len(Xc)
+    return float(np.linalg.eigvalsh(cov)[-1])
+
+
+class ClusterGeometry:
+    """K-means geometry of shell data: T, W, delta and the feasible region [W, delta).
+
+    Parameters
+    ----------
+    n_clusters : int >= 2, or "auto" for the smallest K on ``k_grid`` with
+        (delta - W) / T >= ``auto_margin`` (the region non-empty with a margin).
+    auto_margin : required width of the region, as a share of T, for "auto".
+    k_grid : K values tried by "auto" (default ``AUTO_K_GRID``, capped at n_samples - 1).
+    on_empty : "warn" or "raise" when the fitted region is empty (W >= delta).
+    kmeans : "full", "minibatch", or "auto" (minibatch above ``MINIBATCH_THRESHOLD`` samples).
+    n_init : K-means restarts; random_state : seed.
+
+    Learned attributes: ``labels_``, ``centers_`` (K, D), ``weights_``, ``mu_bar_``, ``T_``,
+    ``W_``, ``delta_collapse_``, ``feasible_`` (W < delta), ``lambda_max_``, ``n_clusters_``,
+    ``sweep_`` (list of dicts K, W, delta, width; only for "auto").
+    """
+
+    def __init__(
+        self,
+        n_clusters: int | str = 10,
+        *,
+        auto_margin: float = 0.1,
+        k_grid=None,
+        on_empty: str = "warn",
+        kmeans: str = "auto",
+        n_init: int = 3,
+        random_state: int = 0,
+    ):
+        self.n_clusters = n_clusters
+        self.auto_margin = auto_margin
+        self.k_grid = k_grid
+        self.on_empty = on_empty
+        self.kmeans = kmeans
+        self.n_init = n_init
+        self.random_state = random_state
+
+    def _check_params(self, n_samples: int) -> None:
+        if self.on_empty not in ("warn", "raise"):
+            raise ShellVAEError(f"on_empty={self.on_empty!r}: choose 'warn' or 'raise'.")
+        if self.kmeans not in ("auto", "full", "minibatch"):
+            raise ShellVAEError(f"kmeans={self.kmeans!r}: choose 'auto', 'full' or 'minibatch'.")
+        if isinstance(self.n_clusters, str):
+            if self.n_clusters != "auto":
+                raise ShellVAEError(f"n_clusters={self.n_clusters!r}: give an integer >= 2 or 'auto'.")
+            if not 0.0 <= self.auto_margin < 1.0:
+                raise ShellVAEError(f"auto_margin={self.auto_margin}: need 0 <= auto_margin < 1.")
+            return
+        if isinstance(self.n_clusters, bool) or not isinstance(self.n_clusters, (int, np.integer)):
+            raise ShellVAEError(f"n_clusters={self.n_clusters!r}: give an integer >= 2 or 'auto'.")
+        if not 2 <= self.n_clusters <= n_samples:
+            raise ShellVAEError(
+                f"n_clusters={self.n_clusters} with {n_samples} samples: need 2 <= n_clusters <= n_samples."
+            )
+
+    def _kmeans_labels(self, X: np.ndarray, k: int) -> np.ndarray:
+        use_minibatch = self.kmeans == "minibatch" or (self.kmeans == "auto" and len(X) > MINIBATCH_THRESHOLD)
+        if use_minibatch:
+            km = MiniBatchKMeans(k, n_init=self.n_init, random_state=self.random_state, batch_size=4096)
+        else:
+            km = KMeans(k, n_init=self.n_init, random_state=self.random_state)
+        return km.fit_predict(X)
+
+    def _fit_k(self, X: np.ndarray, k: int) -> dict:
+        labels = self._kmeans_labels(X, k)
+        T, W, delta, centers, weights, mu_bar = within_between(X, labels, k)
+        return dict(K=k, T=T, W=W, delta=delta, labels=labels, centers=centers, weights=weights, mu_bar=mu_bar)
+
+    def fit(self, X, y=None) -> "ClusterGeometry":
+        X = check_array(X, "X").astype(np.float64)
+        self._check_params(len(X))
+        if self.n_clusters == "auto":
+            fit = self._auto(X)
+        else:
+            fit = self._fit_k(X, int(self.n_clusters))
+            self.sweep_ = None
+        self.n_clusters_ = fit["K"]
+        self.labels_, self.centers_, self.weights_, self.mu_bar_ = (
+            fit["labels"], fit["centers"], fit["weights"], fit["mu_bar"]
+        )
+        self.T_, self.W_, self.delta_collapse_ = fit["T"], fit["W"], fit["delta"]
+        self.feasible_ = self.W_ < self.delta_collapse_
+        self.lambda_max_ = largest_eigenvalue(X)
+        self.n_features_in_ = X.shape[1]
+        if not self.feasible_:
+            msg = (
+                f"The feasible region is empty at K={self.n_clusters_}: W={self.W_:.4g} >= delta={self.delta_collapse_:.4g}. "
+                "No model can prove it is not collapsed with this clustering, so the collapse guarantee does not apply. "
+                "Use more clusters (n_clusters='auto' picks the smallest K that works)."
+            )
+            if self.on_empty == "raise":
+                raise ShellVAEError(msg)
+            warnings.warn(msg, EmptyFeasibleRegionWarning, stacklevel=2)
+        return self
+
+    def _auto(self, X: np.ndarray) -> dict:
+        grid = [k for k in (self.k_grid or AUTO_K_GRID) if 2 <= k < len(X)]
+        if not grid:
+            raise ShellVAEError(f"n_clusters='auto' needs at least 3 samples; got {len(X)}.")
+        self.sweep_ = []
+        fit = None
+        for k in sorted(grid):
+            fit = self._fit_k(X, k)
+            width = (fit["delta"] - fit["W"]) / fit["T"]
+            self.sweep_.append(dict(K=k, W=fit["W"], delta=fit["delta"], width=width))
+            if width >= self.auto_margin:
+                return fit
+        warnings.warn(
+            f"n_clusters='auto': no K up to {grid[-1]} gives a region of width >= {self.auto_margin} T; "
+            f"using K={fit['K']}.",
+            EmptyFeasibleRegionWarning,
+            stacklevel=3,
+        )
+        return fit
+
+    # -- use on new data ----------------------------------------------------------------------
+    def predict(self, X) -> np.ndarray:
+        """Nearest fitted centre for each sample (how held-out data gets its cluster)."""
+        if not hasattr(self, "centers_"):
+            raise ShellVAEError("This ClusterGeometry is not fitted yet: call fit(X) first.")
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ShellVAEError(f"X has shape {X.shape}; the geometry was fitted on {self.n_features_in_} features.")
+        d2 = (X**2).sum(1)[:, None] - 2 * X @ self.centers_.T + (self.centers_**2).sum(1)[None, :]
+        return d2.argmin(axis=1)
+
+    def eps(self, eps_ratio: float = 0.0, alpha: float | None = None) -> float:
+        """The margin eps of F_eps: eps_ratio * delta, or alpha * (delta - W) when alpha is given."""
+        if alpha is not None:
+            return alpha * max(self.delta_collapse_ - self.W_, 0.0)
+        return eps_ratio * self.delta_collapse_
+
+    @property
+    def region(self) -> tuple[float, float]:
+        return self.W_, self.delta_collapse_
+
+    def state_dict(self) -> dict:
+        state = {k: getattr(self, k) for k in (
+            "labels_", "centers_", "weights_", "mu_bar_", "T_", "W_", "delta_collapse_", "feasible_",
+            "lambda_max_", "n_clusters_", "n_features_in_",
+        )}
+        state["params"] = dict(n_clusters=self.n_clusters, auto_margin=self.auto_margin, on_empty=self.on_empty,
+                               kmeans=self.kmeans, n_init=self.n_init, random_state=self.random_state)
+        state["sweep_"] = self.sweep_
+        return state
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "ClusterGeometry":
+        geo = cls(**state["params"])
+        for k, v in state.items():
+            if k != "params":
+                setattr(geo, k, v)
+        return geo
+
+    def __repr__(self) -> str:
+        if hasattr(self, "W_"):
+            return (f"ClusterGeometry(K={self.n_clusters_}, W={self.W_:.4g}, delta={self.delta_collapse_:.4g}, "
+                    f"feasible={self.feasible_})")
+        return f"ClusterGeometry(n_clusters={self.n_clusters!r})"

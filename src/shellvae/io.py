@@ -1,0 +1,112 @@
+"""Atomic, code-free file writes and reads for checkpoints, models and results.
+
+Writes go to a temporary file in the target directory, are flushed to disk, then renamed over
+the target (``os.replace`` is atomic on POSIX and Windows): a crash leaves the old file or the
+new one, never half of one. Model files are read with ``torch.load(weights_only=True)``, which
+refuses to run code, and carry a format name and version checked on load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shellvae.errors import ShellVAEError
+
+FORMAT = "shellvae"
+FORMAT_VERSION = 1
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path next to ``path``; on success rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer, np.floating, np.bool_)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def to_safe(obj):
+    """NumPy arrays -> tensors, NumPy scalars -> Python scalars, so ``weights_only`` loading accepts them."""
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: to_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_safe(v) for v in obj)
+    return obj
+
+
+def from_safe(obj):
+    """Inverse of ``to_safe``: tensors -> NumPy arrays."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numpy()
+    if isinstance(obj, dict):
+        return {k: from_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(from_safe(v) for v in obj)
+    return obj
+
+
+def save(path, payload: dict, kind: str) -> None:
+    """Atomically save ``payload`` (tensors, numbers, strings, containers) tagged with format and kind."""
+    record = {"format": FORMAT, "version": FORMAT_VERSION, "kind": kind, **payload}
+    with atomic_path(path) as tmp:
+        torch.save(record, tmp)
+
+
+def load(path, kind: str) -> dict:
+    """Load a file written by ``save``, without executing code; clear errors for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise ShellVAEError(f"{path}: no such file.")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ShellVAEError(
+            f"{path}: not a readable shellvae {kind} file ({type(exc).__name__}: {str(exc)[:200]}). "
+            "It may be truncated, tampered with, or not a shellvae file."
+        ) from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise ShellVAEError(f"{path}: not a shellvae file (no '{FORMAT}' format tag).")
+    if record.get("kind") != kind:
+        raise ShellVAEError(f"{path}: holds a shellvae {record.get('kind')!r}, expected a {kind!r}.")
+    if record.get("version") != FORMAT_VERSION:
+        raise ShellVAEError(
+            f"{path}: written by file format version {record.get('version')}, this shellvae reads version "
+            f"{FORMAT_VERSION}. Use the shellvae release that wrote it, or retrain."
+        )
+    return record

@@ -1,0 +1,97 @@
+"""What every method shares: the per-run context, a batch, and the ``Method`` base class.
+
+A method decides how the terms of ``objectives`` are weighted or scheduled, nothing else: the
+training loop asks it for the loss of a batch (``loss``) and, for methods that alternate which
+parameters move, lets it run the whole optimisation step (``train_step``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+import torch
+
+from shellvae.model import GaussianVAE, VAEOutput
+from shellvae.objectives import gaussian_nll, kl_divergence
+
+
+@dataclass
+class TrainContext:
+    """Constants of a run (decoder variance, KL weight, geometry) and where training is now."""
+
+    sigma2: float
+    beta: float = 1.0
+    n_epochs: int = 1
+    W: float | None = None  # within-cluster variance of the training shell data
+    delta: float | None = None  # collapse loss (between-cluster variance)
+    r_min: float = 0.9
+    r_max: float = 1.1
+    epoch: int = 0  # 0-based
+
+    @property
+    def progress(self) -> float:
+        """0 at the first epoch, 1 at the last."""
+        return self.epoch / max(self.n_epochs - 1, 1)
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor  # (B, D) shell data
+    centers: torch.Tensor | None = None  # (B, D) each sample's cluster centre mu_c(i)
+
+
+class Method:
+    """Vanilla ELBO with a fixed KL weight beta. Subclasses override ``kl_weight`` / ``extra_terms``."""
+
+    name: ClassVar[str] = "vanilla"
+    summary: ClassVar[str] = "Gaussian VAE, negative ELBO with KL weight beta"
+    reference: ClassVar[str] = "Kingma & Welling 2014"
+    #: whether batches must carry their cluster centres (the loop gathers them only then)
+    needs_centers: ClassVar[bool] = False
+
+    def kl_weight(self, ctx: TrainContext) -> float:
+        return ctx.beta
+
+    def extra_terms(self, out: VAEOutput, batch: Batch, ctx: TrainContext) -> dict[str, tuple[float, torch.Tensor]]:
+        """Additional penalties as {name: (weight, value)}; the vanilla ELBO has none."""
+        return {}
+
+    def loss(self, out: VAEOutput, batch: Batch, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        nll = gaussian_nll(batch.x, out.xhat, ctx.sigma2)
+        kl = kl_divergence(out.mu, out.logvar)
+        total = nll + self.kl_weight(ctx) * kl
+        logs = {"nll": nll, "kl": kl}
+        for name, (weight, value) in self.extra_terms(out, batch, ctx).items():
+            if weight:
+                total = total + weight * value
+            logs[name] = value
+        logs["loss"] = total
+        return total, logs
+
+    def train_step(self, model: GaussianVAE, optimizer: torch.optim.Optimizer, batch: Batch,
+                   ctx: TrainContext) -> dict[str, torch.Tensor]:
+        """One optimisation step; returns detached logs. Alternating methods override this."""
+        optimizer.zero_grad(set_to_none=True)
+        loss, logs = self.loss(model(batch.x), batch, ctx)
+        loss.backward()
+        optimizer.step()
+        return {k: v.detach() for k, v in logs.items()}
+
+    def after_epoch(self, ctx: TrainContext, epoch_logs: dict[str, float]) -> None:
+        """Hook for state updated once an epoch (multipliers, modes)."""
+
+    # Method objects are small dataclasses: their fields are their hyperparameters.
+    def params(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)} if hasattr(self, "__dataclass_fields__") else {}
+
+    def state_dict(self) -> dict:
+        """Learned state that a checkpoint must keep (e.g. a Lagrange multiplier)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,30 @@
+"""Methods by name: adding a method is one decorated class in its own file, imported in __init__."""
+
+from __future__ import annotations
+
+from shellvae.errors import ShellVAEError
+
+METHODS: dict[str, type] = {}
+
+
+def register(cls):
+    if cls.name in METHODS:
+        raise RuntimeError(f"method name {cls.name!r} registered twice")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def get_method(method, **params):
+    """A method instance from a name (with hyperparameters) or an instance (returned as is)."""
+    if not isinstance(method, str):
+        if params:
+            raise ShellVAEError("pass hyperparameters either in the method instance or as params, not both.")
+        return method
+    if method not in METHODS:
+        raise ShellVAEError(f"unknown method {method!r}; available: {', '.join(sorted(METHODS))}.")
+    cls = METHODS[method]
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        allowed = ", ".join(cls().params()) or "none"
+        raise ShellVAEError(f"bad hyperparameters for method {method!r}: {exc}. Allowed: {allowed}.") from None

@@ -1,0 +1,185 @@
+"""Held-out metrics (METHOD.md §6) and the non-collapse certificate.
+
+All metrics are computed from one batched pass over the data on the model's device. Inference
+reconstructions decode the posterior mean (deterministic); the ``*_sampled`` variants decode a
+sampled z, because KL > 0 alone does not prove the latent is useful (METHOD.md §8).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from shellvae.geometry import ClusterGeometry
+from shellvae.model import GaussianVAE
+from shellvae.objectives import cluster_sq_dist, kl_per_dim
+
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015
+MI_SAMPLES = 1000  # the MI estimate is O(n^2): a seeded subset keeps it cheap
+
+
+@torch.no_grad()
+def encode_all(model: GaussianVAE, X: torch.Tensor, batch_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior means and log-variances of all rows of X, batched."""
+    device = next(model.parameters()).device
+    parts = [model.encode(X[i:i + batch_size].to(device)) for i in range(0, len(X), batch_size)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+@torch.no_grad()
+def decode_all(model: GaussianVAE, Z: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    return torch.cat([model.decode(Z[i:i + batch_size]) for i in range(0, len(Z), batch_size)])
+
+
+def active_units(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
+    """Latent dims whose posterior mean varies across the data: Cov_x(E_q[z_j]) > threshold."""
+    return int((mu.var(dim=0, unbiased=False) > threshold).sum())
+
+
+def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> float:
+    """I(x; z) under the aggregate posterior, estimated as in He et al. 2019 (lagging inference nets).
+
+    I = E_x E_q(z|x)[log q(z|x) - log q(z)], with q(z) the mixture of the posteriors of the
+    given samples. It is bounded by log(n), so pass a few hundred to a few thousand samples.
+    """
+    n, d = mu.shape
+    neg_entropy = (-0.5 * d * math.log(2 * math.pi) - 0.5 * (1 + logvar).sum(-1)).mean()
+    z = mu + torch.randn(mu.shape, generator=generator, device=mu.device) * (0.5 * logvar).exp()
+    var = logvar.exp()
+    dev = z[:, None, :] - mu[None, :, :]
+    log_density = -0.5 * (dev.pow(2) / var[None]).sum(-1) - 0.5 * (d * math.log(2 * math.pi) + logvar.sum(-1))[None]
+    log_qz = torch.logsumexp(log_density, dim=1) - math.log(n)
+    return float(neg_entropy - log_qz.mean())
+
+
+@torch.no_grad()
+def evaluate(
+    model: GaussianVAE,
+    X: torch.Tensor,
+    geometry: ClusterGeometry,
+    r_min: float,
+    r_max: float,
+    *,
+    labels: np.ndarray | None = None,
+    batch_size: int = 4096,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Every metric of METHOD.md §6 on shell data X (N, D). ``labels``: each row's cluster (predicted if None)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    X = torch.as_tensor(X, dtype=torch.float32)
+    if labels is None:
+        labels = geometry.predict(X.numpy())
+    gen = torch.Generator(device=device).manual_seed(seed)
+    centers = torch.as_tensor(geometry.centers_, dtype=torch.float32, device=device)
+    c = centers[torch.as_tensor(labels, device=device)]
+    X = X.to(device)
+
+    mu, logvar = encode_all(model, X, batch_size)
+    xhat = decode_all(model, mu, batch_size)
+    z = mu + torch.randn(mu.shape, generator=gen, device=device) * (0.5 * logvar).exp()
+    xhat_sampled = decode_all(model, z, batch_size)
+    shuffled = torch.randperm(len(X), generator=gen, device=device)
+    xhat_shuffled = decode_all(model, mu[shuffled], batch_size)
+
+    W, delta = geometry.W_, geometry.delta_collapse_
+    d_clu = cluster_sq_dist(xhat, c)
+    norms = xhat.norm(dim=-1)
+    nearest = torch.cdist(xhat, centers).argmin(dim=1)
+    nearest_sampled = torch.cdist(xhat_sampled, centers).argmin(dim=1)
+    own = torch.as_tensor(labels, device=device)
+    sub = torch.randperm(len(X), generator=gen, device=device)[:MI_SAMPLES]
+    l_clu = float(d_clu.mean())
+    model.train(was_training)
+    return {
+        "kl": float(kl_per_dim(mu, logvar).sum(-1).mean()),
+        "active_units": active_units(mu),
+        "mutual_info": mutual_information(mu[sub], logvar[sub], gen),
+        "recon_mse": float((X - xhat).pow(2).mean()),
+        "recon_mse_sampled": float((X - xhat_sampled).pow(2).mean()),
+        "l_clu": l_clu,
+        "l_clu_sampled": float(cluster_sq_dist(xhat_sampled, c).mean()),
+        "l_clu_shuffled": float(cluster_sq_dist(xhat_shuffled, c).mean()),
+        "collapse_floor": float((c - c.mean(0)).pow(2).sum(-1).mean()),
+        "margin": delta - l_clu,
+        "cluster_r2": 1.0 - l_clu / delta if delta > 0 else float("nan"),
+        "cluster_accuracy": float((nearest == own).float().mean()),
+        "cluster_accuracy_sampled": float((nearest_sampled == own).float().mean()),
+        "feasible_coverage": float(((d_clu >= W) & (d_clu <= delta)).float().mean()),
+        "norm_satisfaction": float(((norms >= r_min) & (norms <= r_max)).float().mean()),
+    }
+
+
+@dataclass
+class Certificate:
+    """Whether held-out data proves the decoder output depends on the input (METHOD.md §3).
+
+    A constant decoder output a has, on the same samples, L_clu >= ``collapse_floor`` (the
+    spread of the samples' own cluster centres; equal to delta on the training data). So
+    L_clu < min(delta, collapse_floor) - eps proves the model is not collapsed.
+    ``l_clu_shuffled`` is the control: decoding other samples' latents must lose the advantage.
+    """
+
+    W: float
+    delta: float
+    eps: float
+    l_clu: float
+    collapse_floor: float
+    margin: float
+    cluster_r2: float
+    l_clu_shuffled: float
+    kl: float
+    active_units: int
+    mutual_info: float
+    cluster_accuracy: float
+    feasible: bool
+    certified: bool
+    reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        verdict = "CERTIFIED non-collapsed" if self.certified else "NOT certified"
+        lines = [
+            f"{verdict}",
+            f"  feasible region [W, delta) = [{self.W:.4f}, {self.delta:.4f})  (eps = {self.eps:.4f})",
+            f"  held-out L_clu = {self.l_clu:.4f}  (collapse floor {self.collapse_floor:.4f}, "
+            f"margin delta - L_clu = {self.margin:+.4f}, cluster R^2 = {self.cluster_r2:.3f})",
+            f"  shuffled-latent L_clu = {self.l_clu_shuffled:.4f}; KL = {self.kl:.3f} nats, "
+            f"{self.active_units} active units, MI = {self.mutual_info:.3f} nats, "
+            f"reconstructions in own cluster = {100 * self.cluster_accuracy:.1f}%",
+        ]
+        lines += [f"  - {r}" for r in self.reasons]
+        return "\n".join(lines)
+
+
+def certify(metrics: dict, geometry: ClusterGeometry, eps: float = 0.0) -> Certificate:
+    """The verdict from held-out ``evaluate`` metrics: certified iff the region is non-empty and
+    L_clu < min(delta, collapse_floor) - eps."""
+    W, delta = geometry.W_, geometry.delta_collapse_
+    bar = min(delta, metrics["collapse_floor"]) - eps
+    reasons = []
+    if not geometry.feasible_:
+        reasons.append(f"the feasible region is empty (W = {W:.4f} >= delta = {delta:.4f}): the guarantee does "
+                       "not apply at this K; refit with more clusters (n_clusters='auto').")
+    if metrics["l_clu"] >= bar:
+        reasons.append(f"held-out L_clu = {metrics['l_clu']:.4f} is not below min(delta, collapse floor) - eps = "
+                       f"{bar:.4f}: a constant (collapsed) decoder could do as well.")
+    else:
+        reasons.append(f"held-out L_clu = {metrics['l_clu']:.4f} < {bar:.4f}: no constant output reaches this, "
+                       "so the decoder output depends on z.")
+    if metrics["l_clu_shuffled"] <= metrics["l_clu"]:
+        reasons.append("shuffling latents across samples does not worsen L_clu: the latent carries no cluster "
+                       "information.")
+    return Certificate(
+        W=W, delta=delta, eps=eps, l_clu=metrics["l_clu"], collapse_floor=metrics["collapse_floor"],
+        margin=metrics["margin"], cluster_r2=metrics["cluster_r2"], l_clu_shuffled=metrics["l_clu_shuffled"],
+        kl=metrics["kl"], active_units=metrics["active_units"], mutual_info=metrics["mutual_info"],
+        cluster_accuracy=metrics["cluster_accuracy"], feasible=bool(geometry.feasible_),
+        certified=bool(geometry.feasible_ and metrics["l_clu"] < bar), reasons=reasons,
+    )

@@ -1,0 +1,166 @@
+"""Spherical shell transform (METHOD.md §1; paper eqs. 1-2).
+
+Centre the data, then move every sample along its own direction to a radius in
+[r_min, r_max]:  x~_i = rho(||x_c,i||) * x_c,i / ||x_c,i||.
+
+rho is monotone in the norm, so the map is invertible and reconstructions can be shown in data
+space. Two radius maps are offered:
+
+- ``"minmax"`` (the paper's reading): rho is linear between the smallest and largest training
+  norms. One far outlier squashes every other sample onto r_min.
+- ``"rank"``: rho follows the empirical CDF of the training norms (piecewise linear between
+  quantile knots), robust to outliers.
+
+New data uses the training mean and norm range; radii outside the training range are clipped
+into the shell, so such samples do not round-trip exactly (``inverse_transform`` returns the
+norm at the shell's edge).
+
+Zero-norm samples (a sample equal to the training mean) have no direction. ``zero_norm="error"``
+(default) raises; ``zero_norm="fixed"`` gives them the fixed direction (1, ..., 1) / sqrt(D) at
+the radius of norm 0, and warns. ``inverse_transform`` cannot recover their zero norm.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from shellvae.data.base import check_array
+from shellvae.errors import ShellVAEError
+
+_N_QUANTILES = 1001  # knots of the rank map; enough that rank interpolation error is < 0.1%
+
+
+class SphericalShell:
+    """Map data to a spherical shell r_min <= ||x~|| <= r_max, keeping each direction.
+
+    Parameters
+    ----------
+    r_min, r_max : inner and outer shell radius (0 < r_min < r_max).
+    radius : "minmax" or "rank", how norms are mapped to radii (see module docstring).
+    zero_norm : "error" or "fixed", what to do with samples equal to the training mean.
+
+    Learned attributes: ``mean_`` (D,), ``norm_min_``, ``norm_max_``, ``norm_knots_`` (rank
+    mode: increasing norms at ``quantile_knots_``), ``n_features_in_``.
+    """
+
+    def __init__(self, r_min: float = 0.9, r_max: float = 1.1, radius: str = "minmax", zero_norm: str = "error"):
+        self.r_min = r_min
+        self.r_max = r_max
+        self.radius = radius
+        self.zero_norm = zero_norm
+
+    # -- parameters -------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        if not (np.isfinite(self.r_min) and np.isfinite(self.r_max) and 0 < self.r_min < self.r_max):
+            raise ShellVAEError(
+                f"r_min={self.r_min}, r_max={self.r_max}: need 0 < r_min < r_max (defaults 0.9 and 1.1)."
+            )
+        if self.radius not in ("minmax", "rank"):
+            raise ShellVAEError(f"radius={self.radius!r}: choose 'minmax' or 'rank'.")
+        if self.zero_norm not in ("error", "fixed"):
+            raise ShellVAEError(f"zero_norm={self.zero_norm!r}: choose 'error' or 'fixed'.")
+
+    # -- fit / transform ----------------------------------------------------------------------
+    def fit(self, X, y=None) -> "SphericalShell":
+        self._check_params()
+        X = check_array(X, "X").astype(np.float64)
+        self.n_features_in_ = X.shape[1]
+        self.mean_ = X.mean(axis=0)
+        norms = np.linalg.norm(X - self.mean_, axis=1)
+        if norms.max() <= 1e-12 * max(1.0, np.abs(X).max()):
+            raise ShellVAEError(
+                "X is constant (every sample equals the mean): it has no directions to put on a shell. "
+                "Check that the right array was passed."
+            )
+        self.norm_min_, self.norm_max_ = float(norms.min()), float(norms.max())
+        if self.radius == "rank":
+            q = np.linspace(0.0, 1.0, min(_N_QUANTILES, len(norms)))
+            knots = np.quantile(norms, q)
+            # np.interp needs strictly increasing knots: ties (repeated norms) keep their last quantile
+            keep = np.append(np.diff(knots) > 0, True)
+            self.norm_knots_, self.quantile_knots_ = knots[keep], q[keep]
+        return self
+
+    def _check_fitted(self, X, name: str = "X") -> np.ndarray:
+        if not hasattr(self, "mean_"):
+            raise ShellVAEError("This SphericalShell is not fitted yet: call fit(X) first.")
+        X = check_array(X, name).astype(np.float64)
+        if X.shape[1] != self.n_features_in_:
+            raise ShellVAEError(
+                f"{name} has {X.shape[1]} features but the shell was fitted on {self.n_features_in_}."
+            )
+        return X
+
+    def _unit_radius(self, norms: np.ndarray) -> np.ndarray:
+        """Position of each norm in the shell, in [0, 1] (0 = r_min), clipped."""
+        if self.radius == "rank":
+            if len(self.norm_knots_) == 1:
+                return np.full_like(norms, 0.5)
+            return np.interp(norms, self.norm_knots_, self.quantile_knots_)
+        span = self.norm_max_ - self.norm_min_
+        if span <= 0:  # every training sample had the same norm: put them mid-shell
+            return np.full_like(norms, 0.5)
+        return np.clip((norms - self.norm_min_) / span, 0.0, 1.0)
+
+    def _norm_of_unit_radius(self, u: np.ndarray) -> np.ndarray:
+        if self.radius == "rank":
+            if len(self.norm_knots_) == 1:
+                return np.full_like(u, self.norm_knots_[0])
+            return np.interp(u, self.quantile_knots_, self.norm_knots_)
+        return self.norm_min_ + u * (self.norm_max_ - self.norm_min_)
+
+    def transform(self, X) -> np.ndarray:
+        """Shell coordinates of X, float64 (N, D)."""
+        X = self._check_fitted(X)
+        Xc = X - self.mean_
+        norms = np.linalg.norm(Xc, axis=1)
+        zero = norms <= 1e-12 * max(1.0, self.norm_max_)
+        if zero.any():
+            if self.zero_norm == "error":
+                raise ShellVAEError(
+                    f"{int(zero.sum())} sample(s) equal the training mean (rows {np.flatnonzero(zero)[:5].tolist()}...) "
+                    "and have no direction. Remove them, or use zero_norm='fixed' to give them a fixed direction."
+                )
+            warnings.warn(
+                f"{int(zero.sum())} zero-norm sample(s) got the fixed direction (1,...,1)/sqrt(D).", stacklevel=2
+            )
+            Xc[zero] = 1.0
+            norms = np.where(zero, 0.0, norms)
+        directions = Xc / np.where(zero, np.sqrt(X.shape[1]), norms)[:, None]
+        rho = self.r_min + (self.r_max - self.r_min) * self._unit_radius(norms)
+        return directions * rho[:, None]
+
+    def fit_transform(self, X, y=None) -> np.ndarray:
+        return self.fit(X).transform(X)
+
+    def inverse_transform(self, X_shell) -> np.ndarray:
+        """Data-space points for shell coordinates (for showing reconstructions).
+
+        Points off the shell (decoder outputs need not lie on it) are mapped by their clipped radius.
+        """
+        Xs = self._check_fitted(X_shell, "X_shell")
+        rho = np.linalg.norm(Xs, axis=1)
+        u = np.clip((rho - self.r_min) / (self.r_max - self.r_min), 0.0, 1.0)
+        directions = Xs / np.maximum(rho, 1e-300)[:, None]
+        return self.mean_ + directions * self._norm_of_unit_radius(u)[:, None]
+
+    def state_dict(self) -> dict:
+        keys = ["mean_", "norm_min_", "norm_max_", "n_features_in_"]
+        if self.radius == "rank":
+            keys += ["norm_knots_", "quantile_knots_"]
+        state = {k: getattr(self, k) for k in keys}
+        state["params"] = dict(r_min=self.r_min, r_max=self.r_max, radius=self.radius, zero_norm=self.zero_norm)
+        return state
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "SphericalShell":
+        shell = cls(**state["params"])
+        for k, v in state.items():
+            if k != "params":
+                setattr(shell, k, np.asarray(v, dtype=np.float64) if isinstance(v, np.ndarray) else v)
+        return shell
+
+    def __repr__(self) -> str:
+        return f"SphericalShell(r_min={self.r_min}, r_max={self.r_max}, radius={self.radius!r})"
