@@ -125,7 +125,8 @@ class ShellVAE(BaseEstimator):
         self.n_features_in_ = X.shape[1]
 
         torch.manual_seed(self.random_state)
-        self.model_ = mlp_vae(X.shape[1], self.latent_dim, self.encoder_hidden, self.decoder_hidden).to(self.device)
+        self.model_ = self.method_.prepare(
+            mlp_vae(X.shape[1], self.latent_dim, self.encoder_hidden, self.decoder_hidden)).to(self.device)
         X_val_shell = None
         if X_val is not None:
             X_val_shell = torch.as_tensor(self.shell_.transform(check_array(X_val, "X_val")), dtype=torch.float32)
@@ -216,7 +217,8 @@ class ShellVAE(BaseEstimator):
         est.geometry_ = ClusterGeometry.from_state_dict(io.from_safe(record["geometry"]))
         est.lambda_max_ = est.geometry_.lambda_max_
         est.W_, est.delta_collapse_ = est.geometry_.W_, est.geometry_.delta_collapse_
-        est.model_ = mlp_vae(est.n_features_in_, est.latent_dim, est.encoder_hidden, est.decoder_hidden)
+        est.model_ = est.method_.prepare(
+            mlp_vae(est.n_features_in_, est.latent_dim, est.encoder_hidden, est.decoder_hidden))
         try:
             est.model_.load_state_dict(record["model"])
         except RuntimeError as exc:

@@ -50,6 +50,11 @@ class Method:
     #: whether batches must carry their cluster centres (the loop gathers them only then)
     needs_centers: ClassVar[bool] = False
 
+    def prepare(self, model: GaussianVAE) -> GaussianVAE:
+        """Adapt a freshly built model before training (e.g. BN-VAE adds a batch norm on mu). Must be
+        deterministic: it also runs when a saved model is loaded, before its weights are restored."""
+        return model
+
     def kl_weight(self, ctx: TrainContext) -> float:
         return ctx.beta
 
