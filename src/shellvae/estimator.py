@@ -153,7 +153,8 @@ class ShellVAE(BaseEstimator):
 
     def transform(self, X) -> np.ndarray:
         """Posterior means E_q[z | x], (N, latent_dim)."""
-        mu, _ = encode_all(self.model_, self._shell_tensor(X))
+        X_shell = self._shell_tensor(X)
+        mu, _ = encode_all(self.model_, X_shell)
         return mu.cpu().numpy()
 
     def inverse_transform(self, Z) -> np.ndarray:
@@ -176,7 +177,8 @@ class ShellVAE(BaseEstimator):
 
     def evaluate(self, X) -> dict:
         """Held-out metrics of METHOD.md §6 on X (data space)."""
-        return evaluate(self.model_, self._shell_tensor(X), self.geometry_, self.r_min, self.r_max,
+        X_shell = self._shell_tensor(X)
+        return evaluate(self.model_, X_shell, self.geometry_, self.r_min, self.r_max,
                         seed=self.random_state)
 
     def certify(self, X, eps: float | None = None) -> Certificate:
@@ -208,9 +210,10 @@ class ShellVAE(BaseEstimator):
     @classmethod
     def load(cls, path, device: str = "cpu") -> "ShellVAE":
         record = io.load(path, kind="model")
-        est = cls(method=record["method"]["name"], **{**record["params"], "device": device})
-        est.method_params = record["method"]["params"]
-        est.method_ = get_method(est.method, **est.method_params)
+        params = record["params"]
+        params["encoder_hidden"], params["decoder_hidden"] = tuple(params["encoder_hidden"]), tuple(params["decoder_hidden"])
+        est = cls(method=record["method"]["name"], **{**params, "device": device})
+        est.method_ = get_method(est.method, **record["method"]["params"])
         est.method_.load_state_dict(io.from_safe(record["method"]["state"]))
         est.sigma2_, est.n_features_in_ = record["fitted"]["sigma2_"], record["fitted"]["n_features_in_"]
         est.shell_ = SphericalShell.from_state_dict(io.from_safe(record["shell"]))

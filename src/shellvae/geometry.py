@@ -135,7 +135,7 @@ class ClusterGeometry:
         return dict(K=k, T=T, W=W, delta=delta, labels=labels, centers=centers, weights=weights, mu_bar=mu_bar)
 
     def fit(self, X, y=None) -> "ClusterGeometry":
-        X = check_array(X, "X").astype(np.float64)
+        X = check_array(X, "X", dtype=np.float64)
         self._check_params(len(X))
         if self.n_clusters == "auto":
             fit = self._auto(X)

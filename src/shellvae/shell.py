@@ -65,7 +65,7 @@ class SphericalShell:
     # -- fit / transform ----------------------------------------------------------------------
     def fit(self, X, y=None) -> "SphericalShell":
         self._check_params()
-        X = check_array(X, "X").astype(np.float64)
+        X = check_array(X, "X", dtype=np.float64)
         self.n_features_in_ = X.shape[1]
         self.mean_ = X.mean(axis=0)
         norms = np.linalg.norm(X - self.mean_, axis=1)
@@ -86,7 +86,7 @@ class SphericalShell:
     def _check_fitted(self, X, name: str = "X") -> np.ndarray:
         if not hasattr(self, "mean_"):
             raise ShellVAEError("This SphericalShell is not fitted yet: call fit(X) first.")
-        X = check_array(X, name).astype(np.float64)
+        X = check_array(X, name, dtype=np.float64)
         if X.shape[1] != self.n_features_in_:
             raise ShellVAEError(
                 f"{name} has {X.shape[1]} features but the shell was fitted on {self.n_features_in_}."

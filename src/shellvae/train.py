@@ -32,7 +32,7 @@ class TrainData:
     centers: torch.Tensor | None = None
 
     @classmethod
-    def build(cls, X_shell: np.ndarray, geometry: ClusterGeometry, method: Method, device) -> "TrainData":
+    def build(cls, X_shell: np.ndarray, geometry: ClusterGeometry | None, method: Method, device="cpu") -> "TrainData":
         X = torch.as_tensor(X_shell, dtype=torch.float32, device=device)
         centers = None
         if method.needs_centers:
@@ -50,7 +50,7 @@ def train(
     data: TrainData,
     ctx: TrainContext,
     *,
-    geometry: ClusterGeometry,
+    geometry: ClusterGeometry | None = None,
     X_val: torch.Tensor | None = None,
     batch_size: int = 128,
     lr: float = 1e-3,
@@ -68,6 +68,8 @@ def train(
     state is saved atomically after every epoch; ``resume=True`` continues from it and reaches
     the same parameters as an uninterrupted run.
     """
+    if X_val is not None and geometry is None:
+        raise ValueError("held-out metrics (X_val) need the cluster geometry: pass geometry=")
     device = data.X.device
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     order = torch.Generator().manual_seed(seed)

@@ -122,7 +122,7 @@ def _is_number(cell: str) -> bool:
 def _first_bad_cell(lines: list[str], start: int) -> str:
     """Locate the first ragged row or non-numeric cell (the slow path, only after a failure)."""
     width = None
-    for lineno, row in enumerate(csv.reader(lines[start:]), start=start + 1):
+    for lineno, row in enumerate(csv.reader(lines[start:], skipinitialspace=True), start=start + 1):
         if not row:
             continue
         if width is None:
@@ -146,7 +146,7 @@ def _load_csv(path: Path) -> tuple[np.ndarray, list[str] | None]:
     start = next((i for i, line in enumerate(lines) if line.strip()), None)
     if start is None:
         raise DataError(f"'{path}' holds no data (only blank lines).")
-    first = next(csv.reader([lines[start]]))
+    first = next(csv.reader([lines[start]], skipinitialspace=True))
     header = None
     if not all(_is_number(cell) for cell in first):
         header = [cell.strip() for cell in first]
@@ -174,13 +174,11 @@ def _split_labels(path: Path, X: np.ndarray, label_column, header):
         if label_column not in header:
             raise DataError(f"'{path}' has no column named {label_column!r}; its columns are {header}.")
         index = header.index(label_column)
-    elif isinstance(label_column, (int, np.integer)) and not isinstance(label_column, bool):
+    else:
         index = int(label_column)
         if not -X.shape[1] <= index < X.shape[1]:
             raise DataError(f"label_column={index} is out of range for '{path}', which has {X.shape[1]} columns.")
         index %= X.shape[1]
-    else:
-        raise DataError(f"label_column must be a column index or a header name, got {label_column!r}.")
     if X.shape[1] < 2:
         raise DataError(f"'{path}' has a single column; with it used as labels no features would remain.")
     labels = np.asarray(X[:, index], dtype=np.float64)
@@ -229,6 +227,9 @@ def load_array(
     Values are kept as stored (no rescaling). Raises ``DataError`` naming the file on any problem.
     """
     path = Path(path)
+    is_index = isinstance(label_column, (int, np.integer)) and not isinstance(label_column, bool)
+    if not (label_column is None or isinstance(label_column, str) or is_index):
+        raise DataError(f"label_column must be a column index or a header name, got {label_column!r} (loading '{path}').")
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".npz", ".csv"):
         raise DataError(f"'{path}': unknown file type {suffix or '(none)'!r}; load_array reads .npy, .npz and .csv.")

@@ -38,8 +38,8 @@ class Dataset:
         )
 
 
-def check_array(X, name: str = "X", min_samples: int = 1) -> np.ndarray:
-    """Validate a data matrix: 2-D, numeric, finite, non-empty. Returns a float32 copy-free view when possible."""
+def check_array(X, name: str = "X", min_samples: int = 1, dtype=np.float32) -> np.ndarray:
+    """Validate a data matrix: 2-D, numeric, finite, non-empty. Returns it as ``dtype`` (no copy when it already is)."""
     try:
         X = np.asarray(X)
     except Exception as exc:  # ragged lists and the like
@@ -53,7 +53,7 @@ def check_array(X, name: str = "X", min_samples: int = 1) -> np.ndarray:
         )
     if X.shape[0] < min_samples or X.shape[1] == 0:
         raise DataError(f"{name} has shape {X.shape}; need at least {min_samples} sample(s) and 1 feature.")
-    X = X.astype(np.float32, copy=False)
+    X = X.astype(dtype, copy=False)
     if not np.isfinite(X).all():
         bad = np.argwhere(~np.isfinite(X))
         raise DataError(

@@ -8,7 +8,7 @@ parameters move, lets it run the whole optimisation step (``train_step``).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import torch
 
@@ -28,6 +28,9 @@ class TrainContext:
     r_min: float = 0.9
     r_max: float = 1.1
     epoch: int = 0  # 0-based
+    #: draws a random training batch; set by the loop, used by methods whose inner steps need fresh
+    #: batches (aggressive, em). None: they reuse the step's own batch (see methods/alternating.py).
+    sample_batch: Callable[[], "Batch"] | None = None
 
     @property
     def progress(self) -> float:
@@ -58,18 +61,25 @@ class Method:
     def kl_weight(self, ctx: TrainContext) -> float:
         return ctx.beta
 
+    def kl_term(self, out: VAEOutput, kl: torch.Tensor) -> torch.Tensor:
+        """The KL term the loss weights; ``kl`` is the plain KL. Free bits floors it per dimension."""
+        return kl
+
     def extra_terms(self, out: VAEOutput, batch: Batch, ctx: TrainContext) -> dict[str, tuple[float, torch.Tensor]]:
-        """Additional penalties as {name: (weight, value)}; the vanilla ELBO has none."""
+        """Additional terms as {name: (weight, value)}; weight 0 only logs the value. Vanilla has none."""
         return {}
 
     def loss(self, out: VAEOutput, batch: Batch, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         nll = gaussian_nll(batch.x, out.xhat, ctx.sigma2)
         kl = kl_divergence(out.mu, out.logvar)
-        total = nll + self.kl_weight(ctx) * kl
-        logs = {"nll": nll, "kl": kl}
+        kl_used = self.kl_term(out, kl)
+        total = nll + self.kl_weight(ctx) * kl_used
+        logs = {"nll": nll, "kl": kl}  # always the plain KL, whatever the loss uses
+        if kl_used is not kl:
+            logs["kl_term"] = kl_used
         for name, (weight, value) in self.extra_terms(out, batch, ctx).items():
             if weight:
-                total = total + weight * value
+                total = torch.add(total, value, alpha=weight)
             logs[name] = value
         logs["loss"] = total
         return total, logs

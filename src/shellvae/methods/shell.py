@@ -7,11 +7,17 @@ Spherical VAE with Cluster-Aware Feasible Regions (arXiv 2603.10935 v4), METHOD.
 with s_t ramping 0.1 -> 1 over training, L_b the boundary penalty on the batch's L_clu against
 F_eps = [W, delta - eps] (eps = eps_ratio * delta), L_n the decoder-norm penalty. With
 ``two_stage`` > 0 the first share of epochs uses the smallest KL weight and no penalties.
+
+``ShellBase`` holds what every shell variant shares (the KL schedule, stage one, L_clu and the
+norm penalty); a variant only says how the feasible region enters the loss (``region_terms``):
+a fixed-weight penalty here, a Lagrange multiplier in ``lagrange.py``, nothing in the ablations.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import torch
 
 from shellvae.methods.base import Batch, Method, TrainContext
 from shellvae.methods.registry import register
@@ -19,20 +25,15 @@ from shellvae.model import VAEOutput
 from shellvae.objectives import boundary_penalty, cluster_loss, linear_ramp, norm_penalty
 
 
-@register
 @dataclass(repr=False)
-class Shell(Method):
-    name = "shell"
-    summary = "spherical shell + cluster-aware boundary penalty + decoder norm penalty (full method)"
-    reference = "arXiv 2603.10935 v4"
+class ShellBase(Method):
+    """Shared by the shell methods (not registered itself)."""
+
     needs_centers = True
 
-    lambda_b: float = 10.0
-    lambda_n: float = 10.0
-    eps_ratio: float = 0.05  # eps = eps_ratio * delta; 0 leaves the collapsed point on the boundary
     beta_start: float = 0.1  # s_t ramps beta_start -> 1
     two_stage: float = 0.0  # share of epochs in stage 1 (0: off; the paper's protocol uses 0.2)
-    use_boundary: bool = True
+    lambda_n: float = 10.0
     use_norm: bool = True
 
     def in_stage_one(self, ctx: TrainContext) -> bool:
@@ -43,15 +44,34 @@ class Shell(Method):
             return ctx.beta * self.beta_start
         return ctx.beta * linear_ramp(ctx.progress, self.beta_start, 1.0)
 
-    def eps(self, ctx: TrainContext) -> float:
-        return self.eps_ratio * ctx.delta
+    def region_terms(self, l_clu: torch.Tensor, ctx: TrainContext, on: bool) -> dict[str, tuple[float, torch.Tensor]]:
+        """How the feasible region [W, delta - eps] enters the loss; ``on`` is False in stage one."""
+        return {}
 
     def extra_terms(self, out: VAEOutput, batch: Batch, ctx: TrainContext):
         on = not self.in_stage_one(ctx)
         l_clu = cluster_loss(out.xhat, batch.centers)
-        terms = {"l_clu": (0.0, l_clu)}
-        if self.use_boundary:
-            terms["l_b"] = (self.lambda_b * on, boundary_penalty(l_clu, ctx.W, ctx.delta, self.eps(ctx)))
+        terms = {"l_clu": (0.0, l_clu), **self.region_terms(l_clu, ctx, on)}
         if self.use_norm:
             terms["l_n"] = (self.lambda_n * on, norm_penalty(out.xhat, ctx.r_min, ctx.r_max))
         return terms
+
+
+@register
+@dataclass(repr=False)
+class Shell(ShellBase):
+    name = "shell"
+    summary = "spherical shell + cluster-aware boundary penalty + decoder norm penalty (full method)"
+    reference = "arXiv 2603.10935 v4"
+
+    lambda_b: float = 10.0
+    eps_ratio: float = 0.05  # eps = eps_ratio * delta; 0 leaves the collapsed point on the boundary
+    use_boundary: bool = True
+
+    def eps(self, ctx: TrainContext) -> float:
+        return self.eps_ratio * ctx.delta
+
+    def region_terms(self, l_clu, ctx, on):
+        if not self.use_boundary:
+            return {}
+        return {"l_b": (self.lambda_b * on, boundary_penalty(l_clu, ctx.W, ctx.delta, self.eps(ctx)))}

@@ -1,0 +1,72 @@
+"""Time per training epoch, shell vs vanilla, on the paper's 50,000-sample synthetic mixture.
+
+Both methods train the same MLP VAE on the same shell data with the same batch order; the only
+difference is the objective. Epochs are interleaved (vanilla, shell, vanilla, ...) so machine
+load drifts hit both alike; the first epoch of each is a discarded warm-up. K-means (the
+one-off cost of the shell method) is timed separately.
+
+    python bench/epoch_time.py [--n-samples 50000] [--epochs 6] [--batch-size 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+
+from shellvae import ClusterGeometry, SphericalShell, get_method, make_gmm, mlp_vae
+from shellvae.methods import TrainContext
+from shellvae.train import TrainData, train
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n-samples", type=int, default=50_000)
+    ap.add_argument("--epochs", type=int, default=6, help="timed epochs per method (after one warm-up)")
+    ap.add_argument("--batch-size", type=int, default=128)
+    args = ap.parse_args()
+
+    data = make_gmm(args.n_samples, seed=0)
+    t0 = time.perf_counter()
+    shell = SphericalShell().fit(data.X_train)
+    X = shell.transform(data.X_train)
+    t_shell = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    geometry = ClusterGeometry(8).fit(X)
+    t_kmeans = time.perf_counter() - t0
+
+    runs = {}
+    for name in ("vanilla", "shell"):
+        method = get_method(name)
+        torch.manual_seed(0)
+        model = mlp_vae(X.shape[1])
+        ctx = TrainContext(sigma2=2 * geometry.lambda_max_, n_epochs=args.epochs + 1, W=geometry.W_,
+                           delta=geometry.delta_collapse_)
+        runs[name] = (model, method, TrainData.build(X, geometry, method), ctx)
+
+    times = {name: [] for name in runs}
+    for epoch in range(args.epochs + 1):
+        for name, (model, method, tdata, ctx) in runs.items():
+            # one epoch per call: train() with n_epochs=1 on a context positioned at this epoch
+            ctx_epoch = TrainContext(**{**ctx.__dict__, "n_epochs": 1})
+            history = train(model, method, tdata, ctx_epoch, batch_size=args.batch_size, seed=epoch, progress=False)
+            if epoch > 0:
+                times[name].append(history[-1]["train_time_s"])
+
+    v, s = statistics.median(times["vanilla"]), statistics.median(times["shell"])
+    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"data: {len(X)} x {X.shape[1]} (train split of {args.n_samples}), batch size {args.batch_size}, "
+          f"median of {args.epochs} epochs")
+    print(f"one-off: shell transform {t_shell:.3f} s, K-means (K=8) + geometry {t_kmeans:.3f} s")
+    print(f"time per epoch: vanilla {v:.3f} s, shell {s:.3f} s")
+    print(f"shell / vanilla time per epoch: {s / v:.3f}  (paper claims < 1.20; target < 1.05)")
+    total_v, total_s = 100 * v, 100 * s + t_shell + t_kmeans
+    print(f"projected 100-epoch run incl. one-off costs: shell / vanilla = {total_s / total_v:.3f}")
+
+
+if __name__ == "__main__":
+    main()

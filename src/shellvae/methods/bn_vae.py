@@ -1,0 +1,66 @@
+"""BN-VAE: batch normalisation with a fixed scale on the posterior mean (Zhu et al., ACL 2020).
+
+The encoder's mean mu goes through BatchNorm1d whose scale is frozen at gamma (the shift stays
+learnable). In training mode every latent dimension then has batch mean b_j and batch variance
+gamma^2, so its batch second moment is gamma^2 + b_j^2, and since KL_j >= mu_j^2 / 2,
+
+    mean over the batch of KL >= sum_j (gamma^2 + b_j^2) / 2 >= d * gamma^2 / 2.
+
+The expected KL can never vanish: the prior cannot pull every code to 0. (BatchNorm divides
+by sqrt(var + 1e-5), so the batch variance is gamma^2 * var / (var + 1e-5): the bound holds up
+to that factor, which is 1 unless mu is constant over the batch.) At inference the running
+statistics are used, as for any batch norm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shellvae.methods.base import Method
+from shellvae.methods.registry import register
+from shellvae.model import GaussianVAE
+
+
+class MeanBatchNorm(nn.Module):
+    """Wraps an encoder (B, D) -> (B, 2d): batch-normalises the mean half with a fixed scale gamma."""
+
+    def __init__(self, encoder: nn.Module, latent_dim: int, gamma: float):
+        super().__init__()
+        self.encoder = encoder
+        self.bn = nn.BatchNorm1d(latent_dim)
+        nn.init.constant_(self.bn.weight, gamma)
+        self.bn.weight.requires_grad_(False)  # no gradient, so Adam never moves it
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu, logvar = self.encoder(x).chunk(2, dim=-1)
+        if self.training and len(mu) == 1:
+            # one sample has no batch variance (the loop's last batch can be that small): use the
+            # running statistics for it, without updating them
+            bn = self.bn
+            mu = F.batch_norm(mu, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        else:
+            mu = self.bn(mu)
+        return torch.cat([mu, logvar], dim=-1)
+
+
+@register
+@dataclass(repr=False)
+class BNVAE(Method):
+    name = "bn_vae"
+    summary = "BN-VAE: batch norm with fixed scale gamma on the posterior mean, so KL >= d * gamma^2 / 2"
+    reference = "Zhu et al., ACL 2020"
+
+    gamma: float = 0.5
+
+    def prepare(self, model: GaussianVAE) -> GaussianVAE:
+        # deterministic (no random init): prepare also runs on load, before the weights are restored
+        model.encoder = MeanBatchNorm(model.encoder, model.latent_dim, self.gamma)
+        return model
+
+    def kl_lower_bound(self, latent_dim: int) -> float:
+        """The analytic floor of the batch-mean KL in training mode, d * gamma^2 / 2 nats."""
+        return latent_dim * self.gamma ** 2 / 2

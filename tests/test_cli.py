@@ -1,0 +1,51 @@
+"""The command line: train writes its outputs, demo prints the comparison, errors are clean."""
+
+import json
+
+import numpy as np
+from click.testing import CliRunner
+
+from shellvae.cli import main
+
+REQUIRED_KEYS = {"method", "kl", "active_units", "recon_mse", "feasible_coverage", "norm_satisfaction", "l_clu", "W",
+                 "delta_collapse", "lambda_max", "sigma2", "certified"}
+
+
+def test_train_synthetic_writes_outputs(tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", "--data", "synthetic", "--n-train", "2000", "--n-test", "500",
+                                       "--epochs", "2", "--n-clusters", "8", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert REQUIRED_KEYS <= set(metrics)
+    assert metrics["n_train"] == 2000 and metrics["n_test"] == 500
+    assert metrics["sigma2"] == metrics["lambda_max"] * 2.0
+    assert (out / "history.csv").read_text().count("\n") == 3  # header + 2 epochs
+    assert (out / "model.pt").exists()
+
+
+def test_train_on_npy_file_with_auto_k(tmp_path):
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(c, 0.3, size=(300, 6)) for c in (-2, 0, 2)]).astype(np.float32)
+    np.save(tmp_path / "x.npy", X)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "x.npy"), "--method", "vanilla",
+                                       "--n-clusters", "auto", "--epochs", "2", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_train"] + metrics["n_test"] == 900 and metrics["k_sweep"]
+
+
+def test_bad_input_gives_a_clean_error(tmp_path):
+    result = CliRunner().invoke(main, ["train", "--n-clusters", "many", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "integer >= 2 or 'auto'" in result.output
+    result = CliRunner().invoke(main, ["train", "--sigma2", "-1", "--n-train", "500", "--n-test", "100",
+                                       "--out", str(tmp_path), "--quiet"])
+    assert result.exit_code == 1 and "sigma2=-1.0" in result.output and "Traceback" not in result.output
+
+
+def test_demo_prints_comparison_and_certificates():
+    result = CliRunner().invoke(main, ["demo", "--epochs", "3", "--n-samples", "3000", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "| vanilla |" in result.output and "| shell |" in result.output
+    assert "vanilla: NOT certified" in result.output and "shell: CERTIFIED" in result.output
