@@ -42,7 +42,7 @@ def _method_params(pairs: tuple[str, ...]) -> dict:
     return params
 
 
-def fit_and_report(est: ShellVAE, data, out: Path | None) -> dict:
+def fit_and_report(est: ShellVAE, data, out: Path | None, data_spec: dict | None = None) -> dict:
     """Fit on the training split, evaluate and certify on the test split, write the outputs."""
     t0 = time.perf_counter()
     est.fit(data.X_train, X_val=data.X_test)
@@ -55,7 +55,8 @@ def fit_and_report(est: ShellVAE, data, out: Path | None) -> dict:
         "sigma2_ratio": est.sigma2_ / est.lambda_max_, "beta": est.beta, "eps": cert.eps,
         "certified": cert.certified, "certificate": cert.to_dict(), "fit_seconds": seconds,
         "n_train": len(data.X_train), "n_test": len(data.X_test), "method_params": est.method_.params(),
-        "seed": est.random_state, "epochs": est.epochs,
+        "seed": est.random_state, "epochs": est.epochs, "arch": est.arch, "data_spec": data_spec,
+        "data_description": data.description,
     }
     if est.geometry_.sweep_ is not None:
         result["k_sweep"] = est.geometry_.sweep_
@@ -91,6 +92,9 @@ def main():
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--n-clusters", default="10", show_default=True, help="K, or 'auto'.")
 @click.option("--latent-dim", type=int, default=8, show_default=True)
+@click.option("--arch", type=click.Choice(["mlp", "conv"]), default="mlp", show_default=True,
+              help="MLP for any data; conv (two Conv+ReLU, transposed convs back) for image data.")
+@click.option("--show", is_flag=True, help="Also write OUT/reconstructions.png and OUT/samples.png (image data).")
 @click.option("--test-size", type=float, default=0.2, show_default=True, help="Held-out share for array files.")
 @click.option("--n-train", type=int, default=None, help="Use a seeded subset of this many training samples.")
 @click.option("--n-test", type=int, default=None, help="Use a seeded subset of this many test samples.")
@@ -99,21 +103,65 @@ def main():
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(data, data_dir, method, method_param, sigma2_ratio, sigma2, beta, epochs, batch_size, lr, seed, n_clusters,
-          latent_dim, test_size, n_train, n_test, device, resume, out, quiet):
+          latent_dim, arch, show, test_size, n_train, n_test, device, resume, out, quiet):
     """Train one model; write OUT/metrics.json, OUT/history.csv and OUT/model.pt."""
     try:
-        kwargs = {"test_size": test_size} if Path(data).suffix else {}
-        dataset = load_dataset(data, data_dir, n_train=n_train, n_test=n_test, seed=seed, **kwargs)
+        spec = dict(data=data, data_dir=data_dir, n_train=n_train, n_test=n_test, seed=seed, test_size=test_size)
+        dataset = _load(spec)
         out = Path(out)
-        est = ShellVAE(method, method_params=_method_params(method_param), latent_dim=latent_dim,
+        if arch == "conv" and dataset.image_shape is None:
+            raise ShellVAEError(f"--arch conv needs image data; {data!r} has no image shape. Use --arch mlp.")
+        est = ShellVAE(method, method_params=_method_params(method_param), latent_dim=latent_dim, arch=arch,
+                       image_shape=dataset.image_shape,
                        n_clusters=_n_clusters(n_clusters), sigma2=sigma2, sigma2_ratio=sigma2_ratio, beta=beta,
                        epochs=epochs, batch_size=batch_size, lr=lr, random_state=seed, device=device,
                        checkpoint=str(out / "checkpoint.pt"), resume=resume, progress=not quiet)
-        result = fit_and_report(est, dataset, out)
+        result = fit_and_report(est, dataset, out, data_spec=spec)
+        if show:
+            _show(est, dataset, out)
     except ShellVAEError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{dataset!r}\n{result['_certificate']}")
+    click.echo(f"{dataset!r}: {dataset.description}\n{result['_certificate']}")
     click.echo(f"wrote {out / 'metrics.json'}, {out / 'history.csv'}, {out / 'model.pt'}")
+
+
+def _load(spec: dict):
+    kwargs = {"test_size": spec["test_size"]} if Path(spec["data"]).suffix else {}
+    return load_dataset(spec["data"], spec["data_dir"], n_train=spec["n_train"], n_test=spec["n_test"],
+                        seed=spec["seed"], **kwargs)
+
+
+def _show(est: ShellVAE, dataset, out: Path) -> None:
+    from shellvae.figures import save_reconstructions, save_samples
+
+    if dataset.image_shape is None:
+        raise ShellVAEError(f"{dataset.name!r} is not image data: there is nothing to show as images.")
+    save_reconstructions(est, dataset.X_test, dataset.image_shape, out / "reconstructions.png")
+    save_samples(est, dataset.image_shape, out / "samples.png")
+    click.echo(f"wrote {out / 'reconstructions.png'}, {out / 'samples.png'}")
+
+
+@main.command()
+@click.option("--model", "model_dir", type=click.Path(file_okay=False, exists=True), required=True,
+              help="A folder written by 'shellvae train'.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Where the dataset is, if not where training found it.")
+def show(model_dir, data_dir):
+    """Write reconstructions.png and samples.png for a trained model, in data space."""
+    model_dir = Path(model_dir)
+    try:
+        est = ShellVAE.load(model_dir / "model.pt")
+        metrics_path = model_dir / "metrics.json"
+        if not metrics_path.is_file():
+            raise ShellVAEError(f"{metrics_path} is missing: 'show' needs the folder written by 'shellvae train'.")
+        spec = json.loads(metrics_path.read_text()).get("data_spec")
+        if not spec:
+            raise ShellVAEError(f"{metrics_path} does not say which data the model was trained on.")
+        if data_dir is not None:
+            spec["data_dir"] = data_dir
+        _show(est, _load(spec), model_dir)
+    except ShellVAEError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()

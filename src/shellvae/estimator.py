@@ -18,7 +18,7 @@ from shellvae.errors import ShellVAEError
 from shellvae.geometry import ClusterGeometry
 from shellvae.methods import TrainContext, get_method
 from shellvae.metrics import Certificate, certify, encode_all, evaluate
-from shellvae.model import mlp_vae
+from shellvae.model import build_vae
 from shellvae.shell import SphericalShell
 from shellvae.train import TrainData, train
 
@@ -38,7 +38,9 @@ class ShellVAE(BaseEstimator):
     beta : KL weight (methods may schedule it).
     epochs, batch_size, lr : optimisation (Adam).
     r_min, r_max, radius : the shell transform (see ``SphericalShell``).
+    arch : "mlp" (any flat data) or "conv" (images; needs ``image_shape``).
     encoder_hidden, decoder_hidden : MLP widths.
+    image_shape : (channels, height, width) of image rows, for ``arch="conv"``.
     random_state : seed of everything (split, K-means, init, batches, noise).
     device : torch device for training ("cpu", "cuda", ...).
     eval_every : held-out metrics every this many epochs (when ``fit`` gets ``X_val``).
@@ -62,8 +64,10 @@ class ShellVAE(BaseEstimator):
         r_min: float = 0.9,
         r_max: float = 1.1,
         radius: str = "minmax",
+        arch: str = "mlp",
         encoder_hidden=(256, 128),
         decoder_hidden=(128, 256),
+        image_shape=None,
         random_state: int = 0,
         device: str = "cpu",
         eval_every: int = 1,
@@ -84,8 +88,10 @@ class ShellVAE(BaseEstimator):
         self.r_min = r_min
         self.r_max = r_max
         self.radius = radius
+        self.arch = arch
         self.encoder_hidden = encoder_hidden
         self.decoder_hidden = decoder_hidden
+        self.image_shape = image_shape
         self.random_state = random_state
         self.device = device
         self.eval_every = eval_every
@@ -125,8 +131,7 @@ class ShellVAE(BaseEstimator):
         self.n_features_in_ = X.shape[1]
 
         torch.manual_seed(self.random_state)
-        self.model_ = self.method_.prepare(
-            mlp_vae(X.shape[1], self.latent_dim, self.encoder_hidden, self.decoder_hidden)).to(self.device)
+        self.model_ = self.method_.prepare(self._build_model(X.shape[1])).to(self.device)
         X_val_shell = None
         if X_val is not None:
             X_val_shell = torch.as_tensor(self.shell_.transform(check_array(X_val, "X_val")), dtype=torch.float32)
@@ -137,6 +142,10 @@ class ShellVAE(BaseEstimator):
             progress=self.progress,
         )
         return self
+
+    def _build_model(self, input_dim: int):
+        return build_vae(self.arch, input_dim, self.latent_dim, encoder_hidden=self.encoder_hidden,
+                         decoder_hidden=self.decoder_hidden, image_shape=self.image_shape)
 
     def _context(self) -> TrainContext:
         return TrainContext(sigma2=self.sigma2_, beta=self.beta, n_epochs=self.epochs, W=self.W_,
@@ -196,7 +205,8 @@ class ShellVAE(BaseEstimator):
         """Atomically save the fitted model with its shell, geometry and settings (no pickled code)."""
         self._check_fitted()
         params = {k: v for k, v in self.get_params().items() if k != "method"}
-        params["encoder_hidden"], params["decoder_hidden"] = list(self.encoder_hidden), list(self.decoder_hidden)
+        for key in ("encoder_hidden", "decoder_hidden", "image_shape"):
+            params[key] = None if params[key] is None else list(params[key])
         io.save(path, {
             "params": params,
             "method": {"name": self.method_.name, "params": self.method_.params(), "state": self.method_.state_dict()},
@@ -211,7 +221,8 @@ class ShellVAE(BaseEstimator):
     def load(cls, path, device: str = "cpu") -> "ShellVAE":
         record = io.load(path, kind="model")
         params = record["params"]
-        params["encoder_hidden"], params["decoder_hidden"] = tuple(params["encoder_hidden"]), tuple(params["decoder_hidden"])
+        for key in ("encoder_hidden", "decoder_hidden", "image_shape"):
+            params[key] = None if params[key] is None else tuple(params[key])
         est = cls(method=record["method"]["name"], **{**params, "device": device})
         est.method_ = get_method(est.method, **record["method"]["params"])
         est.method_.load_state_dict(io.from_safe(record["method"]["state"]))
@@ -220,8 +231,7 @@ class ShellVAE(BaseEstimator):
         est.geometry_ = ClusterGeometry.from_state_dict(io.from_safe(record["geometry"]))
         est.lambda_max_ = est.geometry_.lambda_max_
         est.W_, est.delta_collapse_ = est.geometry_.W_, est.geometry_.delta_collapse_
-        est.model_ = est.method_.prepare(
-            mlp_vae(est.n_features_in_, est.latent_dim, est.encoder_hidden, est.decoder_hidden))
+        est.model_ = est.method_.prepare(est._build_model(est.n_features_in_))
         try:
             est.model_.load_state_dict(record["model"])
         except RuntimeError as exc:

@@ -68,3 +68,64 @@ def mlp_vae(
     encoder = mlp([input_dim, *encoder_hidden, 2 * latent_dim])
     decoder = mlp([latent_dim, *decoder_hidden, input_dim])
     return GaussianVAE(encoder, decoder, latent_dim)
+
+
+class _Unflatten(nn.Module):
+    def __init__(self, shape: Sequence[int]):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(len(x), *self.shape)
+
+
+def conv_vae(
+    image_shape: Sequence[int],
+    latent_dim: int = 8,
+    channels: Sequence[int] = (32, 64),
+) -> GaussianVAE:
+    """The paper's CIFAR-10 nets: two stride-2 Conv+ReLU layers, and transposed convolutions back.
+
+    Works on flat rows (B, C*H*W) like the MLP, so the shell transform and every loss term are
+    unchanged; H and W must be divisible by 4 (28 and 32 are).
+    """
+    if latent_dim < 1:
+        raise ShellVAEError(f"latent_dim={latent_dim}: need at least 1 latent dimension.")
+    if len(image_shape) != 3:
+        raise ShellVAEError(f"image_shape={tuple(image_shape)}: give (channels, height, width).")
+    c, h, w = image_shape
+    if h % 4 or w % 4:
+        raise ShellVAEError(f"image_shape={tuple(image_shape)}: the conv nets need height and width divisible by 4.")
+    c1, c2 = channels
+    hidden = (c2, h // 4, w // 4)
+    n_hidden = c2 * (h // 4) * (w // 4)
+    encoder = nn.Sequential(
+        _Unflatten(image_shape),
+        nn.Conv2d(c, c1, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(c1, c2, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(n_hidden, 2 * latent_dim),
+    )
+    decoder = nn.Sequential(
+        nn.Linear(latent_dim, n_hidden), nn.ReLU(), _Unflatten(hidden),
+        nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.ReLU(),
+        nn.ConvTranspose2d(c1, c, 4, stride=2, padding=1),
+        nn.Flatten(),
+    )
+    return GaussianVAE(encoder, decoder, latent_dim)
+
+
+ARCHITECTURES = ("mlp", "conv")
+
+
+def build_vae(arch: str, input_dim: int, latent_dim: int = 8, *, encoder_hidden=(256, 128),
+              decoder_hidden=(128, 256), image_shape=None) -> GaussianVAE:
+    """The model for an architecture name: "mlp" for any flat data, "conv" for images."""
+    if arch == "mlp":
+        return mlp_vae(input_dim, latent_dim, encoder_hidden, decoder_hidden)
+    if arch == "conv":
+        if image_shape is None:
+            raise ShellVAEError("arch='conv' needs image_shape=(channels, height, width) (image datasets set it).")
+        if int(torch.tensor(image_shape).prod()) != input_dim:
+            raise ShellVAEError(f"image_shape={tuple(image_shape)} does not match {input_dim} features.")
+        return conv_vae(image_shape, latent_dim)
+    raise ShellVAEError(f"arch={arch!r}: choose one of {', '.join(ARCHITECTURES)}.")

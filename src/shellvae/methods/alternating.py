@@ -31,7 +31,7 @@ class Alternating(Method):
         optimizer.zero_grad(set_to_none=True)
         out = model(batch.x)
         loss, logs = self.loss(out, batch, ctx)
-        loss.backward(inputs=list(params))
+        loss.backward(inputs=[p for p in params if p.requires_grad])
         optimizer.step()
         return out, {k: v.detach() for k, v in logs.items()}
 

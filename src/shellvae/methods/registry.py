@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from shellvae.errors import ShellVAEError
 
 METHODS: dict[str, type] = {}
@@ -15,11 +17,15 @@ def register(cls):
 
 
 def get_method(method, **params):
-    """A method instance from a name (with hyperparameters) or an instance (returned as is)."""
+    """A fresh method instance from a name (with hyperparameters) or from an instance.
+
+    An instance is copied: methods carry training state (a Lagrange multiplier, a mode), and
+    fitting must neither change the caller's object nor start from a previous fit's state.
+    """
     if not isinstance(method, str):
         if params:
             raise ShellVAEError("pass hyperparameters either in the method instance or as params, not both.")
-        return method
+        return copy.deepcopy(method)
     if method not in METHODS:
         raise ShellVAEError(f"unknown method {method!r}; available: {', '.join(sorted(METHODS))}.")
     cls = METHODS[method]
