@@ -11,6 +11,7 @@ import torch
 from shellvae.methods import TrainContext, Vanilla
 from shellvae.metrics import active_units, encode_all, kl_per_dim
 from shellvae.model import mlp_vae
+from shellvae.theory import covariance_spectrum, linear_vae_active_units, linear_vae_kl
 from shellvae.train import TrainData, train
 
 SPECTRUM = np.array([3.0, 1.5, 0.8, 0.3, 0.1, 0.05])
@@ -22,14 +23,7 @@ def gaussian_data():
     rng = np.random.default_rng(0)
     Q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
     X = (rng.normal(size=(20_000, 6)) * np.sqrt(SPECTRUM)) @ Q.T
-    X -= X.mean(0)
-    eigenvalues = np.linalg.eigvalsh(X.T @ X / len(X))
-    return X, eigenvalues
-
-
-def closed_form_kl(eigenvalues, sigma2, beta):
-    s = beta * sigma2
-    return 0.5 * np.sum(np.log(eigenvalues[eigenvalues > s] / s))
+    return X, covariance_spectrum(X)
 
 
 def train_linear_vae(X, sigma2, beta, latent_dim=4):
@@ -46,13 +40,19 @@ def train_linear_vae(X, sigma2, beta, latent_dim=4):
 def test_trained_kl_matches_closed_form(gaussian_data, sigma2, beta):
     X, eigenvalues = gaussian_data
     kl, au = train_linear_vae(X, sigma2, beta)
-    expected = closed_form_kl(eigenvalues, sigma2, beta)
+    expected = linear_vae_kl(eigenvalues, sigma2, beta)
     assert kl == pytest.approx(expected, rel=TOLERANCE)
-    assert au == int(np.sum(eigenvalues > beta * sigma2))  # one latent direction per eigenvalue above beta sigma^2
+    assert au == linear_vae_active_units(eigenvalues, sigma2, beta)  # one per eigenvalue above beta sigma^2
+
+
+def test_closed_form_by_hand():
+    # eigenvalues 4 and 1 at beta * sigma^2 = 0.5: (1/2) log 8 + (1/2) log 2 = 2 log 2
+    assert linear_vae_kl([4.0, 1.0, 0.25], 0.25, 2.0) == pytest.approx(2 * np.log(2))
+    assert linear_vae_active_units([4.0, 1.0, 0.25], 0.25, 2.0) == 2
 
 
 def test_collapses_above_largest_eigenvalue(gaussian_data):
     X, eigenvalues = gaussian_data
     kl, au = train_linear_vae(X, sigma2=1.5 * eigenvalues.max(), beta=1.0)
-    assert closed_form_kl(eigenvalues, 1.5 * eigenvalues.max(), 1.0) == 0.0
+    assert linear_vae_kl(eigenvalues, 1.5 * eigenvalues.max(), 1.0) == 0.0
     assert kl < 0.01 and au == 0

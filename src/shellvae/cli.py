@@ -1,4 +1,4 @@
-"""Command line: ``shellvae train`` and ``shellvae demo``."""
+"""Command line: ``shellvae train | demo | diagnose | show``."""
 
 from __future__ import annotations
 
@@ -162,6 +162,37 @@ def show(model_dir, data_dir):
         _show(est, _load(spec), model_dir)
     except ShellVAEError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--data", default="synthetic", show_default=True,
+              help="synthetic, mnist, fashion_mnist, cifar10, or a .npy/.npz/.csv file of shape (N, D).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--sigma2-ratio", type=float, default=2.0, show_default=True)
+@click.option("--sigma2", type=float, default=None, help="Absolute decoder variance (overrides --sigma2-ratio).")
+@click.option("--beta", type=float, default=1.0, show_default=True)
+@click.option("--k-grid", default="2,4,8,10,16,32,64,128", show_default=True, help="Comma-separated K values.")
+@click.option("--max-samples", type=int, default=20_000, show_default=True,
+              help="K-means on at most this many training rows (seeded subset).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the diagnosis as JSON.")
+def diagnose(data, data_dir, sigma2_ratio, sigma2, beta, k_grid, max_samples, seed, out):
+    """Before training: lambda_max, the predicted collapse threshold, and W, delta across K."""
+    from shellvae.diagnose import diagnose as run_diagnosis
+
+    try:
+        grid = [int(k) for k in k_grid.split(",") if k.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{k_grid!r}: give integers separated by commas.", param_hint="--k-grid") from None
+    try:
+        dataset = load_dataset(data, data_dir, seed=seed)
+        result = run_diagnosis(dataset.X_train, sigma2=sigma2, sigma2_ratio=sigma2_ratio, beta=beta, k_grid=grid,
+                               max_samples=max_samples, seed=seed)
+    except ShellVAEError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{dataset.name}: {dataset.description}\n{result}")
+    if out:
+        io.write_json(out, {"dataset": dataset.name, **result.to_dict()})
 
 
 @main.command()

@@ -26,6 +26,7 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 
 from shellvae.data.base import check_array
 from shellvae.errors import EmptyFeasibleRegionWarning, ShellVAEError
+from shellvae.theory import covariance_spectrum
 
 #: K values tried by ``n_clusters="auto"`` (roughly x1.5 steps: few fits, fine enough near small K)
 AUTO_K_GRID = (2, 3, 4, 6, 8, 10, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
@@ -61,9 +62,7 @@ def collapse_floor(centers_of_samples: np.ndarray) -> float:
 
 def largest_eigenvalue(X: np.ndarray) -> float:
     """lambda_max of the covariance (1/N normalisation, consistent with T = trace of it)."""
-    Xc = np.asarray(X, dtype=np.float64) - np.mean(X, axis=0)
-    cov = Xc.T @ Xc / len(Xc)
-    return float(np.linalg.eigvalsh(cov)[-1])
+    return float(covariance_spectrum(X)[0])
 
 
 class ClusterGeometry:
