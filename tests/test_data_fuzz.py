@@ -77,7 +77,8 @@ def _npz(rng: np.random.Generator) -> bytes:
 
 
 def _csv(rng: np.random.Generator) -> bytes:
-    rows = "\n".join(",".join(f"{v:.3f}" for v in row) for row in rng.standard_normal((6, 3)))
+    X, labels = rng.standard_normal((6, 2)), rng.integers(0, 10, 6)
+    rows = "\n".join(f"{a:.3f},{b:.3f},{c}" for (a, b), c in zip(X, labels))
     return ("a,b,label\n" + rows + "\n").encode()
 
 

@@ -21,14 +21,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shellvae.data import cifar, mnist
-from shellvae.data.arrays import load_array, take_subset
+from shellvae.data.arrays import load_array
+from shellvae.data.base import take_subset
 from shellvae.data.base import train_test_split
 from shellvae.data.cifar import load_cifar10
 from shellvae.data.idx import IDX_DTYPES, read_idx
 from shellvae.data.mnist import load_fashion_mnist, load_mnist
 from shellvae.errors import DataError
 
-REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared/data/mnist"
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 CODE_OF = {dt.str[1:]: code for code, dt in IDX_DTYPES.items()}  # "u1" -> 0x08, ...
@@ -561,7 +561,9 @@ def test_npy_images_are_flattened(tmp_path, shape, image_shape):
         (np.array([["a", "b"], ["c", "d"]]), "numeric"),
         (np.zeros((0, 3)), "at least"),
         (np.zeros((1, 3)), "cannot split"),
-        (np.array(3.0), "shape ()"),
+        (np.array(3.0), "reshape it"),
+        (np.zeros((0, 5, 5)), "at least"),
+        (np.array([[1.0, 1e300], [2.0, 3.0]]), "float32's range"),
     ],
 )
 def test_npy_bad_arrays(tmp_path, array, problem):
@@ -647,6 +649,7 @@ def test_csv_quoted_bom_and_whitespace(tmp_path):
         ("a,b\n", {}, ["no data rows"]),
         ("\n\n  \n", {}, ["no data"]),
         ("a,b,c\n1,2\n3,4\n", {}, ["header has 3 columns"]),
+        ("1,2,x\n3,4,5\n", {}, ["line 1 mixes numbers and text", "'x'"]),
         ("1,2\n3,nan\n5,6\n", {}, ["nan"]),
         ("1,2.5\n3,4\n5,6\n", {"label_column": 1}, ["non-integer"]),
         ("1,2\n3,4\n5,6\n", {"label_column": 2}, ["out of range"]),

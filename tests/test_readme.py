@@ -6,6 +6,7 @@ from shellvae import METHODS
 from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text()
+BUILT_IN = sorted(METHODS)  # before the README's example registers one of its own
 
 
 def test_python_examples_run():
@@ -17,7 +18,7 @@ def test_python_examples_run():
 
 
 def test_every_method_is_listed():
-    for name in METHODS:
+    for name in BUILT_IN:
         assert f"`{name}`" in README, f"method {name!r} missing from the README's method table"
 
 

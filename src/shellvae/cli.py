@@ -217,7 +217,7 @@ def demo(epochs, n_samples, sigma2_ratio, seed, out, quiet):
     click.echo(markdown_table(rows, DEMO_COLUMNS))
     for row in rows:
         click.echo(f"\n{row['method']}: {row['_certificate']}")
-    click.echo(f"\ntraining time: " + ", ".join(f"{r['method']} {r['fit_seconds']:.1f} s" for r in rows))
+    click.echo("\ntraining time: " + ", ".join(f"{r['method']} {r['fit_seconds']:.1f} s" for r in rows))
 
 
 if __name__ == "__main__":

@@ -72,13 +72,15 @@ def train(
         raise ValueError("held-out metrics (X_val) need the cluster geometry: pass geometry=")
     device = data.X.device
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    order = torch.Generator().manual_seed(seed)
+    order = torch.Generator().manual_seed(seed)  # the epochs' batch order
+    inner = torch.Generator().manual_seed(seed + 1)  # extra batches for alternating methods' inner steps
     torch.manual_seed(seed)  # the reparameterisation noise
+    n = len(data.X)
+    ctx.sample_batch = lambda: data.batch(torch.randint(n, (min(batch_size, n),), generator=inner).to(device))
     history: list[dict] = []
     start = 0
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        start, history = _restore(checkpoint, model, optimizer, method, order)
-    n = len(data.X)
+        start, history = _restore(checkpoint, model, optimizer, method, order, inner)
     bar = tqdm(range(start, ctx.n_epochs), initial=start, total=ctx.n_epochs, disable=not progress,
                desc=f"{method.name}", unit="epoch", leave=False)
     for epoch in bar:
@@ -100,7 +102,7 @@ def train(
             row["eval_time_s"] = time.perf_counter() - t1
         history.append(row)
         if checkpoint is not None:
-            _save(checkpoint, model, optimizer, method, order, epoch + 1, history)
+            _save(checkpoint, model, optimizer, method, order, inner, epoch + 1, history)
         bar.set_postfix(loss=f"{row['train_loss']:.3g}", kl=f"{row.get('val_kl', row['train_kl']):.3f}",
                         au=row.get("val_active_units", "-"))
     bar.close()
@@ -133,23 +135,25 @@ def _check_parameters(model: torch.nn.Module, epoch: int) -> None:
             )
 
 
-def _save(path, model, optimizer, method, order, epoch, history) -> None:
+def _save(path, model, optimizer, method, order, inner, epoch, history) -> None:
     io.save(path, {
         "epoch": epoch,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "method_state": io.to_safe(method.state_dict()),
         "order_rng": order.get_state(),
+        "inner_rng": inner.get_state(),
         "torch_rng": torch.get_rng_state(),
         "history": history,
     }, kind="checkpoint")
 
 
-def _restore(path, model, optimizer, method, order) -> tuple[int, list[dict]]:
+def _restore(path, model, optimizer, method, order, inner) -> tuple[int, list[dict]]:
     state = io.load(path, kind="checkpoint")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     method.load_state_dict(io.from_safe(state["method_state"]))
     order.set_state(state["order_rng"])
+    inner.set_state(state["inner_rng"])
     torch.set_rng_state(state["torch_rng"])
     return state["epoch"], state["history"]

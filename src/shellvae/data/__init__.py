@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shellvae.data.base import Dataset, check_array, train_test_split
+from shellvae.data.base import Dataset, check_array, take_subset, train_test_split
 from shellvae.data.synthetic import make_gmm
 from shellvae.errors import DataError
 
@@ -40,7 +40,10 @@ def load_dataset(name: str, data_dir=None, *, n_train=None, n_test=None, seed: i
     if Path(name).suffix.lower() in ARRAY_SUFFIXES:
         from shellvae.data.arrays import load_array
 
-        return load_array(name, seed=seed, **kwargs)
+        data = load_array(name, seed=seed, **kwargs)
+        data.X_train, data.y_train = take_subset(data.X_train, data.y_train, n_train, seed, what="n_train")
+        data.X_test, data.y_test = take_subset(data.X_test, data.y_test, n_test, seed, what="n_test")
+        return data
     raise DataError(f"unknown dataset {name!r}: use one of {', '.join(NAMED)} or a .npy/.npz/.csv file path.")
 
 

@@ -30,23 +30,6 @@ _NPY_FORMAT = np.lib.format
 _MAX_DEFLATE_RATIO = 1032  # DEFLATE expands at most ~1032:1 (see idx.py)
 
 
-# --------------------------------------------------------------------------- shared helper
-def take_subset(X, y, n, seed: int, *, what: str):
-    """Seeded random subset of ``n`` rows (rows keep their original order); ``n=None`` keeps all.
-
-    Used by every loader for ``n_train``/``n_test``; a permutation from
-    ``np.random.default_rng(seed)`` keeps it reproducible across NumPy versions.
-    """
-    if n is None:
-        return X, y
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise DataError(f"{what} must be a positive integer or None, got {n!r}.")
-    if n > len(X):
-        raise DataError(f"{what}={n} is larger than the {len(X)} samples available; pass at most {len(X)} (or None for all).")
-    idx = np.sort(np.random.default_rng(seed).permutation(len(X))[:n])
-    return X[idx], (None if y is None else y[idx])
-
-
 # --------------------------------------------------------------------------- .npy / .npz
 def _check_npy_header(fp, available: int, where: str) -> None:
     """Validate an .npy header at ``fp`` against the ``available`` bytes of the whole .npy stream."""
@@ -62,6 +45,8 @@ def _check_npy_header(fp, available: int, where: str) -> None:
         raise
     except Exception as exc:  # NumPy's header parser raises ValueError, SyntaxError, ...
         raise DataError(f"{where}: not a valid .npy array ({type(exc).__name__}: {exc}).") from exc
+    if any(d < 0 for d in shape):
+        raise DataError(f"{where}: not a valid .npy array (negative dimension in shape {shape}).")
     if dtype.hasobject:
         raise DataError(
             f"{where}: the array holds Python objects (dtype {dtype}), which can only be loaded by "
@@ -103,11 +88,8 @@ def _load_npz(path: Path, key: str | None) -> np.ndarray:
             raise DataError(f"{where}: corrupt zip entry (claims {info.file_size} bytes from {info.compress_size} compressed).")
         with zf.open(info) as member:
             _check_npy_header(member, info.file_size, where)
-        with zf.open(info) as member:
-            array = _NPY_FORMAT.read_array(member, allow_pickle=False)
-            if member.read(1):  # pragma: no cover - sizes were checked above
-                raise DataError(f"{where}: trailing bytes after the array.")
-            return array
+        with zf.open(info) as member:  # reading to the end also makes zipfile check the CRC
+            return _NPY_FORMAT.read_array(member, allow_pickle=False)
 
 
 # --------------------------------------------------------------------------- .csv
@@ -137,7 +119,7 @@ def _first_bad_cell(lines: list[str], start: int) -> str:
 
 
 def _load_csv(path: Path) -> tuple[np.ndarray, list[str] | None]:
-    """Return (values, header or None). The header is the first line if any of its cells is not a number."""
+    """Return (values, header or None). The first line is a header when none of its cells is a number."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             lines = f.read().splitlines()
@@ -147,18 +129,25 @@ def _load_csv(path: Path) -> tuple[np.ndarray, list[str] | None]:
     if start is None:
         raise DataError(f"'{path}' holds no data (only blank lines).")
     first = next(csv.reader([lines[start]], skipinitialspace=True))
+    numeric = [_is_number(cell) for cell in first]
     header = None
-    if not all(_is_number(cell) for cell in first):
+    if not any(numeric):
         header = [cell.strip() for cell in first]
         start += 1
+    elif not all(numeric):  # a typo in the first data row must not silently become a header
+        bad = numeric.index(False)
+        raise DataError(
+            f"'{path}': line {start + 1} mixes numbers and text (column {bad}: {first[bad]!r}), so it is neither "
+            "a header row (all names) nor a data row (all numbers). Fix that line."
+        )
     if not any(line.strip() for line in lines[start:]):
         raise DataError(f"'{path}' has a header row but no data rows.")
     try:
         values = np.loadtxt(lines[start:], delimiter=",", quotechar='"', comments=None, ndmin=2, dtype=np.float64)
     except ValueError as exc:
         raise DataError(
-            f"'{path}': every cell must be a number: {_first_bad_cell(lines, start)}. "
-            "Remove text columns and fill in missing values."
+            f"'{path}': {_first_bad_cell(lines, start)}. Every data row needs the same number of numeric "
+            "cells: remove text columns and fill in missing values."
         ) from exc
     if header is not None and len(header) != values.shape[1]:
         raise DataError(f"'{path}': the header has {len(header)} columns but the data rows have {values.shape[1]}.")
@@ -182,29 +171,45 @@ def _split_labels(path: Path, X: np.ndarray, label_column, header):
     if X.shape[1] < 2:
         raise DataError(f"'{path}' has a single column; with it used as labels no features would remain.")
     labels = np.asarray(X[:, index], dtype=np.float64)
-    if not (np.isfinite(labels).all() and (labels == np.round(labels)).all()):
+    if not (np.isfinite(labels).all() and (labels == np.round(labels)).all() and (np.abs(labels) < 2**31).all()):
         raise DataError(f"label column {label_column!r} of '{path}' holds non-integer values; labels must be class ids.")
     return np.delete(X, index, axis=1), labels.astype(np.int64)
+
+
+def _check_float32_range(path: Path, X: np.ndarray) -> None:
+    """Finite values too large for float32 would silently become inf in the float32 model input."""
+    if X.dtype.kind != "f" or X.dtype.itemsize <= 4:
+        return
+    limit = np.finfo(np.float32).max
+    with np.errstate(invalid="ignore"):
+        too_big = np.isfinite(X) & (np.abs(X) > limit)
+    if too_big.any():
+        row, col = np.argwhere(too_big)[0]
+        raise DataError(
+            f"'{path}' holds {int(too_big.sum())} value(s) beyond float32's range of +-{limit:.3g} "
+            f"(first at row {row}, column {col}: {X[row, col]:.3g}); rescale the data."
+        )
 
 
 def _to_matrix(path: Path, A: np.ndarray):
     """Flatten image stacks to (N, features) and return (matrix, image_shape or None)."""
     if A.ndim == 2:
         return A, None
+    if A.ndim < 2:
+        raise DataError(
+            f"'{path}' holds an array of shape {A.shape}; reshape it to (n_samples, n_features), "
+            "e.g. A.reshape(-1, 1) for one feature."
+        )
+    flat = A.reshape(A.shape[0], int(np.prod(A.shape[1:])))  # explicit: reshape(0, -1) is ambiguous
     if A.ndim == 3:  # (N, H, W) grayscale images
-        return A.reshape(len(A), -1), (1, A.shape[1], A.shape[2])
+        return flat, (1, A.shape[1], A.shape[2])
     if A.ndim == 4:  # (N, C, H, W)
         if A.shape[1] not in (1, 3):
             raise DataError(
                 f"'{path}' has shape {A.shape}; 4-D arrays are read as images (N, C, H, W) with C = 1 or 3 "
                 "channels. If yours are (N, H, W, C), use A.transpose(0, 3, 1, 2)."
             )
-        return A.reshape(len(A), -1), tuple(int(d) for d in A.shape[1:])
-    if A.ndim == 1:
-        raise DataError(
-            f"'{path}' holds a 1-D array of shape {A.shape}; reshape it to (n_samples, n_features), "
-            "e.g. A.reshape(-1, 1) for one feature."
-        )
+        return flat, tuple(int(d) for d in A.shape[1:])
     raise DataError(
         f"'{path}' holds an array of shape {A.shape}; expected (N, D) samples, (N, H, W) or (N, C, H, W) images."
     )
@@ -262,7 +267,9 @@ def load_array(
         if image_shape is not None:
             raise DataError(f"label_column applies to 2-D tables; '{path}' holds images of shape {A.shape}.")
         X, y = _split_labels(path, X, label_column, header)
-    X = check_array(X, name=f"'{path}'")
+    _check_float32_range(path, X)
+    with np.errstate(invalid="ignore", over="ignore"):  # casting a NaN warns; check_array reports it properly
+        X = check_array(X, name=f"'{path}'")
     try:
         X_train, X_test, y_train, y_test = train_test_split(X, y, test_size, seed)
     except DataError as exc:
@@ -279,5 +286,5 @@ def load_array(
             f"{len(X)} samples x {X.shape[1]} features from {path}{label_note}; values as stored "
             f"(not rescaled), split {len(X_train)} train / {len(X_test)} test (test_size={test_size}, seed={seed})."
         ),
-        info={"source": str(path), "key": key, "label_column": label_column, "test_size": test_size, "seed": seed},
+        info={"source": str(path.absolute()), "key": key, "label_column": label_column, "test_size": test_size, "seed": seed},
     )

@@ -53,7 +53,8 @@ def check_array(X, name: str = "X", min_samples: int = 1, dtype=np.float32) -> n
         )
     if X.shape[0] < min_samples or X.shape[1] == 0:
         raise DataError(f"{name} has shape {X.shape}; need at least {min_samples} sample(s) and 1 feature.")
-    X = X.astype(dtype, copy=False)
+    with np.errstate(over="ignore", invalid="ignore"):  # values too big for dtype become inf: reported below
+        X = X.astype(dtype, copy=False)
     if not np.isfinite(X).all():
         bad = np.argwhere(~np.isfinite(X))
         raise DataError(
@@ -74,3 +75,19 @@ def train_test_split(X: np.ndarray, y: np.ndarray | None, test_size: float, seed
     perm = np.random.default_rng(seed).permutation(n)
     test, train = perm[:n_test], perm[n_test:]
     return X[train], X[test], (None if y is None else y[train]), (None if y is None else y[test])
+
+
+def take_subset(X, y, n, seed: int, *, what: str):
+    """Seeded random subset of ``n`` rows (rows keep their original order); ``n=None`` keeps all.
+
+    Used by every loader for ``n_train``/``n_test``; a permutation from
+    ``np.random.default_rng(seed)`` keeps it reproducible across NumPy versions.
+    """
+    if n is None:
+        return X, y
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise DataError(f"{what} must be a positive integer or None, got {n!r}.")
+    if n > len(X):
+        raise DataError(f"{what}={n} is larger than the {len(X)} samples available; pass at most {len(X)} (or None for all).")
+    idx = np.sort(np.random.default_rng(seed).permutation(len(X))[:n])
+    return X[idx], (None if y is None else y[idx])

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import io
 import pickle
+import pickletools
 import re
 from pathlib import Path
 
 import numpy as np
 
-from shellvae.data.arrays import take_subset
+from shellvae.data.base import take_subset
 from shellvae.data.base import Dataset
 from shellvae.errors import DataError
 
@@ -153,6 +154,19 @@ class _SafeUnpickler(pickle.Unpickler):
         return obj.encode("latin-1")
 
 
+def _check_opcodes(raw: bytes) -> None:
+    """Walk the opcode stream in pure Python before the C unpickler trusts it.
+
+    The C unpickler allocates what a length field or memo index says before reading: a flipped
+    byte in BYTEARRAY8's length or a LONG_BINPUT index of 2**28 costs gigabytes. ``genops`` only
+    returns bytes that are really there, so lengths are checked against the file here, and memo
+    indices are bounded by the number of opcodes (a real pickle numbers its memo entries in order).
+    """
+    for n_ops, (op, arg, _pos) in enumerate(pickletools.genops(raw), start=1):
+        if op.name in ("PUT", "BINPUT", "LONG_BINPUT") and not (isinstance(arg, int) and 0 <= arg <= n_ops):
+            raise _BadPickle(f"memo index {arg!r} out of range")
+
+
 def _unpickle(path: Path) -> object:
     try:
         raw = path.read_bytes()
@@ -161,7 +175,8 @@ def _unpickle(path: Path) -> object:
     if not raw:
         raise DataError(f"CIFAR batch '{path}' is empty.")
     try:
-        # From memory: a corrupt length field then cannot make pickle allocate more than the file.
+        _check_opcodes(raw)
+        # From memory: a read past the end returns what is there instead of allocating the claim.
         return _SafeUnpickler(io.BytesIO(raw), path).load()
     except DataError:
         raise

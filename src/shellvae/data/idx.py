@@ -50,16 +50,15 @@ def _fail(path, problem: str, advice: str = "Re-download or re-extract the file.
     return DataError(f"IDX file '{path}': {problem}. {advice}")
 
 
-def _read_upto(stream, n: int) -> bytes:
+def _read_upto(stream, n: int) -> bytearray:
     """Read at most ``n`` bytes, in bounded chunks (fewer only at end of stream)."""
-    parts, got = [], 0
-    while got < n:
-        chunk = stream.read(min(_CHUNK, n - got))
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = stream.read(min(_CHUNK, n - len(buf)))
         if not chunk:
             break
-        parts.append(chunk)
-        got += len(chunk)
-    return b"".join(parts)
+        buf += chunk
+    return buf
 
 
 def _parse_header(path, stream) -> tuple[np.dtype, tuple[int, ...], int]:
@@ -133,7 +132,7 @@ def _read_gzip(path, f, file_size: int):
         # end of the stream makes gzip verify its CRC and length trailer.
         payload = _read_upto(gz, expected + 1)
         _check_length(path, dtype, shape, expected, len(payload))
-    return dtype, shape, bytearray(payload)
+    return dtype, shape, payload
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:

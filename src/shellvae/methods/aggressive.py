@@ -32,7 +32,7 @@ from shellvae.metrics import mutual_information
 @dataclass(repr=False)
 class Aggressive(Alternating):
     name = "aggressive"
-    summary = "lagging-encoder training: encoder-only inner steps to convergence per decoder step, until MI stops rising"
+    summary = "lagging-encoder training: encoder-only steps to convergence before each decoder step, while MI rises"
     reference = "He et al., ICLR 2019"
 
     max_inner_steps: int = 50

@@ -32,7 +32,7 @@ from shellvae.methods.shell import ShellBase
 @dataclass(repr=False)
 class ShellLagrange(ShellBase):
     name = "shell_lagrange"
-    summary = "shell + the constraint L_clu <= delta - eps held by a Lagrange multiplier (dual ascent), not a fixed penalty"
+    summary = "shell + constraint L_clu <= delta - eps held by a dual-ascent Lagrange multiplier, not a fixed penalty"
     reference = "beyond arXiv 2603.10935 v4 (METHOD.md §4, §8); dual ascent as in GECO (Rezende & Viola 2018)"
 
     alpha: float = 0.5  # eps = alpha * (delta - W)
