@@ -49,3 +49,20 @@ def test_demo_prints_comparison_and_certificates():
     assert result.exit_code == 0, result.output
     assert "| vanilla |" in result.output and "| shell |" in result.output
     assert "vanilla: NOT certified" in result.output and "shell: CERTIFIED" in result.output
+
+
+def test_summarize_tables_runs(tmp_path):
+    runner = CliRunner()
+    for method in ("vanilla", "shell"):
+        result = runner.invoke(main, ["train", "--method", method, "--n-train", "1500", "--n-test", "300", "--epochs",
+                                      "2", "--n-clusters", "8", "--out", str(tmp_path / method), "--quiet"])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["summarize", str(tmp_path / "vanilla"), str(tmp_path / "shell" / "metrics.json"),
+                                  "--out", str(tmp_path / "table.md")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("| dataset | method |") and len(lines) == 4
+    assert "| synthetic | vanilla |" in lines[2] and "| synthetic | shell |" in lines[3]
+    assert (tmp_path / "table.md").read_text().strip() == result.output.strip()
+    bad = runner.invoke(main, ["summarize", str(tmp_path)])
+    assert bad.exit_code == 1 and "no metrics.json" in bad.output

@@ -85,3 +85,12 @@ def test_seeded_and_deterministic(small_gmm):
     a, b = ClusterGeometry(8, random_state=3).fit(Xs), ClusterGeometry(8, random_state=3).fit(Xs)
     np.testing.assert_array_equal(a.labels_, b.labels_)
     assert a.W_ == b.W_
+
+
+def test_auto_sweeps_a_subset_then_fits_all(rng):
+    X = SphericalShell().fit_transform(rng.normal(size=(1200, 6)) + 4 * rng.integers(0, 4, (1200, 1)))
+    sub = ClusterGeometry("auto", sweep_samples=300).fit(X)
+    full = ClusterGeometry("auto", sweep_samples=None).fit(X)
+    assert len(sub.labels_) == 1200  # the chosen K is fitted on every sample
+    assert sub.n_clusters_ == full.n_clusters_
+    assert abs(sub.T_ - (sub.W_ + sub.delta_collapse_)) <= 1e-10 * sub.T_

@@ -1,4 +1,4 @@
-"""Command line: ``shellvae train | demo | diagnose | show``."""
+"""Command line: ``shellvae train | demo | diagnose | show | summarize``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from shellvae.data import load_dataset
 from shellvae.errors import ShellVAEError
 from shellvae.estimator import ShellVAE
 from shellvae.methods import METHODS
-from shellvae.report import markdown_table, write_history_csv
+from shellvae.report import SUMMARY_COLUMNS, load_metrics, markdown_table, write_history_csv
 
 #: the columns of the demo's comparison table
 DEMO_COLUMNS = ["method", "kl", "active_units", "mutual_info", "recon_mse", "l_clu", "margin",
@@ -162,6 +162,20 @@ def show(model_dir, data_dir):
         _show(est, _load(spec), model_dir)
     except ShellVAEError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the table to this file.")
+def summarize(runs, out):
+    """A Markdown table of the held-out results of trained runs (folders written by 'train')."""
+    try:
+        table = markdown_table(load_metrics(runs), SUMMARY_COLUMNS)
+    except ShellVAEError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(table)
+    if out:
+        io.write_text(out, table + "\n")
 
 
 @main.command()

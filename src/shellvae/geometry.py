@@ -34,6 +34,9 @@ AUTO_K_GRID = (2, 3, 4, 6, 8, 10, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384
 #: above this many samples K-means switches to MiniBatchKMeans (``kmeans="auto"``)
 MINIBATCH_THRESHOLD = 200_000
 
+#: "auto" sweeps K on a seeded subset of at most this many samples, then fits the chosen K on all
+SWEEP_SAMPLES = 20_000
+
 
 def within_between(X: np.ndarray, labels: np.ndarray, n_clusters: int):
     """T, W, delta, centres, weights, mu_bar from labels alone (float64). Empty clusters get weight 0."""
@@ -74,6 +77,8 @@ class ClusterGeometry:
         (delta - W) / T >= ``auto_margin`` (the region non-empty with a margin).
     auto_margin : required width of the region, as a share of T, for "auto".
     k_grid : K values tried by "auto" (default ``AUTO_K_GRID``, capped at n_samples - 1).
+    sweep_samples : "auto" sweeps on a seeded subset of this many samples (None: all), then fits
+        the chosen K on all samples; the final region is re-checked there.
     on_empty : "warn" or "raise" when the fitted region is empty (W >= delta).
     kmeans : "full", "minibatch", or "auto" (minibatch above ``MINIBATCH_THRESHOLD`` samples).
     n_init : K-means restarts; random_state : seed.
@@ -87,8 +92,9 @@ class ClusterGeometry:
         self,
         n_clusters: int | str = 10,
         *,
-        auto_margin: float = 0.1,
+        auto_margin: float = 0.05,
         k_grid=None,
+        sweep_samples: int | None = SWEEP_SAMPLES,
         on_empty: str = "warn",
         kmeans: str = "auto",
         n_init: int = 3,
@@ -97,6 +103,7 @@ class ClusterGeometry:
         self.n_clusters = n_clusters
         self.auto_margin = auto_margin
         self.k_grid = k_grid
+        self.sweep_samples = sweep_samples
         self.on_empty = on_empty
         self.kmeans = kmeans
         self.n_init = n_init
@@ -137,7 +144,13 @@ class ClusterGeometry:
         X = check_array(X, "X", dtype=np.float64)
         self._check_params(len(X))
         if self.n_clusters == "auto":
-            fit = self._auto(X)
+            sweep_X = X
+            if self.sweep_samples is not None and len(X) > self.sweep_samples:
+                rows = np.random.default_rng(self.random_state).permutation(len(X))[:self.sweep_samples]
+                sweep_X = X[np.sort(rows)]
+            fit = self._auto(sweep_X)
+            if sweep_X is not X:
+                fit = self._fit_k(X, fit["K"])
         else:
             fit = self._fit_k(X, int(self.n_clusters))
             self.sweep_ = None
@@ -207,7 +220,8 @@ class ClusterGeometry:
             "lambda_max_", "n_clusters_", "n_features_in_",
         )}
         state["params"] = dict(n_clusters=self.n_clusters, auto_margin=self.auto_margin, on_empty=self.on_empty,
-                               kmeans=self.kmeans, n_init=self.n_init, random_state=self.random_state)
+                               sweep_samples=self.sweep_samples, kmeans=self.kmeans, n_init=self.n_init,
+                               random_state=self.random_state)
         state["sweep_"] = self.sweep_
         return state
 

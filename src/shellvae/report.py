@@ -34,3 +34,25 @@ def markdown_table(rows: list[dict], columns: list[str], digits: int = 3) -> str
     for row in rows:
         lines.append("| " + " | ".join(_fmt(row.get(c, ""), digits) for c in columns) + " |")
     return "\n".join(lines)
+
+
+#: the columns of ``shellvae summarize``: what a reader needs to judge collapse and the certificate
+SUMMARY_COLUMNS = ["dataset", "method", "n_clusters", "W", "delta_collapse", "feasible", "kl", "active_units",
+                   "mutual_info", "recon_mse", "l_clu", "eps", "cluster_accuracy", "certified", "epochs",
+                   "fit_seconds"]
+
+
+def load_metrics(paths) -> list[dict]:
+    """metrics.json files (or folders holding one), in the given order."""
+    import json
+    from pathlib import Path
+
+    from shellvae.errors import ShellVAEError
+
+    rows = []
+    for path in map(Path, paths):
+        file = path / "metrics.json" if path.is_dir() else path
+        if not file.is_file():
+            raise ShellVAEError(f"{file}: no metrics.json here (give folders written by 'shellvae train').")
+        rows.append(json.loads(file.read_text()))
+    return rows
