@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -18,6 +19,17 @@ from shellvae.report import SUMMARY_COLUMNS, load_metrics, markdown_table, write
 #: the columns of the demo's comparison table
 DEMO_COLUMNS = ["method", "kl", "active_units", "mutual_info", "recon_mse", "l_clu", "margin",
                 "cluster_accuracy", "norm_satisfaction", "certified"]
+
+
+def _clean_errors(command):
+    """Report a ShellVAEError (bad input, diverged training) as a one-line CLI error, exit 1, no traceback."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except ShellVAEError as exc:
+            raise click.ClickException(str(exc)) from None
+    return wrapper
 
 
 def _n_clusters(value: str):
@@ -89,15 +101,16 @@ def main():
 @click.option("--epochs", type=int, default=50, show_default=True)
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--n-clusters", default="10", show_default=True, help="K, or 'auto'.")
 @click.option("--latent-dim", type=int, default=8, show_default=True)
 @click.option("--arch", type=click.Choice(["mlp", "conv"]), default="mlp", show_default=True,
               help="MLP for any data; conv (two Conv+ReLU, transposed convs back) for image data.")
 @click.option("--show", is_flag=True, help="Also write OUT/reconstructions.png and OUT/samples.png (image data).")
-@click.option("--test-size", type=float, default=0.2, show_default=True, help="Held-out share for array files.")
-@click.option("--n-train", type=int, default=None, help="Use a seeded subset of this many training samples.")
-@click.option("--n-test", type=int, default=None, help="Use a seeded subset of this many test samples.")
+@click.option("--test-size", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+              show_default=True, help="Held-out share for array files.")
+@click.option("--n-train", type=click.IntRange(min=1), default=None, help="Use a seeded subset of this many training samples.")
+@click.option("--n-test", type=click.IntRange(min=1), default=None, help="Use a seeded subset of this many test samples.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt if present.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
@@ -186,9 +199,9 @@ def summarize(runs, out):
 @click.option("--sigma2", type=float, default=None, help="Absolute decoder variance (overrides --sigma2-ratio).")
 @click.option("--beta", type=float, default=1.0, show_default=True)
 @click.option("--k-grid", default="2,4,8,10,16,32,64,128", show_default=True, help="Comma-separated K values.")
-@click.option("--max-samples", type=int, default=20_000, show_default=True,
+@click.option("--max-samples", type=click.IntRange(min=3), default=20_000, show_default=True,
               help="K-means on at most this many training rows (seeded subset).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the diagnosis as JSON.")
 def diagnose(data, data_dir, sigma2_ratio, sigma2, beta, k_grid, max_samples, seed, out):
     """Before training: lambda_max, the predicted collapse threshold, and W, delta across K."""
@@ -196,8 +209,10 @@ def diagnose(data, data_dir, sigma2_ratio, sigma2, beta, k_grid, max_samples, se
 
     try:
         grid = [int(k) for k in k_grid.split(",") if k.strip()]
+        if not grid or min(grid) < 2:
+            raise ValueError
     except ValueError:
-        raise click.BadParameter(f"{k_grid!r}: give integers separated by commas.", param_hint="--k-grid") from None
+        raise click.BadParameter(f"{k_grid!r}: give integers >= 2 separated by commas.", param_hint="--k-grid") from None
     try:
         dataset = load_dataset(data, data_dir, seed=seed)
         result = run_diagnosis(dataset.X_train, sigma2=sigma2, sigma2_ratio=sigma2_ratio, beta=beta, k_grid=grid,
@@ -213,9 +228,10 @@ def diagnose(data, data_dir, sigma2_ratio, sigma2, beta, k_grid, max_samples, se
 @click.option("--epochs", type=int, default=30, show_default=True)
 @click.option("--n-samples", type=int, default=50_000, show_default=True, help="Size of the synthetic mixture.")
 @click.option("--sigma2-ratio", type=float, default=2.0, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Also write each model's outputs here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@_clean_errors
 def demo(epochs, n_samples, sigma2_ratio, seed, out, quiet):
     """Vanilla vs shell VAE on the synthetic mixture at sigma^2 = 2 lambda_max: who collapses?"""
     data = load_dataset("synthetic", n_samples=n_samples, seed=seed)

@@ -8,12 +8,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
 from shellvae import io
-from shellvae.data.base import check_array
+from shellvae.data.base import check_array, check_n_features, check_scalar
 from shellvae.errors import ShellVAEError
 from shellvae.geometry import ClusterGeometry
 from shellvae.methods import TrainContext, get_method
@@ -101,26 +103,62 @@ class ShellVAE(BaseEstimator):
 
     # -- fitting ------------------------------------------------------------------------------
     def _check_params(self) -> None:
-        def positive(name, value, integer=False):
-            ok = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.number))
-            if isinstance(value, bool) or not ok or not np.isfinite(value) or value <= 0:
-                kind = "a positive integer" if integer else "a positive number"
-                raise ShellVAEError(f"{name}={value!r}: must be {kind}.")
-
+        """Hyperparameters the estimator itself uses; the shell, geometry, model and method check their own."""
         for name in ("latent_dim", "epochs", "batch_size", "eval_every"):
-            positive(name, getattr(self, name), integer=True)
-        positive("lr", self.lr)
+            check_scalar(getattr(self, name), name, integer=True)
+        check_scalar(self.lr, "lr", fix="Adam's usual step is 1e-3.")
         if self.sigma2 is not None:
-            positive("sigma2", self.sigma2)
+            check_scalar(self.sigma2, "sigma2", fix="Or leave sigma2=None to use sigma2_ratio * lambda_max.")
         else:
-            positive("sigma2_ratio", self.sigma2_ratio)
-        if not isinstance(self.beta, (int, float, np.number)) or not np.isfinite(self.beta) or self.beta < 0:
-            raise ShellVAEError(f"beta={self.beta!r}: must be a number >= 0.")
+            check_scalar(self.sigma2_ratio, "sigma2_ratio", fix="2.0 is the paper's moderate violating condition.")
+        check_scalar(self.beta, "beta", low_open=False, fix="beta=0 turns the KL term off.")
+        check_scalar(self.random_state, "random_state", integer=True, low_open=False, high=2**32 - 1)
+        if not (self.method_params is None or isinstance(self.method_params, dict)):
+            raise ShellVAEError(f"method_params={self.method_params!r}: give a dict, e.g. {{'lambda_b': 5.0}}, or None.")
+        for name in ("encoder_hidden", "decoder_hidden"):
+            widths = getattr(self, name)
+            if isinstance(widths, (str, bytes)) or not hasattr(widths, "__iter__"):
+                raise ShellVAEError(f"{name}={widths!r}: give the layer widths, e.g. (256, 128); () for a linear map.")
+            for i, width in enumerate(widths):
+                check_scalar(width, f"{name}[{i}]", integer=True)
+        self._check_device()
+        if self.resume and self.checkpoint is None:
+            raise ShellVAEError("resume=True needs checkpoint=PATH, the file to continue from.")
+        if self.checkpoint is not None and Path(self.checkpoint).is_dir():
+            raise ShellVAEError(f"checkpoint={str(self.checkpoint)!r} is a folder; give a file path, e.g. 'run/checkpoint.pt'.")
+
+    def _check_device(self) -> None:
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError) as exc:
+            raise ShellVAEError(f"device={self.device!r} is not a torch device ({exc}); use 'cpu' or 'cuda'.") from None
+        count = {"cuda": torch.cuda.device_count, "mps": lambda: int(torch.backends.mps.is_available())}
+        if device.type in count and (device.index or 0) >= count[device.type]():
+            raise ShellVAEError(f"device={self.device!r}: this machine has no such {device.type} device; use 'cpu'.")
+
+    def _check_checkpoint(self) -> None:
+        """Before resuming: the checkpoint must come from a run with this model and at most ``epochs`` epochs."""
+        state = io.load(self.checkpoint, kind="checkpoint")
+        saved = {k: tuple(v.shape) for k, v in state.get("model", {}).items()}
+        built = {k: tuple(v.shape) for k, v in self.model_.state_dict().items()}
+        problem = None
+        if saved != built:
+            problem = "its model has other layers or sizes"
+        elif not 0 <= state.get("epoch", -1) <= self.epochs:
+            problem = f"it holds epoch {state.get('epoch')}, but epochs={self.epochs}"
+        if problem:
+            raise ShellVAEError(
+                f"checkpoint {self.checkpoint}: cannot resume, {problem}. Resume with the arguments of the interrupted "
+                "run, or delete the checkpoint to start afresh."
+            )
 
     def fit(self, X, y=None, *, X_val=None) -> "ShellVAE":
         """Fit shell, geometry and VAE on X (N, D). ``X_val`` (held-out rows) adds per-epoch metrics."""
         self._check_params()
-        X = check_array(X, "X", min_samples=2)
+        X = check_array(X, "X", min_samples=2, dtype=np.float64, allow_constant=False)  # float64: the shell centres X
+        if X_val is not None:
+            X_val = check_array(X_val, "X_val", dtype=np.float64)
+            check_n_features(X_val, "X_val", X.shape[1], "X (the training data)")
         self.method_ = get_method(self.method, **(self.method_params or {}))
         self.shell_ = SphericalShell(self.r_min, self.r_max, radius=self.radius).fit(X)
         X_shell = self.shell_.transform(X)
@@ -132,9 +170,11 @@ class ShellVAE(BaseEstimator):
 
         torch.manual_seed(self.random_state)
         self.model_ = self.method_.prepare(self._build_model(X.shape[1])).to(self.device)
+        if self.resume and Path(self.checkpoint).exists():
+            self._check_checkpoint()
         X_val_shell = None
         if X_val is not None:
-            X_val_shell = torch.as_tensor(self.shell_.transform(check_array(X_val, "X_val")), dtype=torch.float32)
+            X_val_shell = torch.as_tensor(self.shell_.transform(X_val), dtype=torch.float32)
         self.history_ = train(
             self.model_, self.method_, TrainData.build(X_shell, self.geometry_, self.method_, self.device),
             self._context(), geometry=self.geometry_, X_val=X_val_shell, batch_size=self.batch_size, lr=self.lr,
@@ -169,7 +209,9 @@ class ShellVAE(BaseEstimator):
     def inverse_transform(self, Z) -> np.ndarray:
         """Decode latents to data space (through the shell's inverse)."""
         self._check_fitted()
-        Z = torch.as_tensor(np.asarray(Z), dtype=torch.float32, device=self.device)
+        Z = check_array(Z, "Z")
+        check_n_features(Z, "Z", self.latent_dim, "the latent space (latent_dim)")
+        Z = torch.as_tensor(Z, dtype=torch.float32, device=self.device)
         with torch.no_grad():
             xhat = self.model_.decode(Z).cpu().numpy()
         return self.shell_.inverse_transform(xhat)
@@ -181,6 +223,8 @@ class ShellVAE(BaseEstimator):
     def sample(self, n: int, seed: int = 0) -> np.ndarray:
         """n samples from the prior, decoded to data space."""
         self._check_fitted()
+        check_scalar(n, "n", integer=True)
+        check_scalar(seed, "seed", integer=True, low_open=False)
         z = torch.randn(n, self.latent_dim, generator=torch.Generator().manual_seed(seed))
         return self.inverse_transform(z.numpy())
 
@@ -198,6 +242,7 @@ class ShellVAE(BaseEstimator):
         self._check_fitted()
         if eps is None:
             eps = self.method_.eps(self._context()) if hasattr(self.method_, "eps") else 0.0
+        check_scalar(eps, "eps", low_open=False)
         return certify(self.evaluate(X), self.geometry_, eps)
 
     # -- persistence --------------------------------------------------------------------------
@@ -219,23 +264,33 @@ class ShellVAE(BaseEstimator):
 
     @classmethod
     def load(cls, path, device: str = "cpu") -> "ShellVAE":
-        record = io.load(path, kind="model")
-        params = record["params"]
-        for key in ("encoder_hidden", "decoder_hidden", "image_shape"):
-            params[key] = None if params[key] is None else tuple(params[key])
-        est = cls(method=record["method"]["name"], **{**params, "device": device})
-        est.method_ = get_method(est.method, **record["method"]["params"])
-        est.method_.load_state_dict(io.from_safe(record["method"]["state"]))
-        est.sigma2_, est.n_features_in_ = record["fitted"]["sigma2_"], record["fitted"]["n_features_in_"]
-        est.shell_ = SphericalShell.from_state_dict(io.from_safe(record["shell"]))
-        est.geometry_ = ClusterGeometry.from_state_dict(io.from_safe(record["geometry"]))
-        est.lambda_max_ = est.geometry_.lambda_max_
-        est.W_, est.delta_collapse_ = est.geometry_.W_, est.geometry_.delta_collapse_
-        est.model_ = est.method_.prepare(est._build_model(est.n_features_in_))
+        record = io.load(path, kind="model")  # refuses code, foreign files and other format versions
         try:
-            est.model_.load_state_dict(record["model"])
-        except RuntimeError as exc:
-            raise ShellVAEError(f"{path}: model weights do not match the saved architecture: {exc}") from None
-        est.model_.to(device)
-        est.history_ = record["history"]
+            params = record["params"]
+            for key in ("encoder_hidden", "decoder_hidden", "image_shape"):
+                params[key] = None if params[key] is None else tuple(params[key])
+            est = cls(method=record["method"]["name"], **{**params, "device": device})
+            est.method_ = get_method(est.method, **record["method"]["params"])
+            est.method_.load_state_dict(io.from_safe(record["method"]["state"]))
+            est.sigma2_, est.n_features_in_ = record["fitted"]["sigma2_"], record["fitted"]["n_features_in_"]
+            est.shell_ = SphericalShell.from_state_dict(io.from_safe(record["shell"]))
+            est.geometry_ = ClusterGeometry.from_state_dict(io.from_safe(record["geometry"]))
+            est.lambda_max_ = est.geometry_.lambda_max_
+            est.W_, est.delta_collapse_ = est.geometry_.W_, est.geometry_.delta_collapse_
+            est.model_ = est.method_.prepare(est._build_model(est.n_features_in_))
+            try:
+                est.model_.load_state_dict(record["model"])
+            except RuntimeError as exc:
+                raise ShellVAEError(f"{path}: model weights do not match the saved architecture: {exc}") from None
+            width = (est.n_features_in_,)
+            if np.shape(est.shell_.mean_) != width or np.shape(est.geometry_.centers_)[1:] != width:
+                raise ShellVAEError(f"{path}: its shell or cluster centres do not have the model's "
+                                    f"{est.n_features_in_} features; the file was altered. Retrain the model.")
+            est.model_.to(device)
+            est.history_ = record["history"]
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            if isinstance(exc, ShellVAEError):
+                raise
+            raise ShellVAEError(f"{path}: the model file is incomplete or inconsistent ({type(exc).__name__}: {exc}); "
+                                "it was altered or damaged. Retrain the model or restore the file.") from None
         return est

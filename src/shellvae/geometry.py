@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
-from shellvae.data.base import check_array
+from shellvae.data.base import check_array, check_distinct_rows
 from shellvae.errors import EmptyFeasibleRegionWarning, ShellVAEError
 from shellvae.theory import covariance_spectrum
 
@@ -143,6 +143,9 @@ class ClusterGeometry:
     def fit(self, X, y=None) -> "ClusterGeometry":
         X = check_array(X, "X", dtype=np.float64)
         self._check_params(len(X))
+        # duplicates are data; fewer distinct rows than clusters is not (K-means would leave clusters empty)
+        need = 3 if self.n_clusters == "auto" else self.n_clusters
+        check_distinct_rows(X, "X", need, f"n_clusters={self.n_clusters!r}")
         if self.n_clusters == "auto":
             sweep_X = X
             if self.sweep_samples is not None and len(X) > self.sweep_samples:

@@ -56,3 +56,55 @@ def load_metrics(paths) -> list[dict]:
             raise ShellVAEError(f"{file}: no metrics.json here (give folders written by 'shellvae train').")
         rows.append(json.loads(file.read_text()))
     return rows
+
+
+# -- tables over seeds (shellvae reproduce) --------------------------------------------------------------
+def mean_std(values) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (ddof 1; NaN for one value) and count of the non-missing values.
+
+    Booleans count as 0/1, so the mean of ``certified`` is the share of seeds certified.
+    """
+    import math
+
+    xs = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not xs:
+        return float("nan"), float("nan"), 0
+    mean = sum(xs) / len(xs)
+    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else float("nan")
+    return mean, std, len(xs)
+
+
+def format_mean_std(mean: float, std: float, digits: int = 3) -> str:
+    """'m ± s' ('m' alone when s is undefined, '—' when m is)."""
+    import math
+
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "—"
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def aggregate_seeds(rows: list[dict], by: list[str], values: list[str]) -> list[dict]:
+    """Group ``rows`` by the ``by`` columns (first-seen order); per value column give
+    ``<v>_mean``, ``<v>_std`` and ``<v>_n`` over the group (one row per seed), plus ``n_seeds``."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row.get(k) for k in by), []).append(row)
+    out = []
+    for key, members in groups.items():
+        agg = dict(zip(by, key))
+        agg["n_seeds"] = len(members)
+        for v in values:
+            agg[f"{v}_mean"], agg[f"{v}_std"], agg[f"{v}_n"] = mean_std([m.get(v) for m in members])
+        out.append(agg)
+    return out
+
+
+def write_csv(path, rows: list[dict], columns: list[str]) -> None:
+    """Rows as CSV (atomic write); missing cells empty, floats at full precision."""
+    buf = _io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    io.write_text(path, buf.getvalue())

@@ -26,10 +26,25 @@ import warnings
 
 import numpy as np
 
-from shellvae.data.base import check_array
+from shellvae.data.base import check_array, check_n_features, check_scalar
 from shellvae.errors import ShellVAEError
 
 _N_QUANTILES = 1001  # knots of the rank map; enough that rank interpolation error is < 0.1%
+_MAX_ABS = 1e150  # beyond this, squared norms overflow float64 (below 1 / _MAX_ABS they underflow)
+
+
+def _norms(Xc: np.ndarray, name: str, fitting: bool = False) -> np.ndarray:
+    """Row norms of centred data, refusing magnitudes whose squares leave float64's range.
+
+    Too small only matters when fitting: a new sample that close to the mean is a zero-norm sample.
+    """
+    top = max(float(Xc.max()), -float(Xc.min()))
+    if top > _MAX_ABS or (fitting and top < 1 / _MAX_ABS):
+        raise ShellVAEError(
+            f"{name} deviates from the training mean by up to {top:.3g}: outside [{1 / _MAX_ABS:.0e}, {_MAX_ABS:.0e}], "
+            "where squared norms are exact in float64. Rescale the data (e.g. X / np.abs(X).max())."
+        )
+    return np.linalg.norm(Xc, axis=1)
 
 
 class SphericalShell:
@@ -53,7 +68,9 @@ class SphericalShell:
 
     # -- parameters -------------------------------------------------------------------------
     def _check_params(self) -> None:
-        if not (np.isfinite(self.r_min) and np.isfinite(self.r_max) and 0 < self.r_min < self.r_max):
+        for name in ("r_min", "r_max"):
+            check_scalar(getattr(self, name), name, fix="Shell radii are positive (defaults 0.9 and 1.1).")
+        if not self.r_min < self.r_max:
             raise ShellVAEError(
                 f"r_min={self.r_min}, r_max={self.r_max}: need 0 < r_min < r_max (defaults 0.9 and 1.1)."
             )
@@ -65,15 +82,10 @@ class SphericalShell:
     # -- fit / transform ----------------------------------------------------------------------
     def fit(self, X, y=None) -> "SphericalShell":
         self._check_params()
-        X = check_array(X, "X", dtype=np.float64)
+        X = check_array(X, "X", dtype=np.float64, allow_constant=False)
         self.n_features_in_ = X.shape[1]
         self.mean_ = X.mean(axis=0)
-        norms = np.linalg.norm(X - self.mean_, axis=1)
-        if norms.max() <= 1e-12 * max(1.0, np.abs(X).max()):
-            raise ShellVAEError(
-                "X is constant (every sample equals the mean): it has no directions to put on a shell. "
-                "Check that the right array was passed."
-            )
+        norms = _norms(X - self.mean_, "X", fitting=True)
         self.norm_min_, self.norm_max_ = float(norms.min()), float(norms.max())
         if self.radius == "rank":
             q = np.linspace(0.0, 1.0, min(_N_QUANTILES, len(norms)))
@@ -87,10 +99,7 @@ class SphericalShell:
         if not hasattr(self, "mean_"):
             raise ShellVAEError("This SphericalShell is not fitted yet: call fit(X) first.")
         X = check_array(X, name, dtype=np.float64)
-        if X.shape[1] != self.n_features_in_:
-            raise ShellVAEError(
-                f"{name} has {X.shape[1]} features but the shell was fitted on {self.n_features_in_}."
-            )
+        check_n_features(X, name, self.n_features_in_, "the data the shell was fitted on")
         return X
 
     def _unit_radius(self, norms: np.ndarray) -> np.ndarray:
@@ -115,8 +124,8 @@ class SphericalShell:
         """Shell coordinates of X, float64 (N, D)."""
         X = self._check_fitted(X)
         Xc = X - self.mean_
-        norms = np.linalg.norm(Xc, axis=1)
-        zero = norms <= 1e-12 * max(1.0, self.norm_max_)
+        norms = _norms(Xc, name="X")
+        zero = norms <= 1e-12 * self.norm_max_  # relative: the shell is scale-invariant
         if zero.any():
             if self.zero_norm == "error":
                 raise ShellVAEError(

@@ -23,8 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shellvae.data.base import take_subset
-from shellvae.data.base import Dataset, train_test_split
+from shellvae.data.base import Dataset, take_subset, train_test_split
 from shellvae.data.idx import read_idx
 from shellvae.errors import DataError
 

