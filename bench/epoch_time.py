@@ -5,7 +5,12 @@ difference is the objective. Epochs are interleaved (vanilla, shell, vanilla, ..
 load drifts hit both alike; the first epoch of each is a discarded warm-up. K-means (the
 one-off cost of the shell method) is timed separately.
 
-    python bench/epoch_time.py [--n-samples 50000] [--epochs 6] [--batch-size 128]
+    python bench/epoch_time.py [--n-samples 50000] [--epochs 6] [--batch-size 128] [--threads 1]
+
+One torch thread by default: on a small MLP, intra-op threads add synchronisation that costs more
+than it saves, and on a machine shared with other jobs it can cost 10-30x (see
+docs/performance.md). bench/throughput.py adds MNIST; bench/shell_overhead.py breaks the shell's
+extra cost down by term.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ def main() -> None:
     ap.add_argument("--n-samples", type=int, default=50_000)
     ap.add_argument("--epochs", type=int, default=6, help="timed epochs per method (after one warm-up)")
     ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
 
     data = make_gmm(args.n_samples, seed=0)
     t0 = time.perf_counter()

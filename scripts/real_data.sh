@@ -7,7 +7,7 @@ set -euo pipefail
 mnist_dir=${1:?usage: scripts/real_data.sh MNIST_DIR [EPOCHS] [OUT]}
 epochs=${2:-30}
 out=${3:-runs/real_data}
-common=(--latent-dim 8 --sigma2-ratio 2 --beta 1 --epochs "$epochs" --seed 0 --quiet)
+common=(--latent-dim 8 --sigma2-ratio 2 --beta 1 --epochs "$epochs" --seed 0 --quiet --resume)
 for data in mnist fashion_mnist; do
   dir_args=()
   [ "$data" = mnist ] && dir_args=(--data-dir "$mnist_dir")

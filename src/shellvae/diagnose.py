@@ -73,6 +73,11 @@ def diagnose(X, *, sigma2: float | None = None, sigma2_ratio: float = 2.0, beta:
     if beta < 0 or (sigma2 is not None and sigma2 <= 0) or sigma2_ratio <= 0:
         raise ShellVAEError(f"need sigma2 > 0 (or sigma2_ratio > 0) and beta >= 0; got sigma2={sigma2}, "
                             f"sigma2_ratio={sigma2_ratio}, beta={beta}.")
+    bad_k = [k for k in k_grid if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2]
+    if not list(k_grid) or bad_k:
+        raise ShellVAEError(f"k_grid={list(k_grid)}: give integers >= 2 (bad: {bad_k}).")
+    if max_samples is not None and max_samples < 3:
+        raise ShellVAEError(f"max_samples={max_samples}: K-means needs at least 3 samples (or None for all).")
     X_shell = SphericalShell(r_min, r_max, radius=radius).fit_transform(X)
     spectrum = covariance_spectrum(X_shell)
     lam = float(spectrum[0])

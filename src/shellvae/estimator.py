@@ -22,7 +22,7 @@ from shellvae.methods import TrainContext, get_method
 from shellvae.metrics import Certificate, certify, encode_all, evaluate
 from shellvae.model import build_vae
 from shellvae.shell import SphericalShell
-from shellvae.train import TrainData, train
+from shellvae.train import MemmapTrainData, TrainData, train
 
 
 class ShellVAE(BaseEstimator):
@@ -48,6 +48,11 @@ class ShellVAE(BaseEstimator):
     eval_every : held-out metrics every this many epochs (when ``fit`` gets ``X_val``).
     checkpoint : path of an atomic per-epoch checkpoint; ``resume=True`` continues from it.
     progress : show a progress bar.
+    compile, amp : ``torch.compile`` the model's forward; bf16 autocast on CUDA (see ``train.train``).
+
+    A ``np.memmap`` X (e.g. ``np.load(path, mmap_mode="r")``) is trained from batch by batch
+    (``train.MemmapTrainData``). Under ``torchrun`` training is data-parallel and the geometry is
+    fitted on rank 0 only (``shellvae.distributed``).
     """
 
     def __init__(
@@ -76,6 +81,8 @@ class ShellVAE(BaseEstimator):
         checkpoint: str | None = None,
         resume: bool = False,
         progress: bool = False,
+        compile: bool = False,
+        amp: bool = False,
     ):
         self.method = method
         self.method_params = method_params
@@ -100,6 +107,8 @@ class ShellVAE(BaseEstimator):
         self.checkpoint = checkpoint
         self.resume = resume
         self.progress = progress
+        self.compile = compile
+        self.amp = amp
 
     # -- fitting ------------------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -114,7 +123,9 @@ class ShellVAE(BaseEstimator):
         check_scalar(self.beta, "beta", low_open=False, fix="beta=0 turns the KL term off.")
         check_scalar(self.random_state, "random_state", integer=True, low_open=False, high=2**32 - 1)
         if not (self.method_params is None or isinstance(self.method_params, dict)):
-            raise ShellVAEError(f"method_params={self.method_params!r}: give a dict, e.g. {{'lambda_b': 5.0}}, or None.")
+            raise ShellVAEError(
+                f"method_params={self.method_params!r}: give a dict, e.g. {{'lambda_b': 5.0}}, or None."
+            )
         for name in ("encoder_hidden", "decoder_hidden"):
             widths = getattr(self, name)
             if isinstance(widths, (str, bytes)) or not hasattr(widths, "__iter__"):
@@ -125,7 +136,9 @@ class ShellVAE(BaseEstimator):
         if self.resume and self.checkpoint is None:
             raise ShellVAEError("resume=True needs checkpoint=PATH, the file to continue from.")
         if self.checkpoint is not None and Path(self.checkpoint).is_dir():
-            raise ShellVAEError(f"checkpoint={str(self.checkpoint)!r} is a folder; give a file path, e.g. 'run/checkpoint.pt'.")
+            raise ShellVAEError(
+                f"checkpoint={str(self.checkpoint)!r} is a folder; give a file path, e.g. 'run/checkpoint.pt'."
+            )
 
     def _check_device(self) -> None:
         try:
@@ -155,14 +168,19 @@ class ShellVAE(BaseEstimator):
     def fit(self, X, y=None, *, X_val=None) -> "ShellVAE":
         """Fit shell, geometry and VAE on X (N, D). ``X_val`` (held-out rows) adds per-epoch metrics."""
         self._check_params()
-        X = check_array(X, "X", min_samples=2, dtype=np.float64, allow_constant=False)  # float64: the shell centres X
+        memmap = X if isinstance(X, np.memmap) else None  # train from the file, batch by batch
+        # dtype=None keeps floats as given: the shell centres them in float64, before any rounding to float32
+        X = check_array(X, "X", min_samples=2, dtype=None, allow_constant=False)
         if X_val is not None:
-            X_val = check_array(X_val, "X_val", dtype=np.float64)
+            X_val = check_array(X_val, "X_val", dtype=None)
             check_n_features(X_val, "X_val", X.shape[1], "X (the training data)")
         self.method_ = get_method(self.method, **(self.method_params or {}))
         self.shell_ = SphericalShell(self.r_min, self.r_max, radius=self.radius).fit(X)
         X_shell = self.shell_.transform(X)
-        self.geometry_ = ClusterGeometry(self.n_clusters, random_state=self.random_state).fit(X_shell)
+        from shellvae.distributed import run_once  # K-means once (rank 0) under DDP
+
+        self.geometry_ = run_once(ClusterGeometry(self.n_clusters, random_state=self.random_state).fit,
+                                  X_shell)
         self.lambda_max_ = self.geometry_.lambda_max_
         self.W_, self.delta_collapse_ = self.geometry_.W_, self.geometry_.delta_collapse_
         self.sigma2_ = float(self.sigma2 if self.sigma2 is not None else self.sigma2_ratio * self.lambda_max_)
@@ -175,11 +193,15 @@ class ShellVAE(BaseEstimator):
         X_val_shell = None
         if X_val is not None:
             X_val_shell = torch.as_tensor(self.shell_.transform(X_val), dtype=torch.float32)
+        if memmap is not None:
+            data = MemmapTrainData.build(memmap, self.shell_, self.geometry_, self.method_, self.device)
+        else:
+            data = TrainData.build(X_shell, self.geometry_, self.method_, self.device)
         self.history_ = train(
-            self.model_, self.method_, TrainData.build(X_shell, self.geometry_, self.method_, self.device),
+            self.model_, self.method_, data,
             self._context(), geometry=self.geometry_, X_val=X_val_shell, batch_size=self.batch_size, lr=self.lr,
             seed=self.random_state, eval_every=self.eval_every, checkpoint=self.checkpoint, resume=self.resume,
-            progress=self.progress,
+            progress=self.progress, compile=self.compile, amp=self.amp,
         )
         return self
 

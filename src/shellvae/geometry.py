@@ -144,14 +144,15 @@ class ClusterGeometry:
         X = check_array(X, "X", dtype=np.float64)
         self._check_params(len(X))
         # duplicates are data; fewer distinct rows than clusters is not (K-means would leave clusters empty)
-        need = 3 if self.n_clusters == "auto" else self.n_clusters
-        check_distinct_rows(X, "X", need, f"n_clusters={self.n_clusters!r}")
+        need = 3 if self.n_clusters == "auto" else int(self.n_clusters)
+        n_distinct = check_distinct_rows(X, "X", need,
+                                         "n_clusters='auto'" if self.n_clusters == "auto" else f"n_clusters={need}")
         if self.n_clusters == "auto":
             sweep_X = X
             if self.sweep_samples is not None and len(X) > self.sweep_samples:
                 rows = np.random.default_rng(self.random_state).permutation(len(X))[:self.sweep_samples]
                 sweep_X = X[np.sort(rows)]
-            fit = self._auto(sweep_X)
+            fit = self._auto(sweep_X, max_k=n_distinct)
             if sweep_X is not X:
                 fit = self._fit_k(X, fit["K"])
         else:
@@ -176,8 +177,8 @@ class ClusterGeometry:
             warnings.warn(msg, EmptyFeasibleRegionWarning, stacklevel=2)
         return self
 
-    def _auto(self, X: np.ndarray) -> dict:
-        grid = [k for k in (self.k_grid or AUTO_K_GRID) if 2 <= k < len(X)]
+    def _auto(self, X: np.ndarray, max_k: int) -> dict:
+        grid = [k for k in (self.k_grid or AUTO_K_GRID) if 2 <= k < len(X) and k <= max_k]
         if not grid:
             raise ShellVAEError(f"n_clusters='auto' needs at least 3 samples; got {len(X)}.")
         self.sweep_ = []

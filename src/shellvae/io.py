@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -23,10 +24,26 @@ FORMAT = "shellvae"
 FORMAT_VERSION = 1
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once: os.umask can only be read by setting it
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path next to ``path``; on success rename it over ``path``."""
+    """Yield a temporary path next to ``path``; on success rename it over ``path``.
+
+    If the body raises (or the process dies), ``path`` keeps its previous content and the
+    temporary file is removed (a killed process can leave a ``.NAME.*.tmp`` file, never a
+    half-written ``path``). The file gets the usual permissions (0666 minus the umask).
+    """
     path = Path(path)
+    if path.is_dir():
+        raise ShellVAEError(f"{path} is a folder; cannot write a file there. Give a file path.")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -34,10 +51,26 @@ def atomic_path(path: str | os.PathLike):
         yield Path(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it 0600
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX). Best effort: some systems cannot sync a folder."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except (AttributeError, OSError):  # no O_DIRECTORY (Windows), or not allowed
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_text(path, text: str) -> None:
@@ -96,8 +129,18 @@ def load(path, kind: str) -> dict:
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        text = str(exc).strip()
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if refused:
+            raise ShellVAEError(
+                f"{path}: refused to load: it asks to run code or build objects ({refused.group(1)}), which a shellvae "
+                f"{kind} file never does. It was tampered with or is not a shellvae file; do not load it with "
+                "weights_only=False."
+            ) from None
+        unpickler = re.search(r"WeightsUnpickler error:\s*(.+)", text)  # torch's detail, past its advice
+        detail = unpickler.group(1) if unpickler else re.split(r"(?<=\.)\s", text)[0]  # else the first sentence
         raise ShellVAEError(
-            f"{path}: not a readable shellvae {kind} file ({type(exc).__name__}: {str(exc)[:200]}). "
+            f"{path}: not a readable shellvae {kind} file ({type(exc).__name__}: {detail[:200]}). "
             "It may be truncated, tampered with, or not a shellvae file."
         ) from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:

@@ -4,12 +4,20 @@ Data lives in memory as tensors on the training device; a batch is an index slic
 permutation, so there is no per-sample Python work and no DataLoader. The method computes the
 loss (and, for alternating methods, runs the step); the loop owns the data order, the
 non-finite guard, per-epoch evaluation, checkpoints and the progress bar.
+
+Data larger than memory (``MemmapTrainData``): the rows stay in a memory-mapped ``.npy`` file
+and every batch is gathered from it (sorted row reads), shell-transformed and turned into a
+tensor on its own; the in-memory ``TrainData`` stays the fast default. Under ``torchrun`` the
+loop trains with DistributedDataParallel (see ``distributed.py``). Options: ``compile``
+(``torch.compile`` of the model's forward) and ``amp`` (bf16 autocast of the forward on CUDA;
+a no-op elsewhere). The optimiser is Adam, with the fused kernel where PyTorch has one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,37 +25,118 @@ import torch
 from tqdm.auto import tqdm
 
 from shellvae import io
-from shellvae.errors import NonFiniteError
+from shellvae.errors import NonFiniteError, ShellVAEError
 from shellvae.geometry import ClusterGeometry
 from shellvae.methods import Batch, Method, TrainContext
 from shellvae.metrics import evaluate
-from shellvae.model import GaussianVAE
+from shellvae.model import GaussianVAE, VAEOutput
 
 
 @dataclass
 class TrainData:
-    """Training tensors: shell data and (for methods that need them) each row's cluster centre."""
+    """Training tensors: shell data and (for methods that need them) each row's cluster centre.
+
+    Centres are kept as each row's cluster label plus the (K, D) table of centres, and gathered
+    per batch: the same values as a full (N, D) tensor of centres, without its memory (188 MB on
+    MNIST) and with the gather reading a table that stays in cache. ``centers`` (N, D) may still
+    be given directly.
+    """
 
     X: torch.Tensor
     centers: torch.Tensor | None = None
+    labels: torch.Tensor | None = None  # (N,) cluster of each row, with ``table``
+    table: torch.Tensor | None = None  # (K, D) cluster centres
 
     @classmethod
-    def build(cls, X_shell: np.ndarray, geometry: ClusterGeometry | None, method: Method, device="cpu") -> "TrainData":
+    def build(cls, X_shell: np.ndarray, geometry: ClusterGeometry | None, method: Method, device="cpu") -> TrainData:
         X = torch.as_tensor(X_shell, dtype=torch.float32, device=device)
-        centers = None
-        if method.needs_centers:
-            table = torch.as_tensor(geometry.centers_, dtype=torch.float32, device=device)
-            centers = table[torch.as_tensor(geometry.labels_, device=device)]
-        return cls(X, centers)
+        if not method.needs_centers:
+            return cls(X)
+        table = torch.as_tensor(geometry.centers_, dtype=torch.float32, device=device)
+        labels = torch.as_tensor(np.asarray(geometry.labels_), dtype=torch.int64, device=device)
+        return cls(X, labels=labels, table=table)
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    @property
+    def device(self) -> torch.device:
+        return self.X.device
+
+    @property
+    def index_device(self) -> torch.device:
+        """Where batch indices live: with the data."""
+        return self.X.device
 
     def batch(self, idx: torch.Tensor) -> Batch:
-        return Batch(self.X[idx], None if self.centers is None else self.centers[idx])
+        # index_select: the same rows as X[idx], in about half the time of advanced indexing
+        if self.labels is not None:
+            centers = self.table.index_select(0, self.labels.index_select(0, idx))
+        else:
+            centers = None if self.centers is None else self.centers.index_select(0, idx)
+        return Batch(self.X.index_select(0, idx), centers)
+
+
+@dataclass
+class MemmapTrainData:
+    """Training rows read batch by batch from a memory-mapped array, never loaded whole.
+
+    ``source`` holds raw (data-space) rows, e.g. ``np.load(path, mmap_mode="r")``; ``rows``
+    (optional) are the indices of the training rows in it, so a train/test split needs no copy.
+    A batch reads its rows in increasing file order (sequential, page-cache friendly), restores
+    the batch order, applies the fitted ``shell`` transform to those rows only and returns a
+    float32 tensor: the same values as ``TrainData.build(shell.transform(source[rows]))``.
+    Cluster centres come from the geometry's per-row labels (one small integer per row).
+    """
+
+    source: np.ndarray
+    shell: object  # a fitted SphericalShell (anything with .transform(rows) -> (B, D))
+    rows: np.ndarray | None = None
+    labels: torch.Tensor | None = None  # (N,) cluster of each training row (methods that need centres)
+    table: torch.Tensor | None = None  # (K, D) cluster centres
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @classmethod
+    def build(cls, source: np.ndarray, shell, geometry: ClusterGeometry | None, method: Method, device="cpu",
+              rows: np.ndarray | None = None) -> MemmapTrainData:
+        if source.ndim != 2:
+            raise ShellVAEError(f"memory-mapped training data must be 2-D (n_samples, n_features), got {source.shape}.")
+        rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+        labels = table = None
+        if method.needs_centers:
+            n = len(source) if rows is None else len(rows)
+            if len(geometry.labels_) != n:
+                raise ShellVAEError(f"the geometry has {len(geometry.labels_)} labels for {n} training rows.")
+            # int32 labels: 4 bytes a row, whatever the width of the data
+            labels = torch.as_tensor(np.asarray(geometry.labels_, dtype=np.int32))
+            table = torch.as_tensor(geometry.centers_, dtype=torch.float32, device=device)
+        return cls(source, shell, rows, labels, table, torch.device(device))
+
+    def __len__(self) -> int:
+        return len(self.source) if self.rows is None else len(self.rows)
+
+    @property
+    def index_device(self) -> torch.device:
+        """Batch indices stay on the CPU: they address the file (no device round trip per batch)."""
+        return torch.device("cpu")
+
+    def batch(self, idx: torch.Tensor) -> Batch:
+        pos = idx.cpu().numpy()
+        where = pos if self.rows is None else self.rows[pos]
+        order = np.argsort(where, kind="stable")
+        block = np.empty((len(where), self.source.shape[1]), dtype=np.float64)
+        block[order] = self.shell.transform(self.source[where[order]])  # sorted gather, then batch order back
+        x = torch.from_numpy(block.astype(np.float32)).to(self.device)
+        centers = None
+        if self.labels is not None:
+            centers = self.table.index_select(0, self.labels[torch.from_numpy(pos)].to(self.device, torch.int64))
+        return Batch(x, centers)
 
 
 def train(
     model: GaussianVAE,
     method: Method,
-    data: TrainData,
+    data: TrainData | MemmapTrainData,
     ctx: TrainContext,
     *,
     geometry: ClusterGeometry | None = None,
@@ -59,6 +148,9 @@ def train(
     checkpoint: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    compile: bool = False,
+    amp: bool = False,
+    flush_denormal: bool = True,
 ) -> list[dict]:
     """Train ``model`` in place for ``ctx.n_epochs`` epochs; returns the per-epoch history.
 
@@ -67,63 +159,150 @@ def train(
     ``metrics.evaluate`` on ``X_val`` (``val_*``). With ``checkpoint`` set, the full training
     state is saved atomically after every epoch; ``resume=True`` continues from it and reaches
     the same parameters as an uninterrupted run.
+
+    ``compile``: ``torch.compile`` the model's forward for this run (opt-in: compiling takes
+    seconds to a minute; see docs/performance.md for when it pays). ``amp``: run the forward in
+    bfloat16 autocast on CUDA (losses stay float32); ignored on other devices.
+    ``flush_denormal``: treat float32 values below 1.2e-38 as 0 in this thread's CPU arithmetic
+    while training (the previous mode is restored after). A collapsing VAE drives weights and
+    activations into that subnormal range, where CPU arithmetic is many times slower (measured
+    with ``bench/shell_overhead.py --denormals``); no value that small matters to the result.
+    When a ``torch.distributed`` process group of several ranks is initialised (``torchrun``), training
+    is data-parallel: see ``shellvae.distributed`` for what that changes.
     """
+    from shellvae import distributed  # imported here: `python -m shellvae.distributed` runs it as __main__
+
     if X_val is not None and geometry is None:
         raise ValueError("held-out metrics (X_val) need the cluster geometry: pass geometry=")
-    device = data.X.device
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    order = torch.Generator().manual_seed(seed)  # the epochs' batch order
+    state = distributed.info()
+    if state is not None:
+        distributed.check_method(method)
+    device = data.index_device
+    optimizer = _adam(model, lr)
+    order = torch.Generator().manual_seed(seed)  # the epochs' batch order (the same on every rank)
     inner = torch.Generator().manual_seed(seed + 1)  # extra batches for alternating methods' inner steps
-    torch.manual_seed(seed)  # the reparameterisation noise
-    n = len(data.X)
-    ctx.sample_batch = lambda: data.batch(torch.randint(n, (min(batch_size, n),), generator=inner).to(device))
+    rank = 0 if state is None else state.rank
+    torch.manual_seed(seed + rank)  # the reparameterisation noise
+    n = len(data)
+    local_size = batch_size if state is None else -(-batch_size // state.world_size)
+    ctx.sample_batch = lambda: data.batch(torch.randint(n, (min(local_size, n),), generator=inner).to(device))
     history: list[dict] = []
     start = 0
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        start, history = _restore(checkpoint, model, optimizer, method, order, inner)
-    bar = tqdm(range(start, ctx.n_epochs), initial=start, total=ctx.n_epochs, disable=not progress,
+        start, history = _restore(checkpoint, model, optimizer, method, order, inner, rank)
+    net = distributed.wrap(model, state)
+    main = state is None or state.is_main
+    bar = tqdm(range(start, ctx.n_epochs), initial=start, total=ctx.n_epochs, disable=not progress or not main,
                desc=f"{method.name}", unit="epoch", leave=False)
-    for epoch in bar:
-        ctx.epoch = epoch
-        model.train()
-        t0 = time.perf_counter()
-        perm = torch.randperm(n, generator=order).to(device)
-        step_logs = [method.train_step(model, optimizer, data.batch(perm[i:i + batch_size]), ctx)
-                     for i in range(0, n, batch_size)]
-        row = {"epoch": epoch + 1, "kl_weight": method.kl_weight(ctx)}
-        row.update(_epoch_means(step_logs, epoch))
-        _check_parameters(model, epoch)
-        row["train_time_s"] = time.perf_counter() - t0
-        method.after_epoch(ctx, row)
-        if X_val is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == ctx.n_epochs):
-            t1 = time.perf_counter()
-            metrics = evaluate(model, X_val, geometry, ctx.r_min, ctx.r_max, seed=seed)
-            row.update({f"val_{k}": v for k, v in metrics.items()})
-            row["eval_time_s"] = time.perf_counter() - t1
-        history.append(row)
-        if checkpoint is not None:
-            _save(checkpoint, model, optimizer, method, order, inner, epoch + 1, history)
-        bar.set_postfix(loss=f"{row['train_loss']:.3g}", kl=f"{row.get('val_kl', row['train_kl']):.3f}",
-                        au=row.get("val_active_units", "-"))
+    with _forward_options(model, compile=compile, amp=amp), _flushing_denormals(flush_denormal):
+        for epoch in bar:
+            ctx.epoch = epoch
+            net.train()
+            t0 = time.perf_counter()
+            perm = torch.randperm(n, generator=order).to(device)
+            step_logs = []
+            for i in range(0, n, batch_size):
+                idx = distributed.shard(perm[i:i + batch_size], state)
+                if idx is not None:
+                    step_logs.append(method.train_step(net, optimizer, data.batch(idx), ctx))
+            row = {"epoch": epoch + 1, "kl_weight": method.kl_weight(ctx)}
+            row.update(_epoch_means(step_logs, epoch))
+            _check_parameters(model, epoch)
+            row["train_time_s"] = time.perf_counter() - t0
+            method.after_epoch(ctx, row)
+            if X_val is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == ctx.n_epochs):
+                t1 = time.perf_counter()
+                metrics = distributed.run_once(evaluate, model, X_val, geometry, ctx.r_min, ctx.r_max, seed=seed)
+                row.update({f"val_{k}": v for k, v in metrics.items()})
+                row["eval_time_s"] = time.perf_counter() - t1
+            history.append(row)
+            if checkpoint is not None:
+                _save(checkpoint, model, optimizer, method, order, inner, epoch + 1, history, state)
+            bar.set_postfix(loss=f"{row['train_loss']:.3g}", kl=f"{row.get('val_kl', row['train_kl']):.3f}",
+                            au=row.get("val_active_units", "-"))
     bar.close()
     return history
 
 
+def _adam(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    """Adam, with PyTorch's fused kernel when every parameter's device supports it (one kernel for
+    all parameters instead of ~10 small ops each: the largest single cost of a small VAE's step)."""
+    params = list(model.parameters())
+    devices = {p.device.type for p in params}
+    if devices <= {"cpu", "cuda"} and all(p.dtype.is_floating_point for p in params):
+        try:
+            return torch.optim.Adam(params, lr=lr, fused=True)
+        except (RuntimeError, ValueError, TypeError):  # an older PyTorch without fused CPU Adam
+            pass
+    return torch.optim.Adam(params, lr=lr)
+
+
+@contextlib.contextmanager
+def _forward_options(model: torch.nn.Module, *, compile: bool, amp: bool):
+    """Temporarily replace ``model.forward`` by a compiled and/or autocast version (restored after)."""
+    use_amp = amp and next(model.parameters()).device.type == "cuda"
+    if not (compile or use_amp):
+        yield
+        return
+    own = vars(model).get("forward")  # an instance-level forward of the caller's, restored after
+    forward = model.forward
+    if use_amp:
+        base = forward
+
+        def forward(x, _base=base):
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                out = _base(x)
+            # the loss terms (sums over the data dims, exp of log-variances) stay in float32
+            return VAEOutput(*(t.float() for t in out)) if isinstance(out, VAEOutput) else out
+    if compile:
+        forward = torch.compile(forward)
+    model.forward = forward
+    try:
+        yield
+    finally:
+        if own is None:
+            del model.forward
+        else:
+            model.forward = own
+
+
+def _denormals_flushed() -> bool:
+    """Whether this thread flushes subnormal floats to zero (PyTorch has a setter but no getter)."""
+    return float(torch.full((1,), 1e-39) * 1.0) == 0.0
+
+
+@contextlib.contextmanager
+def _flushing_denormals(enabled: bool):
+    """Flush subnormals to zero for the block (this thread's CPU arithmetic), then restore the mode."""
+    before = _denormals_flushed()
+    if enabled and not before:
+        torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if enabled and not before:
+            torch.set_flush_denormal(False)
+
+
 def _epoch_means(step_logs: list[dict], epoch: int) -> dict[str, float]:
-    """Mean of each logged term over the epoch's steps; a non-finite value stops training."""
-    row = {}
-    for key in step_logs[0]:
-        values = torch.stack([logs[key] for logs in step_logs])
-        bad = ~torch.isfinite(values)
-        if bad.any():
-            step = int(bad.nonzero()[0, 0])
-            raise NonFiniteError(
-                f"training diverged: term '{key}' became non-finite at epoch {epoch + 1}, step {step + 1}. "
-                "Parameters of the last finished epoch are kept in the checkpoint (if one was set). "
-                "Try a smaller learning rate or penalty weights, or check the data scale."
-            )
-        row[f"train_{key}"] = float(values.mean())
-    return row
+    """Mean of each logged term over the epoch's steps (and over ranks under DDP); a non-finite
+    value stops training (every rank sees the same reduced values, so all stop together)."""
+    from shellvae import distributed
+
+    if not step_logs:
+        raise ShellVAEError("no training step was taken: there are fewer training rows than processes.")
+    keys = list(step_logs[0])
+    values = torch.stack([torch.stack([logs[key].float() for logs in step_logs]) for key in keys])
+    values = distributed.all_reduce_mean(values).cpu()  # one transfer for every term and step
+    bad = ~torch.isfinite(values)
+    if bad.any():
+        k, step = (int(v) for v in bad.nonzero()[0])
+        raise NonFiniteError(
+            f"training diverged: term '{keys[k]}' became non-finite at epoch {epoch + 1}, step {step + 1}. "
+            "Parameters of the last finished epoch are kept in the checkpoint (if one was set). "
+            "Try a smaller learning rate or penalty weights, or check the data scale."
+        )
+    return {f"train_{key}": float(v) for key, v in zip(keys, values.mean(dim=1))}
 
 
 def _check_parameters(model: torch.nn.Module, epoch: int) -> None:
@@ -135,25 +314,35 @@ def _check_parameters(model: torch.nn.Module, epoch: int) -> None:
             )
 
 
-def _save(path, model, optimizer, method, order, inner, epoch, history) -> None:
-    io.save(path, {
+def _save(path, model, optimizer, method, order, inner, epoch, history, state=None) -> None:
+    from shellvae import distributed
+
+    rng = torch.get_rng_state()
+    rng_ranks = distributed.all_gather_object(rng) if state is not None else None
+    if state is not None and not state.is_main:
+        return  # only rank 0 writes
+    payload = {
         "epoch": epoch,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "method_state": io.to_safe(method.state_dict()),
         "order_rng": order.get_state(),
         "inner_rng": inner.get_state(),
-        "torch_rng": torch.get_rng_state(),
+        "torch_rng": rng,
         "history": history,
-    }, kind="checkpoint")
+    }
+    if rng_ranks is not None:
+        payload["torch_rng_ranks"] = rng_ranks  # each rank's noise stream, for an exact resume
+    io.save(path, payload, kind="checkpoint")
 
 
-def _restore(path, model, optimizer, method, order, inner) -> tuple[int, list[dict]]:
+def _restore(path, model, optimizer, method, order, inner, rank: int = 0) -> tuple[int, list[dict]]:
     state = io.load(path, kind="checkpoint")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     method.load_state_dict(io.from_safe(state["method_state"]))
     order.set_state(state["order_rng"])
     inner.set_state(state["inner_rng"])
-    torch.set_rng_state(state["torch_rng"])
+    ranks = state.get("torch_rng_ranks")
+    torch.set_rng_state(ranks[rank] if ranks is not None and rank < len(ranks) else state["torch_rng"])
     return state["epoch"], state["history"]

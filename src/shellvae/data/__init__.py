@@ -22,8 +22,13 @@ def load_dataset(name: str, data_dir=None, *, n_train=None, n_test=None, seed: i
     if name == "synthetic":
         n = kwargs.pop("n_samples", 50_000)
         if n_train is not None or n_test is not None:
-            n = (n_train or 40_000) + (n_test or 10_000)
-            kwargs["test_size"] = (n_test or 10_000) / n
+            n_train = 40_000 if n_train is None else n_train
+            n_test = 10_000 if n_test is None else n_test
+            for what, value in (("n_train", n_train), ("n_test", n_test)):
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise DataError(f"{what}={value!r}: must be a positive integer or None.")
+            n = n_train + n_test
+            kwargs["test_size"] = n_test / n
         return make_gmm(n, seed=seed, **kwargs)
     if name in ("mnist", "fashion_mnist", "fashion-mnist"):
         from shellvae.data import mnist

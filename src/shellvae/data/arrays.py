@@ -12,6 +12,11 @@ run code. Array headers are checked against the bytes actually present before Nu
 what they claim. Rows are samples; (N, H, W) and (N, C, H, W) arrays are images and are flattened,
 keeping their shape in ``Dataset.image_shape``. Values are used as stored (not rescaled).
 Every failure is a ``DataError`` naming the file.
+
+``load_array(path, mmap=True)`` (``.npy`` only) memory-maps the file instead of reading it
+(``np.load(mmap_mode="r")``): ``X_train`` and ``X_test`` are ``np.memmap`` views of the leading and
+trailing rows, validated chunk by chunk, and training reads them batch by batch
+(``train.MemmapTrainData``), for data larger than memory.
 """
 
 from __future__ import annotations
@@ -67,6 +72,40 @@ def _load_npy(path: Path) -> np.ndarray:
         _check_npy_header(f, os.fstat(f.fileno()).st_size, f"'{path}'")
         f.seek(0)
         return _NPY_FORMAT.read_array(f, allow_pickle=False)
+
+
+def _load_npy_mmap(path: Path) -> np.memmap:
+    """The .npy file as a read-only memory map (header validated first; nothing is read into memory)."""
+    with open(path, "rb") as f:
+        _check_npy_header(f, os.fstat(f.fileno()).st_size, f"'{path}'")
+    A = np.load(path, mmap_mode="r", allow_pickle=False)
+    if not isinstance(A, np.memmap):  # a 0-byte array: NumPy returns a plain array
+        raise DataError(f"'{path}' holds no data to memory-map (shape {A.shape}).")
+    if A.ndim > 1 and not A.flags.c_contiguous:
+        raise DataError(f"'{path}' is stored in Fortran order; memory-mapped rows must be contiguous. Re-save it with "
+                        "np.save(path, np.ascontiguousarray(A)), or load it without mmap.")
+    return A
+
+
+#: rows validated at a time in memory-mapped mode (a few MB of the file in memory at once)
+MMAP_CHUNK_ROWS = 65_536
+
+
+def _check_rows_chunked(path: Path, X: np.ndarray) -> None:
+    """``check_array``'s finiteness and float32-range checks, a chunk of rows at a time (no full copy)."""
+    limit = np.finfo(np.float32).max
+    for start in range(0, len(X), MMAP_CHUNK_ROWS):
+        chunk = np.asarray(X[start:start + MMAP_CHUNK_ROWS])
+        if chunk.dtype.kind != "f":
+            continue
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(chunk) | (np.abs(chunk) > limit)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            value = chunk[row, col]
+            what = "is beyond float32's range" if np.isfinite(value) else "is NaN or infinite"
+            raise DataError(f"'{path}': the value at row {start + row}, column {col} ({value:.3g}) {what}; "
+                            "fix the data before training.")
 
 
 def _load_npz(path: Path, key: str | None) -> np.ndarray:
@@ -223,6 +262,7 @@ def load_array(
     test_size: float = 0.2,
     seed: int = 0,
     name: str | None = None,
+    mmap: bool = False,
 ) -> Dataset:
     """Load a data matrix from ``.npy``, ``.npz`` or ``.csv`` and split it into train/test.
 
@@ -230,6 +270,11 @@ def load_array(
     ``label_column`` (an index, negative allowed, or a CSV header name) is removed from a 2-D
     matrix and returned as integer labels. The split is ``train_test_split(test_size, seed)``.
     Values are kept as stored (no rescaling). Raises ``DataError`` naming the file on any problem.
+
+    ``mmap=True`` (``.npy`` only, no ``label_column``): memory-map the file instead of reading it.
+    ``X_train`` / ``X_test`` are then ``np.memmap`` views and the split is *contiguous*: the last
+    ``round(n * test_size)`` rows are held out (a random split would copy the data), so the rows
+    of the file should be in random order. Values are validated a chunk of rows at a time.
     """
     path = Path(path)
     is_index = isinstance(label_column, (int, np.integer)) and not isinstance(label_column, bool)
@@ -244,6 +289,8 @@ def load_array(
         raise DataError(f"'{path}' is empty.")
     if key is not None and suffix != ".npz":
         raise DataError(f"key={key!r} only applies to .npz archives, not '{path}'.")
+    if mmap:
+        return _load_mmap(path, label_column, test_size, seed, name)
     header = None
     try:
         if suffix == ".npy":
@@ -287,4 +334,43 @@ def load_array(
             f"(not rescaled), split {len(X_train)} train / {len(X_test)} test (test_size={test_size}, seed={seed})."
         ),
         info={"source": str(path.absolute()), "key": key, "label_column": label_column, "test_size": test_size, "seed": seed},
+    )
+
+
+def _load_mmap(path: Path, label_column, test_size: float, seed: int, name: str | None) -> Dataset:
+    """``load_array(..., mmap=True)``: a Dataset whose X_train / X_test stay memory-mapped."""
+    if path.suffix.lower() != ".npy":
+        raise DataError(f"'{path}': mmap=True reads .npy files only (an .npz or .csv cannot be memory-mapped).")
+    if label_column is not None:
+        raise DataError(f"'{path}': label_column needs a copy of the data; it cannot be used with mmap=True.")
+    try:
+        A = _load_npy_mmap(path)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"'{path}' could not be memory-mapped ({type(exc).__name__}: {exc}).") from exc
+    if A.dtype.kind == "c" or A.dtype.kind not in "biuf":
+        raise DataError(f"'{path}' holds dtype {A.dtype}; expected a real numeric array.")
+    X, image_shape = _to_matrix(path, A)
+    if not isinstance(X, np.memmap):  # reshape kept the map for contiguous data; anything else copied
+        raise DataError(f"'{path}': shape {A.shape} cannot be viewed as rows without a copy; load it without mmap.")
+    if len(X) < 2 or X.shape[1] == 0:
+        raise DataError(f"'{path}' has shape {A.shape}; need at least 2 samples and 1 feature.")
+    _check_rows_chunked(path, X)
+    if not 0.0 < test_size < 1.0:
+        raise DataError(f"test_size={test_size} must lie strictly between 0 and 1.")
+    n_test = round(len(X) * test_size)
+    if n_test < 1 or len(X) - n_test < 1:
+        raise DataError(f"'{path}': cannot split {len(X)} samples with test_size={test_size}: each side needs one.")
+    X_train, X_test = X[:len(X) - n_test], X[len(X) - n_test:]
+    return Dataset(
+        name=name or path.stem,
+        X_train=X_train,
+        X_test=X_test,
+        image_shape=image_shape,
+        description=(
+            f"{len(X)} samples x {X.shape[1]} features memory-mapped from {path}; values as stored (not rescaled), "
+            f"contiguous split {len(X_train)} train (first rows) / {len(X_test)} test (last rows)."
+        ),
+        info={"source": str(path.absolute()), "mmap": True, "test_size": test_size, "seed": seed},
     )

@@ -53,7 +53,8 @@ DUPLICATE_WARN_SHARE = 0.5
 def check_array(X, name: str = "X", min_samples: int = 1, dtype=np.float32, allow_constant: bool = True) -> np.ndarray:
     """Validate a data matrix: 2-D, real, finite, non-empty. Returns it as ``dtype`` (no copy when it already is).
 
-    Integer and bool arrays are converted; complex, object, string and date arrays are refused.
+    ``dtype=None`` keeps float arrays as they are (no copy, no rounding) and converts the rest to
+    float64. Integer and bool arrays are converted; complex, object, string and date arrays are refused.
     ``allow_constant=False`` also refuses data that is constant, or varies only at the rounding
     level of its dtype (see ``NEAR_CONSTANT_ULPS``): what fitting a shell needs.
     """
@@ -62,7 +63,9 @@ def check_array(X, name: str = "X", min_samples: int = 1, dtype=np.float32, allo
     except Exception as exc:  # ragged lists, tensors on a GPU or with grad, and the like
         raise DataError(f"{name} could not be read as an array: {exc}") from exc
     if X.dtype.kind == "c":
-        raise DataError(f"{name} holds complex numbers (dtype {X.dtype}); shellvae needs real values: pass X.real or np.abs(X).")
+        raise DataError(
+            f"{name} holds complex numbers (dtype {X.dtype}); shellvae needs real values: pass X.real or np.abs(X)."
+        )
     if X.dtype.kind not in "biuf":
         hint = " (Python objects: convert with np.asarray(X, dtype=float))" if X.dtype == object else ""
         raise DataError(f"{name} has dtype {X.dtype}{hint}; expected a numeric array of shape (n_samples, n_features).")
@@ -74,6 +77,8 @@ def check_array(X, name: str = "X", min_samples: int = 1, dtype=np.float32, allo
     if X.shape[0] < min_samples or X.shape[1] == 0:
         raise DataError(f"{name} has shape {X.shape}; need at least {min_samples} sample(s) and 1 feature.")
     source = X
+    if dtype is None:
+        dtype = X.dtype if X.dtype.kind == "f" else np.float64
     with np.errstate(over="ignore", invalid="ignore"):  # values too big for dtype become inf: reported below
         X = X.astype(dtype, copy=False)
     if not np.isfinite(X).all():
@@ -81,8 +86,8 @@ def check_array(X, name: str = "X", min_samples: int = 1, dtype=np.float32, allo
         count = int((~np.isfinite(X)).sum())
         if np.isfinite(source[row, col]):
             raise DataError(
-                f"{name} holds {count} value(s) too large for {np.dtype(dtype).name} (first at row {row}, column {col}: "
-                f"{source[row, col]:.3g}); rescale the data, e.g. X / np.abs(X).max()."
+                f"{name} holds {count} value(s) too large for {np.dtype(dtype).name} (first at row {row}, "
+                f"column {col}: {source[row, col]:.3g}); rescale the data, e.g. X / np.abs(X).max()."
             )
         raise DataError(
             f"{name} contains {count} NaN or infinite value(s) (first at row {row}, column {col}); "
@@ -111,9 +116,11 @@ def _check_not_constant(X: np.ndarray, name: str, rounding: np.dtype) -> None:
             f"{name} is constant (every sample is the same): it has no directions to put on a shell. "
             "Check that the right array was passed."
         )
-    ulps = span / (np.finfo(rounding).eps * size)  # size > 0 wherever span > 0
+    varying = np.flatnonzero(span)
+    with np.errstate(divide="ignore"):  # eps * size underflows only for subnormal sizes: inf, i.e. not constant
+        ulps = span[varying] / (np.finfo(rounding).eps * size[varying])
     if ulps.max() < NEAR_CONSTANT_ULPS:
-        j = int(ulps.argmax())
+        j = int(varying[ulps.argmax()])
         raise DataError(
             f"{name} is constant up to rounding: no feature varies by more than {NEAR_CONSTANT_ULPS} rounding units of "
             f"{rounding.name} (the widest, feature {j}, spans {span[j]:.3g} at magnitude {size[j]:.3g}), so its shell "
@@ -152,20 +159,20 @@ def check_n_features(X: np.ndarray, name: str, n_features: int, reference: str) 
     """Raise if X's width differs from the ``n_features`` of ``reference`` (what X must match)."""
     if X.shape[1] != n_features:
         raise DataError(
-            f"{name} has {X.shape[1]} columns but {reference} has {n_features}: pass rows with those {n_features} "
-            "columns, in the same order."
+            f"{name} has {X.shape[1]} features but {reference} has {n_features}: pass rows with those {n_features} "
+            "features (columns), in the same order."
         )
 
 
 def check_scalar(value, name: str, *, integer: bool = False, low: float = 0, low_open: bool = True,
                  high: float | None = None, fix: str = ""):
-    """A finite real number (an integer if ``integer``; never a bool) in (low, high], or [low, high] if not ``low_open``.
+    """A finite real (an integer if ``integer``; never a bool) in (low, high], or [low, high] if not ``low_open``.
 
     Returns ``value``; otherwise raises ``ShellVAEError`` naming the parameter, the rule and ``fix``.
     """
     kind = numbers.Integral if integer else numbers.Real
     ok = isinstance(value, kind) and not isinstance(value, (bool, np.bool_))
-    ok = ok and (isinstance(value, numbers.Integral) or math.isfinite(value))  # ints are finite (and may not fit a float)
+    ok = ok and (isinstance(value, numbers.Integral) or math.isfinite(value))  # ints: finite, may not fit a float
     ok = ok and (value > low if low_open else value >= low)
     ok = ok and (high is None or value <= high)
     if not ok:

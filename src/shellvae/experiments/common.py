@@ -78,12 +78,12 @@ class RunContext:
                     estimator=settings, data=data, label=label, data_dir=self.data_dirs.get(dataset))
 
     # -- output ----------------------------------------------------------------------------------
-    def header(self, title: str, extra: list[str] | None = None) -> str:
+    def header(self, title: str, extra: list[str] | None = None, epochs: str | None = None) -> str:
         """The Markdown preamble: what was run, on what data, how to rerun it."""
         lines = [f"# {title}", ""]
         if self.command:
             lines += ["Made by:", "", "```bash", self.command, "```", ""]
-        lines.append(f"- {self.profile.describe(self.datasets)}")
+        lines.append(f"- {self.profile.describe(self.datasets, epochs)}")
         lines.append(f"- seeds: {', '.join(map(str, self.seeds))} (each seed changes K-means, initialisation, batch "
                      f"order and noise; the data subset is fixed, data seed 0); tables give mean ± std over seeds "
                      "(sample std, ddof 1)")

@@ -36,6 +36,7 @@ class Profile:
     phase_epochs: int  # vanilla and shell VAEs of the phase experiment
     linear_epochs: int  # the linear VAE of the phase experiment (cheap, converges slowly near the threshold)
     phase_ratios: tuple
+    linear_lr: float = 3e-3  # Adam step of the phase experiment's linear VAE (batch 256)
     r_min_grid: tuple = (0.5, 0.7, 0.8, 0.9, 0.95)
     lambda_b_grid: tuple = (0.1, 1.0, 10.0, 100.0)
     note: str = ""
@@ -47,13 +48,13 @@ class Profile:
     def epochs_for(self, dataset: str) -> int:
         return self.epochs.get(dataset, self.epochs["default"])
 
-    def describe(self, datasets=None) -> str:
-        """One line per dataset: the sizes and epochs this profile uses."""
+    def describe(self, datasets=None, epochs: str | None = None) -> str:
+        """One line per dataset: the sizes and epochs this profile uses (``epochs`` overrides the latter)."""
         parts = []
         for name in datasets or [k for k in self.sizes if k != "default"]:
             n_train, n_test = self.size(name)
             size = "full train/test split" if n_train is None else f"{n_train} train / {n_test} test"
-            parts.append(f"{name}: {size}, {self.epochs_for(name)} epochs")
+            parts.append(f"{name}: {size}, {epochs or self.epochs_for(name)} epochs")
         return f"profile `{self.name}` ({self.seeds} seed(s)): " + "; ".join(parts) + (f". {self.note}" if self.note else "")
 
 

@@ -93,6 +93,16 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
                              share(r, "certified") + diverged, pm(r, "seconds_per_epoch", 2)])
     parts.append(md_table(header, body) + "\n")
 
+    overhead = []
+    for condition in CONDITIONS:
+        for dataset in ctx.datasets:
+            v, sh = index.get((condition, dataset, "vanilla")), index.get((condition, dataset, "shell"))
+            if v and sh and v["seconds_per_epoch_mean"] and sh["seconds_per_epoch_mean"]:
+                overhead.append(f"{dataset} {condition}: {sh['seconds_per_epoch_mean'] / v['seconds_per_epoch_mean']:.2f}x")
+    if overhead:
+        parts.append(f"Training time per epoch, shell / vanilla (the paper claims < {1 + paper.OVERHEAD:.1f}x; "
+                     "wall-clock on a shared machine, so only indicative): " + ", ".join(overhead) + ".\n")
+
     for row in rows:
         claim = paper.table1(row["condition"], row["method"], row["dataset"])
         row["paper_kl"], row["paper_active_units"] = claim if claim else (None, None)

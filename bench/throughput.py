@@ -1,0 +1,112 @@
+"""Training throughput (samples/s) of one epoch, vanilla vs shell, on the GMM and on MNIST.
+
+Both methods train the same MLP VAE (encoder 256-128, decoder 128-256, latent 8) on the same
+shell data with the same batch order; the only difference is the objective (and, for shell, the
+per-row cluster centres it reads). Epochs are interleaved (vanilla, shell, vanilla, ...) so that
+load on a shared machine hits both alike; the first epoch of each is a discarded warm-up, and the
+ratio is of medians. Each epoch is one ``train()`` call with ``n_epochs=1`` (a fresh Adam each
+call: its set-up is microseconds). Times are wall-clock and, in brackets, the process's CPU time,
+which shared-machine load disturbs less; the ratios are what to compare across machines.
+
+``--memmap`` adds a third GMM run, shell trained from a memory-mapped .npy (batches gathered and
+shell-transformed one by one): its cost relative to the in-memory path.
+
+    python bench/throughput.py                      # GMM 50,000 x 32 and MNIST 60,000 x 784
+    python bench/throughput.py --datasets gmm --epochs 8 --memmap
+    python bench/throughput.py --threads 2          # torch's intra-op threads (default 1)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shellvae import ClusterGeometry, SphericalShell, get_method, load_dataset, make_gmm, mlp_vae
+from shellvae.methods import TrainContext
+from shellvae.train import MemmapTrainData, TrainData, train
+
+MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+
+def load(name: str, mnist_dir: str):
+    if name == "gmm":
+        return make_gmm(50_000, seed=0).X_train, 8
+    return load_dataset("mnist", mnist_dir).X_train, 10
+
+
+def bench(name: str, X_raw: np.ndarray, k: int, args) -> dict[str, float]:
+    shell = SphericalShell().fit(X_raw)
+    X = shell.transform(X_raw)
+    geometry = ClusterGeometry(k).fit(X)
+    runs = {}
+    for label, method_name in (("vanilla", "vanilla"), ("shell", "shell")):
+        method = get_method(method_name)
+        runs[label] = (method, TrainData.build(X, geometry, method))
+    tmp = None
+    if args.memmap and name == "gmm":
+        tmp = tempfile.TemporaryDirectory()
+        path = os.path.join(tmp.name, "train.npy")
+        np.save(path, X_raw)
+        method = get_method("shell")
+        runs["shell (memmap)"] = (method, MemmapTrainData.build(np.load(path, mmap_mode="r"), shell, geometry, method))
+    models = {}
+    for label in runs:
+        torch.manual_seed(0)
+        models[label] = mlp_vae(X.shape[1])
+    wall = {label: [] for label in runs}
+    cpu = {label: [] for label in runs}
+    for epoch in range(args.epochs + 1):
+        for label, (method, data) in runs.items():
+            ctx = TrainContext(sigma2=2 * geometry.lambda_max_, n_epochs=1, W=geometry.W_,
+                               delta=geometry.delta_collapse_)
+            c0, w0 = time.process_time(), time.perf_counter()
+            train(models[label], method, data, ctx, batch_size=args.batch_size, seed=epoch, progress=False)
+            if epoch > 0:
+                wall[label].append(time.perf_counter() - w0)
+                cpu[label].append(time.process_time() - c0)
+    if tmp is not None:
+        tmp.cleanup()
+    n = len(X)
+    print(f"\n[{name}] {n} x {X.shape[1]} train rows, K = {k}, batch size {args.batch_size}, "
+          f"median of {args.epochs} epochs after 1 warm-up")
+    result = {}
+    for label in runs:
+        w, c = statistics.median(wall[label]), statistics.median(cpu[label])
+        result[label] = w
+        print(f"  {label:15s} {w:7.3f} s/epoch ({c:.3f} s CPU)  {n / w:9.0f} samples/s")
+    base_w, base_c = statistics.median(wall["vanilla"]), statistics.median(cpu["vanilla"])
+    for label in runs:
+        if label != "vanilla":
+            print(f"  {label} / vanilla time per epoch: {statistics.median(wall[label]) / base_w:.3f} wall, "
+                  f"{statistics.median(cpu[label]) / base_c:.3f} CPU")
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="gmm,mnist", help="comma-separated: gmm, mnist")
+    ap.add_argument("--mnist-dir", default=str(MNIST_DIR))
+    ap.add_argument("--epochs", type=int, default=5, help="timed epochs per method (after one warm-up)")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: see docs/performance.md)")
+    ap.add_argument("--memmap", action="store_true", help="also time shell training from a memory-mapped .npy (GMM)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+          f"cuda: {torch.cuda.is_available()}")
+    for name in args.datasets.split(","):
+        X, k = load(name.strip(), args.mnist_dir)
+        bench(name.strip(), X, k, args)
+
+
+if __name__ == "__main__":
+    main()

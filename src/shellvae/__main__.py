@@ -1,0 +1,5 @@
+"""``python -m shellvae ...`` is the ``shellvae`` command."""
+
+from shellvae.cli import main
+
+main()

@@ -1,0 +1,205 @@
+"""Multi-process training with ``torch.distributed`` (DDP), launched by ``torchrun``.
+
+    torchrun --nproc_per_node 2 -m shellvae.distributed train --data synthetic --out runs/ddp
+    # the same: torchrun --nproc_per_node 2 -m shellvae.cli train --distributed ...
+    # several machines: torchrun --nnodes 2 --node_rank R --nproc_per_node G \\
+    #     --rdzv_backend c10d --rdzv_endpoint HOST:PORT -m shellvae.distributed train ...
+
+What changes with N processes (ranks), and what does not:
+
+- Every rank loads the same data (loaders are seeded). The shell transform is deterministic;
+  the cluster geometry (K-means) is computed once, on rank 0, and broadcast (``run_once``).
+- Every epoch every rank draws the *same* seeded permutation; a global batch of ``batch_size``
+  rows is split into N contiguous shards (sizes differ by at most one row), one per rank. DDP
+  averages the gradients, so for a loss that is a batch mean of per-sample terms a step equals the
+  single-process step on the global batch (exactly when ``batch_size`` is divisible by N). A last
+  global batch with fewer rows than ranks is skipped (at most N - 1 rows an epoch).
+- The reparameterisation noise is seeded ``seed + rank`` (rank 0 draws what a single process
+  draws); model initialisation is rank 0's (DDP broadcasts it).
+- The per-epoch training logs are averaged over ranks before the non-finite check, so every
+  rank sees the same history and stops together; held-out metrics are computed on rank 0 and
+  broadcast. Only rank 0 shows the progress bar and writes checkpoints and outputs.
+
+Methods (``METHODS``) and DDP:
+
+- exact (the step equals the single-process step on the global batch, up to float rounding and
+  the noise draws): vanilla, beta, kl_anneal, cyclical, shell_none, shell_norm.
+- supported, with a batch-level term computed on each rank's shard: shell and shell_boundary
+  (the boundary penalty of the shard's L_clu: L_b is a nonlinear function of a batch mean, so
+  the average of per-shard gradients is not the global-batch gradient; the difference shrinks
+  with the shard size), free_bits (the per-dimension floor on the shard's batch-mean KL),
+  bn_vae (batch statistics of the shard, running statistics of rank 0, as usual for DDP).
+- not supported (a clear error): aggressive and em (their steps move encoder and decoder
+  separately through ``model.encoder`` / ``model.decoder`` with a data-dependent number of inner
+  steps, which would desynchronise the ranks' collective calls), shell_lagrange (its multiplier
+  is updated from each rank's own batch, so the ranks' objectives would drift apart).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from shellvae.errors import ShellVAEError
+
+#: methods whose training step cannot run under DDP, with the reason
+UNSUPPORTED = {
+    "aggressive": "its encoder-only and decoder-only steps reach model.encoder / model.decoder directly and take a "
+                  "data-dependent number of inner steps, which desynchronises the ranks",
+    "em": "its E and M steps reach model.encoder / model.decoder directly (DDP wraps the model) and run inner steps "
+          "on extra batches",
+    "shell_lagrange": "its Lagrange multiplier is updated from each rank's own batch, so the ranks' objectives "
+                      "would drift apart",
+}
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the process group."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def info() -> DistInfo | None:
+    """The process group this process belongs to, or None when not distributed (or a group of one)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    world = dist.get_world_size()
+    if world < 2:
+        return None
+    local = os.environ.get("LOCAL_RANK")
+    return DistInfo(dist.get_rank(), world, dist.get_rank() if local is None else int(local))
+
+
+def is_main_process() -> bool:
+    """True on rank 0 and in any non-distributed run."""
+    state = info()
+    return state is None or state.is_main
+
+
+def launched_by_torchrun() -> bool:
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
+
+
+def init_from_env(backend: str | None = None, device: str = "cpu") -> tuple[DistInfo | None, str]:
+    """Join the process group described by torchrun's environment (RANK, WORLD_SIZE, ...).
+
+    ``backend`` defaults to "nccl" for a CUDA ``device`` and "gloo" otherwise. A CUDA device
+    becomes ``cuda:LOCAL_RANK``. Returns (info, device); (None, device) outside torchrun.
+    """
+    if not launched_by_torchrun():
+        return None, device
+    cuda = str(device).startswith("cuda")
+    if not dist.is_initialized():
+        dist.init_process_group(backend or ("nccl" if cuda else "gloo"))
+    if cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    return info(), device
+
+
+def check_method(method) -> None:
+    """Raise a clear error for a method whose training step cannot run under DDP."""
+    reason = UNSUPPORTED.get(getattr(method, "name", ""))
+    if reason is not None:
+        raise ShellVAEError(
+            f"method {method.name!r} does not support distributed (DDP) training: {reason}. Train it in a single "
+            "process, or use one of the supported methods (see shellvae.distributed)."
+        )
+
+
+def broadcast_object(obj, src: int = 0):
+    """``obj`` of rank ``src`` on every rank (pickled: only within one trusted process group)."""
+    if info() is None:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def run_once(fn, *args, **kwargs):
+    """Call ``fn`` on rank 0 only and hand its result to every rank (e.g. the K-means geometry).
+
+    An exception on rank 0 is re-raised on every rank, so no rank waits forever.
+    """
+    state = info()
+    if state is None:
+        return fn(*args, **kwargs)
+    result, error = None, None
+    if state.is_main:
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 (handed to the other ranks, then raised everywhere)
+            error = exc
+    result, error = broadcast_object((result, error))
+    if error is not None:
+        raise error
+    return result
+
+
+def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
+    """The mean of ``tensor`` over ranks (in place; the tensor itself outside DDP)."""
+    state = info()
+    if state is None:
+        return tensor
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.div_(state.world_size)
+
+
+def all_gather_object(obj) -> list:
+    state = info()
+    if state is None:
+        return [obj]
+    out = [None] * state.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier() -> None:
+    if info() is not None:
+        dist.barrier()
+
+
+def shard(indices: torch.Tensor, state: DistInfo | None) -> torch.Tensor | None:
+    """This rank's contiguous share of a global batch's indices; None when the batch has fewer
+    rows than ranks (every rank then skips it, so their collective calls stay in step)."""
+    if state is None:
+        return indices
+    if len(indices) < state.world_size:
+        return None
+    return indices.tensor_split(state.world_size)[state.rank]
+
+
+def wrap(model: torch.nn.Module, state: DistInfo | None) -> torch.nn.Module:
+    """``model`` wrapped in DistributedDataParallel (the model itself outside DDP)."""
+    if state is None:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = next(model.parameters()).device
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m shellvae.distributed train ...`` (under torchrun): ``shellvae train --distributed ...``."""
+    from shellvae.cli import main as cli_main
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["train"] and "--distributed" not in args:
+        args.append("--distributed")
+    cli_main(args, prog_name="shellvae.distributed")
+
+
+if __name__ == "__main__":
+    main()

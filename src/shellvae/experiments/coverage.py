@@ -1,0 +1,81 @@
+"""Feasible-region coverage at inference (paper Figure 2).
+
+The distribution of the per-sample cluster-aware loss ||xhat_i - mu_c(i)||^2 on held-out data
+(posterior-mean decoding; each sample's cluster from the fitted K-means), against W and delta,
+for the shell method and the vanilla VAE in the moderate condition. The paper claims 99.7% of
+samples inside the region. Note what the region means per sample: a sample below W is
+reconstructed closer to its cluster centre than the average training sample is, which is not
+a failure; a sample above delta is farther than a collapsed model is on average.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shellvae import io
+from shellvae.experiments import paper
+from shellvae.experiments.common import CONDITION_TEXT, Report, RunContext, md_table
+from shellvae.report import format_mean_std, mean_std
+
+NAME = "coverage"
+TITLE = "Feasible-region coverage at inference (paper Figure 2)"
+DATASETS = ("synthetic", "mnist")
+CONDITION = "moderate"
+METHODS = ("vanilla", "shell")
+
+
+def cells(ctx: RunContext):
+    return [ctx.cell(dataset, CONDITION, method, seed)
+            for dataset in ctx.datasets for method in METHODS for seed in ctx.seeds]
+
+
+def shares(d: np.ndarray, W: float, delta: float) -> dict:
+    return {"inside": float(((d >= W) & (d <= delta)).mean()), "below_W": float((d < W).mean()),
+            "above_delta": float((d > delta).mean()), "below_delta": float((d < delta).mean()),
+            "median": float(np.median(d)), "mean": float(d.mean())}
+
+
+def report(ctx: RunContext, records: list[dict]) -> Report:
+    from shellvae.figures import plot_coverage
+
+    parts = [ctx.header(TITLE, [
+        f"{CONDITION_TEXT[CONDITION]}; the paper's K (8 synthetic, 10 images)",
+        "per-sample loss ||xhat_i - mu_c(i)||^2 on the test split, decoded from the posterior mean; inside = "
+        "W <= loss <= delta (the paper's feasible coverage); below delta = the sample is reconstructed closer to its "
+        "own centre than a collapsed model is on average",
+        f"paper: {100 * paper.COVERAGE:.1f}% of samples inside the region for its method (Figure 2)",
+    ])]
+    files, verdict = [], {}
+    for dataset in ctx.datasets:
+        panels, body = {}, []
+        for m in METHODS:
+            ok = [r for r in records if r["cell"]["dataset"] == dataset and r["cell"]["method"] == m
+                  and r.get("status") == "ok"]
+            if not ok:
+                continue
+            stats = [shares(np.asarray(r["per_sample_cluster_sq_dist"]), r["W"], r["delta"]) for r in ok]
+            agg = {k: mean_std([s[k] for s in stats]) for k in stats[0]}
+            first = ok[0]
+            panels[m] = (np.asarray(first["per_sample_cluster_sq_dist"]), first["W"], first["delta"])
+            body.append([m, len(ok), f"{first['W']:.4f}", f"{first['delta']:.4f}",
+                         format_mean_std(100 * agg["inside"][0], 100 * agg["inside"][1], 1),
+                         f"{100 * paper.COVERAGE:.1f}" if m == "shell" else "—",
+                         format_mean_std(100 * agg["below_W"][0], 100 * agg["below_W"][1], 1),
+                         format_mean_std(100 * agg["above_delta"][0], 100 * agg["above_delta"][1], 1),
+                         format_mean_std(agg["median"][0], agg["median"][1], 4),
+                         format_mean_std(agg["mean"][0], agg["mean"][1], 4)])
+            verdict[f"{dataset}/{m}"] = {k: v[0] for k, v in agg.items()} | {"W": first["W"], "delta": first["delta"]}
+        if not panels:
+            continue
+        fig = ctx.out / f"{NAME}_{dataset}.png"
+        plot_coverage(fig, panels, title=f"{dataset}, {CONDITION_TEXT[CONDITION].split(':')[0]} condition, "
+                                         f"held-out, seed {ctx.seeds[0]}")
+        files.append(fig)
+        parts.append(f"## {dataset}\n\n![coverage]({fig.name})\n")
+        parts.append(md_table(["method", "seeds", "W", "delta", "inside [W, delta] %", "paper", "below W %",
+                               "above delta %", "median loss", "mean loss (= L_clu)"], body) + "\n")
+    path = ctx.out / f"{NAME}.md"
+    io.write_text(path, "\n".join(parts))
+    json_path = ctx.out / f"{NAME}.json"
+    io.write_json(json_path, verdict)
+    return Report([path, json_path, *files], summary=f"wrote {path}", verdict=verdict)

@@ -1,0 +1,135 @@
+"""shellvae reproduce: cells are keyed and resumable, tables carry the paper's columns, and the
+phase-transition checks (collapse onset, linear VAE vs closed form) hold on a reduced grid."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from shellvae.cli import main
+from shellvae.experiments import cells as cells_mod
+from shellvae.experiments import get_profile, run_experiment
+from shellvae.experiments.common import RunContext
+from shellvae.experiments.phase import collapse_onset, theory_kl
+from shellvae.experiments.profiles import phase_grid
+from shellvae.report import aggregate_seeds, format_mean_std, mean_std
+
+#: smaller than the `test` profile: one epoch on a few hundred samples
+TINY = replace(get_profile("test"), sizes={"default": (200, 80), "synthetic": (300, 100)}, epochs={"default": 1},
+               phase_epochs=1, linear_epochs=1, phase_ratios=(0.5, 2.0), r_min_grid=(0.9,), lambda_b_grid=(10.0,))
+
+
+def test_phase_grid_is_log_spaced_and_contains_the_threshold():
+    grid = phase_grid(0.5)
+    assert grid[0] == 0.1 and grid[-1] == 20.0 and 1.0 in grid
+    steps = np.diff(np.log(grid[1:-1]))
+    assert np.allclose(steps, np.log(2) / 2)
+
+
+def test_collapse_onset_is_the_start_of_the_final_collapsed_run():
+    ratios = [0.25, 0.5, 1.0, 2.0, 4.0]
+    assert collapse_onset(ratios, [1.0, 0.01, 0.3, 0.0, 0.0]) == 2.0  # an early dip does not count
+    assert collapse_onset(ratios, [1.0, 0.5, 0.01, 0.0, 0.0]) == 1.0
+    assert collapse_onset(ratios, [1.0, 0.5, 0.3, 0.2, 0.1]) is None
+    # the closed form on a one-eigenvalue spectrum: (1/2) log(1/r) below ratio 1, 0 above
+    assert theory_kl([1.0], 0.5) == pytest.approx(0.5 * np.log(2)) and theory_kl([1.0], 1.5) == 0.0
+
+
+def test_mean_std_and_aggregation():
+    assert mean_std([1.0, 3.0]) == (2.0, pytest.approx(np.sqrt(2)), 2)
+    assert np.isnan(mean_std([5.0])[1]) and mean_std([None])[2] == 0
+    assert format_mean_std(2.0, np.sqrt(2), 2) == "2.00 ± 1.41" and format_mean_std(5.0, float("nan")) == "5.000"
+    rows = [{"m": "a", "kl": 1.0, "ok": True}, {"m": "a", "kl": 3.0, "ok": False}, {"m": "b", "kl": 0.5, "ok": True}]
+    agg = aggregate_seeds(rows, ["m"], ["kl", "ok"])
+    assert [r["m"] for r in agg] == ["a", "b"] and agg[0]["kl_mean"] == 2.0 and agg[0]["ok_mean"] == 0.5
+
+
+def test_cell_key_depends_on_the_training_only(tmp_path):
+    ctx = RunContext("table1", TINY, ["synthetic"], [0], tmp_path)
+    a = ctx.cell("synthetic", "moderate", "vanilla", 0)
+    same = RunContext("table2", TINY, ["synthetic"], [0], tmp_path).cell("synthetic", "moderate", "vanilla", 0,
+                                                                        label="other label")
+    assert a.key == same.key  # experiment and label are not part of the training
+    assert a.key != ctx.cell("synthetic", "moderate", "vanilla", 1).key
+    assert a.key != ctx.cell("synthetic", "extreme", "vanilla", 0).key
+    assert a.key != ctx.cell("synthetic", "moderate", "shell", 0).key
+    assert ctx.cell("synthetic", "moderate", "shell", 0).estimator["method_params"] == {"two_stage": 0.2}
+    assert a.key == RunContext("table1", TINY, ["synthetic"], [0], tmp_path).cell(
+        "synthetic", "moderate", "vanilla", 0).key  # stable across contexts
+
+
+def test_cached_kmeans_equals_a_fresh_fit(small_gmm):
+    from shellvae.geometry import ClusterGeometry
+
+    X = small_gmm.X_train[:1500]
+    fresh = ClusterGeometry(8, random_state=3).fit(X)
+    first = cells_mod._CachedGeometry(8, random_state=3).fit(X)
+    again = cells_mod._CachedGeometry(8, random_state=3).fit(X)
+    for g in (first, again):
+        assert g.W_ == fresh.W_ and g.delta_collapse_ == fresh.delta_collapse_
+        assert np.array_equal(g.labels_, fresh.labels_)
+
+
+def test_table2_writes_paper_columns_and_resumes_without_retraining(tmp_path, monkeypatch):
+    report = run_experiment("table2", TINY, out=tmp_path, datasets=["synthetic"], progress=False)
+    stored = sorted((tmp_path / "cells").glob("*.json"))
+    assert len(stored) == 5  # five methods, one seed
+    record = json.loads(stored[0].read_text())
+    assert {"metrics", "history", "spectrum", "per_sample_cluster_sq_dist", "W", "delta", "certified"} <= set(record)
+    md = (tmp_path / "table2.md").read_text()
+    assert "| shell | Full constraints (ours) |" in md and "97.5" in md and "98.2" in md and "2.51" in md
+    assert "profile `test`" in md and "mean ± std over seeds" in md
+    header = (tmp_path / "table2.csv").read_text().splitlines()[0]
+    assert "kl_mean" in header and "kl_std" in header and "paper_coverage_pct" in header
+    assert report.verdict["synthetic/shell"]["kl"] >= 0
+
+    def boom(cell):
+        raise AssertionError(f"{cell.name} was retrained")
+
+    monkeypatch.setattr(cells_mod, "run_cell", boom)
+    again = run_experiment("table2", TINY, out=tmp_path, datasets=["synthetic"], progress=False)
+    assert (tmp_path / "table2.md").read_text() == md and again.verdict == report.verdict
+    log = json.loads((tmp_path / "table2_run.json").read_text())
+    assert log["reused_from_earlier_runs"] == 5 and log["trained_now"] == 0
+
+
+def test_figure_experiments_write_pngs(tmp_path):
+    for name in ("dynamics", "coverage", "sensitivity"):
+        report = run_experiment(name, TINY, out=tmp_path, datasets=["synthetic"], progress=False)
+        pngs = [f for f in report.files if f.suffix == ".png"]
+        assert pngs and all(f.stat().st_size > 1000 for f in pngs), name
+        assert (tmp_path / f"{name}.md").is_file()
+    # dynamics and coverage reuse cells of each other where the training is the same
+    assert json.loads((tmp_path / "coverage_run.json").read_text())["trainings"] == 2
+
+
+def test_reproduce_cli_phase_writes_verdict(tmp_path):
+    result = CliRunner().invoke(main, ["reproduce", "phase", "--profile", "test", "--out", str(tmp_path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    verdict = json.loads((tmp_path / "phase.json").read_text())["synthetic"]
+    assert verdict["predicted_threshold_ratio"] == 1.0 and "onset_pass" in verdict and "linear_pass" in verdict
+    md = (tmp_path / "phase.md").read_text()
+    assert "shellvae reproduce phase --profile test --out" in md and "closed form" in md
+    assert (tmp_path / "phase_synthetic.png").is_file() and (tmp_path / "phase.csv").is_file()
+
+
+def test_reproduce_cli_rejects_bad_input(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["reproduce", "table1", "--data-dir", "mnist", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "NAME=PATH" in result.output
+    result = runner.invoke(main, ["reproduce", "nope", "--out", str(tmp_path)])
+    assert result.exit_code != 0
+
+
+def test_phase_verdicts_hold_on_a_reduced_grid(tmp_path):
+    """The issue's two checks on two ratios, 0.7 and 1.4 (a factor < 1.5 either side of the threshold 1):
+    vanilla is not collapsed at 0.7 and collapsed at 1.4, so the onset lies within a factor 1.5 of the
+    prediction; the linear VAE's KL is within the stated tolerance of the closed form at both."""
+    profile = replace(get_profile("test"), sizes={"default": (8_000, 2_000)}, phase_epochs=12, linear_epochs=30,
+                      linear_lr=1e-2, phase_ratios=(0.7, 1.4))
+    report = run_experiment("phase", profile, out=tmp_path, datasets=["synthetic"], progress=False)
+    verdict = report.verdict["synthetic"]
+    assert verdict["onset_ratio"]["vanilla"] == 1.4 and verdict["onset_pass"], verdict
+    assert verdict["linear_pass"], verdict

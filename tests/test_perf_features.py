@@ -1,0 +1,186 @@
+"""Performance features: memory-mapped training data, the fused optimiser, compile / amp options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from shellvae import ClusterGeometry, ShellVAE, SphericalShell, get_method, make_gmm, mlp_vae
+from shellvae.data import load_dataset
+from shellvae.data.arrays import load_array
+from shellvae.errors import DataError
+from shellvae.methods import TrainContext
+from shellvae.train import MemmapTrainData, TrainData, _adam, train
+
+
+@pytest.fixture(scope="module")
+def gmm():
+    return make_gmm(2_500, seed=2)  # 2,000 train rows
+
+
+@pytest.fixture
+def npy(gmm, tmp_path):
+    path = tmp_path / "train.npy"
+    np.save(path, gmm.X_train)
+    return path
+
+
+def _fit_parts(X):
+    shell = SphericalShell().fit(X)
+    return shell, ClusterGeometry(8).fit(shell.transform(X))
+
+
+def _train(data, geometry, name, **kw):
+    torch.manual_seed(0)
+    model = mlp_vae(32)
+    ctx = TrainContext(sigma2=2 * geometry.lambda_max_, n_epochs=2, W=geometry.W_, delta=geometry.delta_collapse_)
+    history = train(model, get_method(name), data, ctx, batch_size=64, progress=False, **kw)
+    return model, history
+
+
+def _untimed(history):
+    return [{k: v for k, v in row.items() if not k.endswith("_time_s")} for row in history]
+
+
+@pytest.mark.parametrize("name", ["shell", "vanilla"])
+def test_memmap_training_equals_in_memory_and_reads_batch_by_batch(gmm, npy, name):
+    shell, geometry = _fit_parts(gmm.X_train)
+    method = get_method(name)
+    in_memory = TrainData.build(shell.transform(gmm.X_train), geometry, method)
+    source = np.load(npy, mmap_mode="r")
+    mapped = MemmapTrainData.build(source, shell, geometry, method)
+    rows_read = []
+    original = shell.transform
+
+    def spy(X):  # the shell transform sees one batch at a time, never the whole array
+        rows_read.append(len(X))
+        return original(X)
+
+    shell.transform = spy
+    a, ha = _train(in_memory, geometry, name)
+    b, hb = _train(mapped, geometry, name)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)  # bit-identical: same rows, same order, same float32 rounding
+    assert _untimed(ha) == _untimed(hb)
+    assert isinstance(mapped.source, np.memmap) and mapped.source is source
+    assert max(rows_read) == 64 and sum(rows_read) == 2 * len(gmm.X_train)
+
+
+def test_memmap_rows_select_a_split_without_copying(gmm, npy):
+    """``rows`` picks training rows out of the file (e.g. a random split) with no copy of the data."""
+    rows = np.random.default_rng(0).permutation(len(gmm.X_train))[:1_500]
+    shell, geometry = _fit_parts(gmm.X_train[rows])
+    method = get_method("shell")
+    a, _ = _train(TrainData.build(shell.transform(gmm.X_train[rows]), geometry, method), geometry, "shell")
+    b, _ = _train(MemmapTrainData.build(np.load(npy, mmap_mode="r"), shell, geometry, method, rows=rows),
+                  geometry, "shell")
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_estimator_trains_from_a_memmap(gmm, npy):
+    mapped = np.load(npy, mmap_mode="r")
+    params = {"n_clusters": 8, "epochs": 2, "random_state": 0}
+    a = ShellVAE("shell", **params).fit(gmm.X_train)
+    b = ShellVAE("shell", **params).fit(mapped)
+    for p, q in zip(a.model_.parameters(), b.model_.parameters()):
+        assert torch.equal(p, q)
+    assert isinstance(mapped, np.memmap)
+
+
+def test_load_array_mmap_keeps_the_file_mapped(gmm, npy, tmp_path):
+    data = load_array(npy, mmap=True, test_size=0.2)
+    assert isinstance(data.X_train, np.memmap) and isinstance(data.X_test, np.memmap)
+    np.testing.assert_array_equal(data.X_train, gmm.X_train[:1_600])  # contiguous split: first rows train
+    np.testing.assert_array_equal(data.X_test, gmm.X_train[1_600:])
+    assert "memory-mapped" in data.description and data.info["mmap"]
+    assert load_dataset(str(npy), mmap=True).X_train.shape == (1_600, 32)
+
+    bad = gmm.X_train.copy()
+    bad[1_234, 5] = np.nan
+    np.save(tmp_path / "bad.npy", bad)
+    with pytest.raises(DataError, match="row 1234, column 5"):
+        load_array(tmp_path / "bad.npy", mmap=True)
+    np.savez(tmp_path / "a.npz", X=gmm.X_train)
+    with pytest.raises(DataError, match=".npy files only"):
+        load_array(tmp_path / "a.npz", mmap=True)
+    with pytest.raises(DataError, match="label_column"):
+        load_array(npy, mmap=True, label_column=0)
+
+
+def test_fused_adam_on_cpu_and_same_steps_as_plain_adam():
+    torch.manual_seed(0)
+    model = mlp_vae(8)
+    opt = _adam(model, 1e-3)
+    assert opt.defaults.get("fused") is True
+    torch.manual_seed(0)
+    plain_model = mlp_vae(8)
+    plain = torch.optim.Adam(plain_model.parameters(), lr=1e-3)
+    x = torch.randn(32, 8)
+    for _ in range(20):
+        for m, o in ((model, opt), (plain_model, plain)):
+            o.zero_grad()
+            torch.manual_seed(1)  # the same noise for both
+            out = m(x)
+            (out.xhat - x).pow(2).sum().backward()
+            o.step()
+    for p, q in zip(model.parameters(), plain_model.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)  # the same algorithm, another kernel
+
+
+def test_amp_is_a_no_op_on_cpu(gmm):
+    shell, geometry = _fit_parts(gmm.X_train)
+    data = TrainData.build(shell.transform(gmm.X_train), geometry, get_method("shell"))
+    a, ha = _train(data, geometry, "shell")
+    b, hb = _train(data, geometry, "shell", amp=True)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+    assert _untimed(ha) == _untimed(hb)
+    assert "forward" not in vars(b)
+
+
+def test_compile_wraps_the_forward_for_the_run_only(gmm, monkeypatch):
+    """compile=True hands the model's forward to torch.compile and restores it afterwards (the
+    compilation itself is measured by bench/compile_time.py, not here: it takes tens of seconds)."""
+    compiled = []
+
+    def fake_compile(fn):
+        compiled.append(fn)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    shell, geometry = _fit_parts(gmm.X_train[:500])
+    data = TrainData.build(shell.transform(gmm.X_train[:500]), geometry, get_method("vanilla"))
+    model, _ = _train(data, geometry, "vanilla", compile=True)
+    assert len(compiled) == 1 and "forward" not in vars(model)
+    est = ShellVAE("vanilla", n_clusters=8, epochs=1, compile=True).fit(gmm.X_train[:500])
+    assert len(compiled) == 2 and est.get_params()["compile"] is True
+
+
+def test_denormals_are_flushed_while_training_and_the_mode_restored(gmm):
+    from shellvae.train import _denormals_flushed
+
+    seen = []
+    method = get_method("vanilla")
+    original = method.train_step
+
+    def step(*args):
+        seen.append(_denormals_flushed())
+        return original(*args)
+
+    method.train_step = step
+    X = SphericalShell().fit(gmm.X_train[:300]).transform(gmm.X_train[:300])
+    assert not _denormals_flushed()
+    train(mlp_vae(32), method, TrainData.build(X, None, method), TrainContext(sigma2=1.0), progress=False)
+    assert seen and all(seen) and not _denormals_flushed()
+    seen.clear()
+    train(mlp_vae(32), method, TrainData.build(X, None, method), TrainContext(sigma2=1.0), progress=False,
+          flush_denormal=False)
+    assert seen and not any(seen)
+    torch.set_flush_denormal(True)  # a caller's own setting survives training
+    try:
+        train(mlp_vae(32), method, TrainData.build(X, None, method), TrainContext(sigma2=1.0), progress=False)
+        assert _denormals_flushed()
+    finally:
+        torch.set_flush_denormal(False)
