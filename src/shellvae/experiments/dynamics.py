@@ -59,8 +59,8 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
     from shellvae.figures import plot_dynamics
 
     parts = [ctx.header(TITLE, [
-        f"{CONDITION_TEXT[CONDITION]}; the paper's K (8 synthetic, 10 images); two-stage training (first 20% of "
-        "epochs: minimal KL weight, no penalties); held-out metrics every epoch",
+        (f"{CONDITION_TEXT[CONDITION]}; the paper's K (8 synthetic, 10 images); two-stage training (first 20% of "
+        "epochs: minimal KL weight, no penalties); held-out metrics every epoch"),
         "tail: the second half of training; 'std within run' measures oscillation (mean over seeds ± std)",
     ])]
     files, verdict = [], {}
@@ -76,7 +76,10 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
         body = []
         for m, rs in by_method.items():
             ok = [r for r in rs if r.get("status") == "ok"]
-            final = lambda k: mean_std([r["history"][-1].get(k) for r in ok])  # noqa: E731
+
+            def final(k, ok=ok):
+                return mean_std([r["history"][-1].get(k) for r in ok])
+
             (klm, klm_s, _), (kls, kls_s, _) = _tail_stats(ok, "val_kl")
             (lbm, lbm_s, _), (lbs, lbs_s, _) = _tail_stats(ok, "train_l_b")
             ns = final("val_norm_satisfaction")

@@ -50,7 +50,7 @@ def cells(ctx: RunContext):
         for ratio in p.phase_ratios:
             cond = _condition(ratio)
             for seed in ctx.seeds:
-                common = dict(sigma2_ratio=ratio, beta=BETA)
+                common = {"sigma2_ratio": ratio, "beta": BETA}
                 out.append(ctx.cell(dataset, cond, "vanilla", seed, label="vanilla", epochs=p.phase_epochs,
                                     eval_every=max(1, p.phase_epochs // 20), **common))
                 out.append(ctx.cell(dataset, cond, "shell", seed, label="shell", epochs=p.phase_epochs,
@@ -88,6 +88,13 @@ def theory_kl(spectrum, ratio: float, latent_dim: int = 8, beta: float = BETA) -
     return linear_vae_kl(lam[:latent_dim], ratio * lam[0], beta)
 
 
+def _late_changes(ok: list[dict], dataset: str, lo: float = 0.0, hi: float = np.inf) -> dict:
+    """Per model: the late KL changes of its runs on ``dataset`` with lo <= ratio <= hi."""
+    return {m: [r["cell"]["late_kl_change"] for r in ok if r["cell"]["dataset"] == dataset
+                and r["cell"]["label"] == m and r["cell"]["late_kl_change"] is not None
+                and lo <= r["cell"]["ratio"] <= hi] for m in MODELS}
+
+
 def report(ctx: RunContext, records: list[dict]) -> Report:
     from shellvae.figures import plot_phase
 
@@ -123,12 +130,8 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
         linear_pass = bool(finite.all() and (np.abs(err) <= allowed).all())
         big = np.asarray(theory) >= 0.1
         rel = np.abs(err[big & finite]) / np.asarray(theory)[big & finite]
-        def late_changes(lo=0.0, hi=np.inf):
-            return {m: [r["cell"]["late_kl_change"] for r in ok if r["cell"]["dataset"] == dataset
-                        and r["cell"]["label"] == m and r["cell"]["late_kl_change"] is not None
-                        and lo <= r["cell"]["ratio"] <= hi] for m in MODELS}
-
-        late, late_near = late_changes(), late_changes(0.5 * predicted, 2.0 * predicted)
+        late = _late_changes(ok, dataset)
+        late_near = _late_changes(ok, dataset, 0.5 * predicted, 2.0 * predicted)
         epochs = {m: next((r["epochs"] for r in ok if r["cell"]["label"] == m), None) for m in MODELS}
         verdict = {
             "dataset": dataset, "lambda_max": lam_max, "beta": BETA, "predicted_threshold_ratio": predicted,
@@ -151,15 +154,15 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
                    title=f"{dataset}: collapse vs sigma^2 / lambda_max (beta = 1, lambda_max = {lam_max:.3f})")
         files.append(fig)
 
-        fmt = lambda v: "none on the grid" if v is None else f"{v:.3g}"  # noqa: E731
+        fmt = lambda v: "none on the grid" if v is None else f"{v:.3g}"
         parts.append(f"## {dataset} (lambda_max of the shell data = {lam_max:.4f})\n")
         parts.append("\n".join([
-            f"- **onset of collapse (vanilla MLP VAE)**: KL < {COLLAPSE_KL} nats from sigma^2 / lambda_max = "
+            (f"- **onset of collapse (vanilla MLP VAE)**: KL < {COLLAPSE_KL} nats from sigma^2 / lambda_max = "
             f"**{fmt(onset['vanilla'])}** on; predicted threshold {predicted:g} (sigma^2 = lambda_max / beta); "
-            f"factor {('%.3g' % factor) if factor else '—'} (allowed {ONSET_FACTOR}): "
-            f"**{'PASS' if onset_pass else 'FAIL'}**",
-            f"- the closed form itself drops below {COLLAPSE_KL} nats at ratio {fmt(theory_onset)} (it reaches 0 at 1); "
-            f"linear VAE onset {fmt(onset['linear'])}, shell onset {fmt(onset['shell'])}",
+            f"factor {(f'{factor:.3g}') if factor else '—'} (allowed {ONSET_FACTOR}): "
+            f"**{'PASS' if onset_pass else 'FAIL'}**"),
+            (f"- the closed form itself drops below {COLLAPSE_KL} nats at ratio {fmt(theory_onset)} (it reaches 0 at 1); "
+            f"linear VAE onset {fmt(onset['linear'])}, shell onset {fmt(onset['shell'])}"),
             f"- **linear VAE vs closed form**: max |error| {verdict['linear_max_abs_error']:.4f} nats over "
             f"{len(ratios)} ratios; max relative error where the closed form >= 0.1 nats: "
             + (f"{100 * verdict['linear_max_rel_error_where_kl_ge_0.1']:.1f}%" if len(rel) else "—")
@@ -179,10 +182,10 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
                   "vanilla KL", "vanilla AU", "shell KL", "shell AU", "shell certified"]
         body = []
         for i, x in enumerate(ratios):
-            g = lambda m: index.get((x, m), {})  # noqa: E731
-            body.append([f"{x:.3g}", f"{theory[i]:.3f}", theory_au[i], pm(g("linear"), "kl"),
-                         pm(g("linear"), "active_units", 1), pm(g("vanilla"), "kl"), pm(g("vanilla"), "active_units", 1),
-                         pm(g("shell"), "kl"), pm(g("shell"), "active_units", 1), share(g("shell"), "certified")])
+            g = {m: index.get((x, m), {}) for m in MODELS}
+            body.append([f"{x:.3g}", f"{theory[i]:.3f}", theory_au[i], pm(g["linear"], "kl"),
+                         pm(g["linear"], "active_units", 1), pm(g["vanilla"], "kl"), pm(g["vanilla"], "active_units", 1),
+                         pm(g["shell"], "kl"), pm(g["shell"], "active_units", 1), share(g["shell"], "certified")])
             for m in MODELS:
                 if (x, m) in index:
                     index[(x, m)]["closed_form_kl"] = theory[i]
@@ -190,10 +193,10 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
         parts.append(md_table(header, body) + "\n")
 
     head = ctx.header(TITLE, [
-        f"beta = {BETA}; vanilla and shell: the paper's MLP ([256, 128] / [128, 256]), 8 latent dims, batch 128, "
-        f"lr 1e-3, {ctx.profile.phase_epochs} epochs; shell with K = 8 and two-stage training",
-        f"linear VAE: ShellVAE('vanilla', encoder_hidden=(), decoder_hidden=()), batch 256, "
-        f"lr {ctx.profile.linear_lr:g}, {ctx.profile.linear_epochs} epochs",
+        (f"beta = {BETA}; vanilla and shell: the paper's MLP ([256, 128] / [128, 256]), 8 latent dims, batch 128, "
+        f"lr 1e-3, {ctx.profile.phase_epochs} epochs; shell with K = 8 and two-stage training"),
+        (f"linear VAE: ShellVAE('vanilla', encoder_hidden=(), decoder_hidden=()), batch 256, "
+        f"lr {ctx.profile.linear_lr:g}, {ctx.profile.linear_epochs} epochs"),
         "closed form: METHOD.md §5 on the covariance spectrum of the shell training data (top 8 eigenvalues)",
         f"collapsed = held-out KL < {COLLAPSE_KL} nats (mean over seeds)",
     ], epochs=f"{ctx.profile.phase_epochs} (vanilla, shell) / {ctx.profile.linear_epochs} (linear)")

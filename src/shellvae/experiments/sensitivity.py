@@ -9,8 +9,17 @@ across r_min are in different shell spaces.
 from __future__ import annotations
 
 from shellvae import io
-from shellvae.experiments.common import (CONDITION_TEXT, Report, RunContext, aggregate, csv_columns, md_table, pct,
-                                         pm, share)
+from shellvae.experiments.common import (
+    CONDITION_TEXT,
+    Report,
+    RunContext,
+    aggregate,
+    csv_columns,
+    md_table,
+    pct,
+    pm,
+    share,
+)
 
 NAME = "sensitivity"
 TITLE = "Sensitivity to r_min and lambda_b (paper Figure 3)"

@@ -9,8 +9,17 @@ feasible region is empty at the paper's K (MNIST at K = 10), which the paper doe
 from __future__ import annotations
 
 from shellvae.experiments import paper
-from shellvae.experiments.common import (CONDITION_TEXT, Report, RunContext, aggregate, csv_columns, md_table, pct,
-                                         pm, share)
+from shellvae.experiments.common import (
+    CONDITION_TEXT,
+    Report,
+    RunContext,
+    aggregate,
+    csv_columns,
+    md_table,
+    pct,
+    pm,
+    share,
+)
 
 NAME = "table1"
 TITLE = "Table 1: KL and active units under violating conditions"
@@ -47,12 +56,12 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
     index = {(r["condition"], r["dataset"], r["method"]): r for r in rows}
     parts = [ctx.header(TITLE, [
         "KL: held-out mean of KL(q(z|x) || N(0, I)) in nats; AU: active units (Cov_x E[z_j] > 0.01) of 8 latent dims",
-        "paper: the number arXiv 2603.10935 v4 claims (its Table 1 has Synthetic, MNIST and CIFAR-10 columns, "
+        ("paper: the number arXiv 2603.10935 v4 claims (its Table 1 has Synthetic, MNIST and CIFAR-10 columns, "
         "no Fashion-MNIST; '—' = no claim). Its beta-VAE's beta is lost in the text; ours uses KL weight "
-        "beta x kl_beta with kl_beta = 0.5",
+        "beta x kl_beta with kl_beta = 0.5"),
         "shell-family methods follow the paper's protocol: two-stage training, stage one = first 20% of epochs",
-        "K: the paper's (8 synthetic, 10 images); shell_lagrange uses n_clusters='auto' (smallest K with a "
-        "non-empty region of width >= 5% of T)",
+        ("K: the paper's (8 synthetic, 10 images); shell_lagrange uses n_clusters='auto' (smallest K with a "
+        "non-empty region of width >= 5% of T)"),
     ])]
     for condition in CONDITIONS:
         parts.append(f"## {CONDITION_TEXT[condition]}\n")
@@ -73,7 +82,7 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
     parts.append("region: the feasible region [W, delta) at the method's K (non-empty iff W < delta); certified: "
                  "seeds whose held-out L_clu < min(delta, collapse floor) - eps (METHOD.md §3); cluster acc.: share "
                  "of reconstructions nearest their own cluster centre; recon MSE per dimension in shell space; "
-                 "s/epoch: training seconds per epoch (shared 2-core machine: rough).\n")
+                 "s/epoch: training seconds per epoch, without K-means and evaluation (shared 2-core machine: rough).\n")
     header = ["condition", "dataset", "method", "K", "W", "delta", "region", "KL", "AU", "MI", "recon MSE", "L_clu",
               "cluster acc.", "coverage %", "norm sat. %", "certified", "s/epoch"]
     body = []

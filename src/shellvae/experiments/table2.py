@@ -9,8 +9,17 @@ from __future__ import annotations
 
 from shellvae import io
 from shellvae.experiments import paper
-from shellvae.experiments.common import (CONDITION_TEXT, Report, RunContext, aggregate, csv_columns, md_table, pct,
-                                         pm, share)
+from shellvae.experiments.common import (
+    CONDITION_TEXT,
+    Report,
+    RunContext,
+    aggregate,
+    csv_columns,
+    md_table,
+    pct,
+    pm,
+    share,
+)
 
 NAME = "table2"
 TITLE = "Table 2: constraint ablation"
@@ -36,8 +45,8 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
     rows = aggregate(records, ["condition", "dataset", "method"])
     parts = [ctx.header(TITLE, [
         f"paper: arXiv 2603.10935 v4 Table 2 ({paper.TABLE2_NOTE}); shown beside every dataset",
-        "coverage: share of held-out samples with W <= ||xhat_i - mu_c(i)||^2 <= delta; norm sat.: share of decoder "
-        "outputs with r_min <= ||xhat_i|| <= r_max; recon MSE: per dimension, shell space, posterior-mean decoding",
+        ("coverage: share of held-out samples with W <= ||xhat_i - mu_c(i)||^2 <= delta; norm sat.: share of decoder "
+        "outputs with r_min <= ||xhat_i|| <= r_max; recon MSE: per dimension, shell space, posterior-mean decoding"),
         "K: the paper's (8 synthetic, 10 images) except shell_lagrange (n_clusters='auto'); two-stage training (20%)",
     ])]
     for condition in CONDITIONS:
