@@ -296,7 +296,8 @@ def _epoch_means(step_logs: list[dict], epoch: int) -> dict[str, float]:
     values = distributed.all_reduce_mean(values).cpu()  # one transfer for every term and step
     bad = ~torch.isfinite(values)
     if bad.any():
-        k, step = (int(v) for v in bad.nonzero()[0])
+        step = int(bad.any(dim=0).nonzero()[0])  # the earliest bad step; its first bad term ('loss' comes last)
+        k = int(bad[:, step].nonzero()[0])
         raise NonFiniteError(
             f"training diverged: term '{keys[k]}' became non-finite at epoch {epoch + 1}, step {step + 1}. "
             "Parameters of the last finished epoch are kept in the checkpoint (if one was set). "
