@@ -131,3 +131,9 @@ def test_bad_data(data, fitted):
         fitted.transform(data.X_test[:, :5])
     with pytest.raises(ShellVAEError, match="not fitted"):
         ShellVAE().transform(data.X_test)
+
+
+def test_certify_reuses_given_metrics(fitted, data):
+    metrics = fitted.evaluate(data.X_test)
+    assert fitted.certify(data.X_test, metrics=metrics) == fitted.certify(data.X_test)
+    assert fitted.default_eps() == pytest.approx(0.05 * fitted.delta_collapse_)

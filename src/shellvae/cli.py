@@ -59,9 +59,10 @@ def fit_and_report(est: ShellVAE, data, out: Path | None, data_spec: dict | None
     t0 = time.perf_counter()
     est.fit(data.X_train, X_val=data.X_test)
     seconds = time.perf_counter() - t0
-    cert = est.certify(data.X_test)
+    metrics = est.evaluate(data.X_test)
+    cert = est.certify(data.X_test, metrics=metrics)
     result = {
-        "method": est.method_.name, "dataset": data.name, **est.evaluate(data.X_test),
+        "method": est.method_.name, "dataset": data.name, **metrics,
         "W": est.W_, "delta_collapse": est.delta_collapse_, "n_clusters": est.geometry_.n_clusters_,
         "feasible": bool(est.geometry_.feasible_), "lambda_max": est.lambda_max_, "sigma2": est.sigma2_,
         "sigma2_ratio": est.sigma2_ / est.lambda_max_, "beta": est.beta, "eps": cert.eps,

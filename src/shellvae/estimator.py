@@ -256,16 +256,21 @@ class ShellVAE(BaseEstimator):
         return evaluate(self.model_, X_shell, self.geometry_, self.r_min, self.r_max,
                         seed=self.random_state)
 
-    def certify(self, X, eps: float | None = None) -> Certificate:
+    def default_eps(self) -> float:
+        """The certificate margin used when none is given: the method's own eps, 0 if it has none."""
+        self._check_fitted()
+        return self.method_.eps(self._context()) if hasattr(self.method_, "eps") else 0.0
+
+    def certify(self, X, eps: float | None = None, *, metrics: dict | None = None) -> Certificate:
         """Whether held-out X proves the model is not collapsed (see ``metrics.Certificate``).
 
-        ``eps`` defaults to the method's own margin (0 for methods without one).
+        ``eps`` defaults to ``default_eps()``. ``metrics``: this model's ``evaluate(X)`` result,
+        if already computed, so the held-out pass is not run twice.
         """
         self._check_fitted()
-        if eps is None:
-            eps = self.method_.eps(self._context()) if hasattr(self.method_, "eps") else 0.0
+        eps = self.default_eps() if eps is None else eps
         check_scalar(eps, "eps", low_open=False)
-        return certify(self.evaluate(X), self.geometry_, eps)
+        return certify(self.evaluate(X) if metrics is None else metrics, self.geometry_, eps)
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, path) -> None:

@@ -224,7 +224,7 @@ def run_cell(cell: Cell) -> dict:
             return _round(record)
         fit_seconds = time.perf_counter() - t0
         metrics = est.evaluate(data.X_test)
-        cert = est.certify(data.X_test)
+        cert = est.certify(data.X_test, metrics=metrics)
     geometry = est.geometry_
     record.update(
         status="ok", metrics=metrics, certified=cert.certified, eps=cert.eps, certificate=cert.to_dict(),
