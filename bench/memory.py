@@ -8,7 +8,10 @@ the same thing and only the data path differs):
 - ``baseline``: imports torch and shellvae, builds the model, loads nothing;
 - ``in-memory``: ``np.load`` the array, ``shell.transform`` it, ``TrainData.build`` (the default);
 - ``memmap``: ``np.load(mmap_mode="r")`` + ``MemmapTrainData`` (batches read and transformed one by one);
-- ``estimator``: the whole ``ShellVAE.fit`` (shell, K-means, geometry, training) on the loaded array.
+- ``estimator``: the whole ``ShellVAE.fit`` (shell, K-means, geometry, training) on the loaded array;
+- ``estimator-memmap``: the whole ``ShellVAE.fit`` on the memory-mapped file, with streaming
+  K-means (``ClusterGeometry(8, kmeans="streaming")``): checks, shell fit, K-means and training
+  all read the file in chunks.
 
 Peak RSS counts the pages of the mapped file that were read (page cache the kernel can drop
 under pressure: "mapped files" at the end), and ~100 MiB of allocator and BLAS buffers that any
@@ -82,6 +85,11 @@ def child(config: str, workdir: str) -> None:
         train(model, method, data, ctx, batch_size=1024, progress=False)
     elif config == "estimator":
         ShellVAE("shell", n_clusters=8, epochs=1, batch_size=1024).fit(np.load(path))
+    elif config == "estimator-memmap":
+        from shellvae import ClusterGeometry
+
+        ShellVAE("shell", n_clusters=8, epochs=1, batch_size=1024).fit(
+            np.load(path, mmap_mode="r"), geometry=ClusterGeometry(8, kmeans="streaming"))
     seconds = time.perf_counter() - t0
     peak_mb = peak_rss_mib()
     print(json.dumps({"config": config, "peak_mb": peak_mb, "seconds": seconds, **rss_parts_mib()}))
@@ -109,18 +117,18 @@ def main() -> None:
               f"batch 1024; max RSS of a fresh process per configuration")
         del X
         rows = []
-        for config in ("baseline", "in-memory", "memmap", "estimator"):
+        for config in ("baseline", "in-memory", "memmap", "estimator", "estimator-memmap"):
             out = subprocess.run([sys.executable, __file__, "--child", config, "--workdir", workdir],
                                  capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             r = rows[-1]
-            print(f"  {r['config']:10s} peak RSS {r['peak_mb']:6.0f} MiB; at the end: anonymous "
+            print(f"  {r['config']:16s} peak RSS {r['peak_mb']:6.0f} MiB; at the end: anonymous "
                   f"{r.get('RssAnon', float('nan')):6.0f} MiB, mapped files {r.get('RssFile', float('nan')):5.0f} MiB "
                   f"({r['seconds']:.1f} s)", flush=True)
         base = rows[0]["peak_mb"]
         peak = {r["config"]: r["peak_mb"] - base for r in rows}
         print(f"above the baseline: in-memory {peak['in-memory']:.0f} MiB, memmap {peak['memmap']:.0f} MiB, "
-              f"whole estimator fit {peak['estimator']:.0f} MiB")
+              f"whole estimator fit {peak['estimator']:.0f} MiB, from the memmap {peak['estimator-memmap']:.0f} MiB")
 
 
 if __name__ == "__main__":

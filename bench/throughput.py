@@ -9,11 +9,15 @@ call: its set-up is microseconds). Times are wall-clock and, in brackets, the pr
 which shared-machine load disturbs less; the ratios are what to compare across machines.
 
 ``--memmap`` adds a third GMM run, shell trained from a memory-mapped .npy (batches gathered and
-shell-transformed one by one): its cost relative to the in-memory path.
+shell-transformed one by one): its cost relative to the in-memory path. ``--device cuda`` trains
+on the GPU (data, model and optimiser there; the clock is read after ``torch.cuda.synchronize``);
+``--amp`` and ``--compile`` add runs of both methods with ``train(amp=True)`` (bf16 autocast,
+CUDA only) and ``train(compile=True)``, whose first (compiling) epoch is the discarded warm-up.
 
     python bench/throughput.py                      # GMM 50,000 x 32 and MNIST 60,000 x 784
     python bench/throughput.py --datasets gmm --epochs 8 --memmap
     python bench/throughput.py --threads 2          # torch's intra-op threads (default 1)
+    python bench/throughput.py --device cuda --amp --compile --batch-size 1024
 """
 
 from __future__ import annotations
@@ -46,29 +50,37 @@ def bench(name: str, X_raw: np.ndarray, k: int, args) -> dict[str, float]:
     shell = SphericalShell().fit(X_raw)
     X = shell.transform(X_raw)
     geometry = ClusterGeometry(k).fit(X)
-    runs = {}
-    for label, method_name in (("vanilla", "vanilla"), ("shell", "shell")):
-        method = get_method(method_name)
-        runs[label] = (method, TrainData.build(X, geometry, method))
+    runs = {}  # label -> (method, data, train() options)
+    variants = [("", {})] + [(f" ({opt})", {opt: True}) for opt in ("amp", "compile") if getattr(args, opt)]
+    for suffix, options in variants:
+        for method_name in ("vanilla", "shell"):
+            method = get_method(method_name)
+            runs[method_name + suffix] = (method, TrainData.build(X, geometry, method, device=args.device), options)
     tmp = None
     if args.memmap and name == "gmm":
         tmp = tempfile.TemporaryDirectory()
         path = os.path.join(tmp.name, "train.npy")
         np.save(path, X_raw)
         method = get_method("shell")
-        runs["shell (memmap)"] = (method, MemmapTrainData.build(np.load(path, mmap_mode="r"), shell, geometry, method))
+        runs["shell (memmap)"] = (method, MemmapTrainData.build(np.load(path, mmap_mode="r"), shell, geometry, method,
+                                                                device=args.device), {})
     models = {}
     for label in runs:
         torch.manual_seed(0)
-        models[label] = mlp_vae(X.shape[1])
+        models[label] = mlp_vae(X.shape[1]).to(args.device)
     wall = {label: [] for label in runs}
     cpu = {label: [] for label in runs}
+    cuda = torch.device(args.device).type == "cuda"
     for epoch in range(args.epochs + 1):
-        for label, (method, data) in runs.items():
+        for label, (method, data, options) in runs.items():
             ctx = TrainContext(sigma2=2 * geometry.lambda_max_, n_epochs=1, W=geometry.W_,
                                delta=geometry.delta_collapse_)
+            if cuda:
+                torch.cuda.synchronize()
             c0, w0 = time.process_time(), time.perf_counter()
-            train(models[label], method, data, ctx, batch_size=args.batch_size, seed=epoch, progress=False)
+            train(models[label], method, data, ctx, batch_size=args.batch_size, seed=epoch, progress=False, **options)
+            if cuda:
+                torch.cuda.synchronize()
             if epoch > 0:
                 wall[label].append(time.perf_counter() - w0)
                 cpu[label].append(time.process_time() - c0)
@@ -81,12 +93,17 @@ def bench(name: str, X_raw: np.ndarray, k: int, args) -> dict[str, float]:
     for label in runs:
         w, c = statistics.median(wall[label]), statistics.median(cpu[label])
         result[label] = w
-        print(f"  {label:15s} {w:7.3f} s/epoch ({c:.3f} s CPU)  {n / w:9.0f} samples/s")
-    base_w, base_c = statistics.median(wall["vanilla"]), statistics.median(cpu["vanilla"])
-    for label in runs:
-        if label != "vanilla":
-            print(f"  {label} / vanilla time per epoch: {statistics.median(wall[label]) / base_w:.3f} wall, "
-                  f"{statistics.median(cpu[label]) / base_c:.3f} CPU")
+        print(f"  {label:18s} {w:7.3f} s/epoch ({c:.3f} s CPU)  {n / w:9.0f} samples/s")
+    med_w = {label: statistics.median(wall[label]) for label in runs}
+    med_c = {label: statistics.median(cpu[label]) for label in runs}
+    for suffix, _ in variants:
+        v, sh = "vanilla" + suffix, "shell" + suffix
+        print(f"  {sh} / {v} time per epoch: {med_w[sh] / med_w[v]:.3f} wall, {med_c[sh] / med_c[v]:.3f} CPU")
+        if suffix:
+            print(f"  {v} / vanilla: {med_w[v] / med_w['vanilla']:.3f};  {sh} / shell: {med_w[sh] / med_w['shell']:.3f}")
+    if "shell (memmap)" in runs:
+        print(f"  shell (memmap) / vanilla time per epoch: {med_w['shell (memmap)'] / med_w['vanilla']:.3f} wall, "
+              f"{med_c['shell (memmap)'] / med_c['vanilla']:.3f} CPU")
     return result
 
 
@@ -98,11 +115,14 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: see docs/performance.md)")
     ap.add_argument("--memmap", action="store_true", help="also time shell training from a memory-mapped .npy (GMM)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--amp", action="store_true", help="also time train(amp=True): bf16 autocast on CUDA")
+    ap.add_argument("--compile", action="store_true", help="also time train(compile=True)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-          f"cuda: {torch.cuda.is_available()}")
+          f"device: {args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
     for name in args.datasets.split(","):
         X, k = load(name.strip(), args.mnist_dir)
         bench(name.strip(), X, k, args)

@@ -11,7 +11,8 @@ Fair by construction (the exact configuration is printed):
 - pythae's own trainer (``BaseTrainer``: its DataLoader over ``BaseDataset``, its optimiser
   step, its per-step callbacks) against shellvae's loop (``train.train``); neither evaluates
   (pythae gets no eval set, shellvae no X_val) and neither checkpoints during the timed epochs.
-- one process, one torch thread (``--threads``), CPU; epochs interleaved (pythae, shellvae,
+- one process, one torch thread (``--threads``), the CPU (``--device cuda``: the GPU for both,
+  pythae's ``no_cuda=False``; clocks read after ``torch.cuda.synchronize``); epochs interleaved (pythae, shellvae,
   pythae, ...) so that machine load hits both alike; the first epoch of each is a warm-up.
 
 What is timed per epoch: ``BaseTrainer.train_step(epoch)`` (pythae's one pass over its
@@ -86,14 +87,16 @@ def mlp(sizes):
     return shellvae_mlp(sizes)
 
 
-def pythae_trainer(X: np.ndarray, reference: nn.Module, epochs: int, batch_size: int, lr: float, out_dir: str):
+def pythae_trainer(X: np.ndarray, reference: nn.Module, epochs: int, batch_size: int, lr: float, out_dir: str,
+                   device: str = "cpu"):
     from pythae.data.datasets import BaseDataset
     from pythae.trainers import BaseTrainer, BaseTrainerConfig
 
     model = pythae_vae(X.shape[1], 8, reference)
     data = torch.as_tensor(X, dtype=torch.float32)
     config = BaseTrainerConfig(output_dir=out_dir, per_device_train_batch_size=batch_size, num_epochs=epochs,
-                               learning_rate=lr, optimizer_cls="Adam", no_cuda=True, seed=0, steps_saving=None)
+                               learning_rate=lr, optimizer_cls="Adam", no_cuda=device == "cpu", seed=0,
+                               steps_saving=None)
     return BaseTrainer(model, BaseDataset(data, torch.zeros(len(data))), training_config=config)
 
 
@@ -106,6 +109,12 @@ def plain_loop():
         yield
     finally:
         train_module._adam = adam
+
+
+def sync(device: str) -> None:
+    """Wait for the GPU's queued work, so the clock reads finished work."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def shellvae_epoch(model, data, epoch, batch_size, lr, plain):
@@ -122,22 +131,28 @@ def bench(name: str, X: np.ndarray, args) -> None:
     models = {"shellvae": mlp_vae(X.shape[1]), "shellvae (plain loop)": mlp_vae(X.shape[1])}
     for model in models.values():
         model.load_state_dict(reference.state_dict())
-    data = TrainData.build(X, None, get_method("vanilla"))
+        model.to(args.device)
+    data = TrainData.build(X, None, get_method("vanilla"), device=args.device)
+    dev = args.device
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = pythae_trainer(X, reference, args.epochs + 1, args.batch_size, args.lr, tmp)
+        trainer = pythae_trainer(X, reference, args.epochs + 1, args.batch_size, args.lr, tmp, dev)
         with contextlib.redirect_stderr(io.StringIO()):
             trainer.prepare_training()
         times = {"pythae": [], **{k: [] for k in models}}
         for epoch in range(args.epochs + 1):
+            sync(dev)
             t0 = time.perf_counter()
             with contextlib.redirect_stderr(io.StringIO()):  # pythae's per-step progress bar
                 trainer.train_step(epoch + 1)
+            sync(dev)
             t = time.perf_counter() - t0
             if epoch:
                 times["pythae"].append(t)
             for label, model in models.items():
+                sync(dev)
                 t0 = time.perf_counter()
                 shellvae_epoch(model, data, epoch, args.batch_size, args.lr, plain=label != "shellvae")
+                sync(dev)
                 if epoch:
                     times[label].append(time.perf_counter() - t0)
 
@@ -145,16 +160,20 @@ def bench(name: str, X: np.ndarray, args) -> None:
         whole = {"pythae": [], "shellvae": []}
         for _ in range(args.whole_repeats):
             torch.manual_seed(0)
-            trainer = pythae_trainer(X, reference, args.whole_epochs, args.batch_size, args.lr, tmp)
+            trainer = pythae_trainer(X, reference, args.whole_epochs, args.batch_size, args.lr, tmp, dev)
+            sync(dev)
             t0 = time.perf_counter()
             with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
                 trainer.train()
+            sync(dev)
             whole["pythae"].append(time.perf_counter() - t0)
             model = mlp_vae(X.shape[1])
             model.load_state_dict(reference.state_dict())
+            model.to(dev)
             t0 = time.perf_counter()
             train(model, get_method("vanilla"), data, TrainContext(sigma2=1.0, n_epochs=args.whole_epochs),
                   batch_size=args.batch_size, lr=args.lr, progress=False)
+            sync(dev)
             whole["shellvae"].append(time.perf_counter() - t0)
         whole = {k: statistics.median(v) for k, v in whole.items()}
 
@@ -180,6 +199,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (both libraries on it)")
     args = ap.parse_args()
     try:
         import pythae  # noqa: F401
@@ -191,7 +211,8 @@ def main() -> None:
     from importlib.metadata import version
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
-          f"torch {torch.__version__}, pythae {version('pythae')}, {torch.get_num_threads()} thread(s), CPU only")
+          f"torch {torch.__version__}, pythae {version('pythae')}, {torch.get_num_threads()} thread(s), device {args.device}"
+          + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
     for name in args.datasets.split(","):
         name = name.strip()
         raw = make_gmm(50_000, seed=0).X_train if name == "gmm" else load_dataset("mnist", args.mnist_dir).X_train

@@ -61,15 +61,18 @@ def test_cell_key_depends_on_the_training_only(tmp_path):
 
 
 def test_cached_kmeans_equals_a_fresh_fit(small_gmm):
-    from shellvae.geometry import ClusterGeometry
+    from shellvae import ShellVAE
 
     X = small_gmm.X_train[:1500]
-    fresh = ClusterGeometry(8, random_state=3).fit(X)
-    first = cells_mod._CachedGeometry(8, random_state=3).fit(X)
-    again = cells_mod._CachedGeometry(8, random_state=3).fit(X)
-    for g in (first, again):
-        assert g.W_ == fresh.W_ and g.delta_collapse_ == fresh.delta_collapse_
-        assert np.array_equal(g.labels_, fresh.labels_)
+    params = dict(n_clusters=8, random_state=3, epochs=1)
+    fresh = ShellVAE("vanilla", **params).fit(X).geometry_
+    first = cells_mod.shared_geometry(ShellVAE("shell", **params), X)
+    again = cells_mod.shared_geometry(ShellVAE("em", **params), X)
+    assert again is first  # one K-means for every method of the dataset and seed
+    assert first.W_ == fresh.W_ and first.delta_collapse_ == fresh.delta_collapse_
+    assert np.array_equal(first.labels_, fresh.labels_)
+    other = cells_mod.shared_geometry(ShellVAE("shell", **{**params, "random_state": 4}), X)
+    assert other is not first
 
 
 def test_table2_writes_paper_columns_and_resumes_without_retraining(tmp_path, monkeypatch):

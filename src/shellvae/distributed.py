@@ -23,16 +23,17 @@ What changes with N processes (ranks), and what does not:
 Methods (``METHODS``) and DDP:
 
 - exact (the step equals the single-process step on the global batch, up to float rounding and
-  the noise draws): vanilla, beta, kl_anneal, cyclical, shell_none, shell_norm.
-- supported, with a batch-level term computed on each rank's shard: shell and shell_boundary
-  (the boundary penalty of the shard's L_clu: L_b is a nonlinear function of a batch mean, so
-  the average of per-shard gradients is not the global-batch gradient; the difference shrinks
-  with the shard size), free_bits (the per-dimension floor on the shard's batch-mean KL),
-  bn_vae (batch statistics of the shard, running statistics of rank 0, as usual for DDP).
+  the noise draws): vanilla, beta, kl_anneal, cyclical, the shell methods (shell, shell_none,
+  shell_boundary, shell_norm, shell_lagrange) and free_bits. The shell methods' L_clu and
+  free bits' per-dimension KL are means over the global batch (``global_batch_mean``: one
+  differentiable all-reduce a step), so the boundary penalty and the floor, nonlinear in those
+  means, see what one process sees; shell_lagrange's multiplier is updated from that global
+  constraint, so it is the same on every rank.
+- supported, not exact: bn_vae (batch statistics of each rank's shard, running statistics of
+  rank 0, as usual for DDP; PyTorch's SyncBatchNorm, which would make it exact, runs on GPUs only).
 - not supported (a clear error): aggressive and em (their steps move encoder and decoder
   separately through ``model.encoder`` / ``model.decoder`` with a data-dependent number of inner
-  steps, which would desynchronise the ranks' collective calls), shell_lagrange (its multiplier
-  is updated from each rank's own batch, so the ranks' objectives would drift apart).
+  steps, which would desynchronise the ranks' collective calls).
 """
 
 from __future__ import annotations
@@ -52,8 +53,6 @@ UNSUPPORTED = {
                   "data-dependent number of inner steps, which desynchronises the ranks",
     "em": "its E and M steps reach model.encoder / model.decoder directly (DDP wraps the model) and run inner steps "
           "on extra batches",
-    "shell_lagrange": "its Lagrange multiplier is updated from each rank's own batch, so the ranks' objectives "
-                      "would drift apart",
 }
 
 
@@ -155,6 +154,39 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
         return tensor
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor.div_(state.world_size)
+
+
+def global_batch_mean(local_mean: torch.Tensor, local_rows: int) -> torch.Tensor:
+    """The global batch's mean of a per-sample quantity, from this rank's shard mean; differentiable.
+
+    For the terms that are a nonlinear function of a batch mean (the boundary penalty of L_clu,
+    the free-bits floor of the per-dimension KL), the shard means are first combined into the
+    global batch mean. Its gradient is exact under DDP: the backward of the differentiable
+    all-reduce sums the ranks' gradients (x N) and DDP averages them (/ N), so each shard's rows
+    get d f(mean) / d row, as in one process on the global batch. Outside DDP: ``local_mean``.
+    """
+    if info() is None:
+        return local_mean
+    rows = torch.full((1,), float(local_rows), dtype=local_mean.dtype, device=local_mean.device)
+    total = _SumOverRanks.apply(torch.cat([(local_mean * local_rows).reshape(-1), rows]))  # sums and rows at once
+    return (total[:-1] / total[-1]).reshape(local_mean.shape)
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """All-reduce (sum) with its adjoint as backward: every rank's output depends on every rank's
+    input, so each input's gradient is the sum of all ranks' output gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        out = tensor.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
 
 
 def all_gather_object(obj) -> list:

@@ -21,7 +21,7 @@ from shellvae.geometry import ClusterGeometry
 from shellvae.methods import TrainContext, get_method
 from shellvae.metrics import Certificate, certify, encode_all, evaluate
 from shellvae.model import build_vae
-from shellvae.shell import SphericalShell
+from shellvae.shell import ShellView, SphericalShell
 from shellvae.train import MemmapTrainData, TrainData, train
 
 
@@ -50,9 +50,14 @@ class ShellVAE(BaseEstimator):
     progress : show a progress bar.
     compile, amp : ``torch.compile`` the model's forward; bf16 autocast on CUDA (see ``train.train``).
 
-    A ``np.memmap`` X (e.g. ``np.load(path, mmap_mode="r")``) is trained from batch by batch
-    (``train.MemmapTrainData``). Under ``torchrun`` training is data-parallel and the geometry is
-    fitted on rank 0 only (``shellvae.distributed``).
+    zero_norm : "error" or "fixed", for samples equal to the training mean (see ``SphericalShell``).
+
+    A ``np.memmap`` X (e.g. ``np.load(path, mmap_mode="r")``) is never loaded whole: it is checked
+    and the shell fitted in chunks, the cluster geometry streams over its rows when they would
+    take more than ``geometry.STREAM_BYTES`` as float64 (or always, with
+    ``fit(X, geometry=ClusterGeometry(K, kmeans="streaming"))``), and training reads it batch by
+    batch (``train.MemmapTrainData``). Under ``torchrun`` training is data-parallel and the
+    geometry is fitted on rank 0 only (``shellvae.distributed``).
     """
 
     def __init__(
@@ -83,6 +88,7 @@ class ShellVAE(BaseEstimator):
         progress: bool = False,
         compile: bool = False,
         amp: bool = False,
+        zero_norm: str = "error",
     ):
         self.method = method
         self.method_params = method_params
@@ -109,6 +115,7 @@ class ShellVAE(BaseEstimator):
         self.progress = progress
         self.compile = compile
         self.amp = amp
+        self.zero_norm = zero_norm
 
     # -- fitting ------------------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -165,22 +172,27 @@ class ShellVAE(BaseEstimator):
                 "run, or delete the checkpoint to start afresh."
             )
 
-    def fit(self, X, y=None, *, X_val=None) -> "ShellVAE":
-        """Fit shell, geometry and VAE on X (N, D). ``X_val`` (held-out rows) adds per-epoch metrics."""
+    def fit(self, X, y=None, *, X_val=None, geometry: ClusterGeometry | None = None) -> "ShellVAE":
+        """Fit shell, geometry and VAE on X (N, D). ``X_val`` (held-out rows) adds per-epoch metrics.
+
+        ``geometry``: a ``ClusterGeometry`` to use instead of ``ClusterGeometry(n_clusters,
+        random_state=random_state)``. Unfitted, it is fitted here with its own settings (e.g.
+        ``kmeans="streaming"``); fitted, it is used as it is (no K-means is run), and it must
+        have been fitted on this X's shell coordinates, ``SphericalShell(r_min, r_max,
+        radius=radius).fit_transform(X)``, row for row. Either way its ``n_clusters`` must be
+        this estimator's.
+        """
         self._check_params()
-        memmap = X if isinstance(X, np.memmap) else None  # train from the file, batch by batch
+        memmap = X if isinstance(X, np.memmap) else None  # never loaded whole: checked, fitted and trained in chunks
         # dtype=None keeps floats as given: the shell centres them in float64, before any rounding to float32
         X = check_array(X, "X", min_samples=2, dtype=None, allow_constant=False)
         if X_val is not None:
             X_val = check_array(X_val, "X_val", dtype=None)
             check_n_features(X_val, "X_val", X.shape[1], "X (the training data)")
         self.method_ = get_method(self.method, **(self.method_params or {}))
-        self.shell_ = SphericalShell(self.r_min, self.r_max, radius=self.radius).fit(X)
-        X_shell = self.shell_.transform(X)
-        from shellvae.distributed import run_once  # K-means once (rank 0) under DDP
-
-        self.geometry_ = run_once(ClusterGeometry(self.n_clusters, random_state=self.random_state).fit,
-                                  X_shell)
+        self.shell_ = SphericalShell(self.r_min, self.r_max, radius=self.radius, zero_norm=self.zero_norm).fit(X)
+        X_shell = ShellView(memmap, self.shell_) if memmap is not None else self.shell_.transform(X)
+        self.geometry_ = self._fit_geometry(X_shell, geometry)
         self.lambda_max_ = self.geometry_.lambda_max_
         self.W_, self.delta_collapse_ = self.geometry_.W_, self.geometry_.delta_collapse_
         self.sigma2_ = float(self.sigma2 if self.sigma2 is not None else self.sigma2_ratio * self.lambda_max_)
@@ -204,6 +216,28 @@ class ShellVAE(BaseEstimator):
             progress=self.progress, compile=self.compile, amp=self.amp,
         )
         return self
+
+    def _fit_geometry(self, X_shell, geometry: ClusterGeometry | None) -> ClusterGeometry:
+        from shellvae.distributed import run_once  # K-means once (rank 0) under DDP
+
+        if geometry is None:
+            geometry = ClusterGeometry(self.n_clusters, random_state=self.random_state)
+        if not isinstance(geometry, ClusterGeometry):
+            raise ShellVAEError(f"geometry={geometry!r}: give a ClusterGeometry (fitted or not), or None.")
+        if geometry.n_clusters != self.n_clusters:
+            raise ShellVAEError(
+                f"geometry has n_clusters={geometry.n_clusters!r} but this ShellVAE has n_clusters={self.n_clusters!r}: "
+                "set the same value on both."
+            )
+        if not hasattr(geometry, "labels_"):
+            return run_once(geometry.fit, X_shell)
+        if len(geometry.labels_) != len(X_shell) or geometry.n_features_in_ != X_shell.shape[1]:
+            raise ShellVAEError(
+                f"the fitted geometry has {len(geometry.labels_)} labels of {geometry.n_features_in_} features, but X has "
+                f"shape {X_shell.shape}: a fitted geometry must come from this X's shell coordinates, row for row. "
+                "Pass an unfitted ClusterGeometry to fit it here."
+            )
+        return geometry
 
     def _build_model(self, input_dim: int):
         return build_vae(self.arch, input_dim, self.latent_dim, encoder_hidden=self.encoder_hidden,

@@ -18,6 +18,10 @@ norm at the shell's edge).
 Zero-norm samples (a sample equal to the training mean) have no direction. ``zero_norm="error"``
 (default) raises; ``zero_norm="fixed"`` gives them the fixed direction (1, ..., 1) / sqrt(D) at
 the radius of norm 0, and warns. ``inverse_transform`` cannot recover their zero norm.
+
+Data larger than memory: ``fit`` reads its input ``CHUNK_ROWS`` rows at a time (mean, then the
+norms: one float per row), so a memory-mapped ``.npy`` is never loaded whole, and
+``ShellView(source, shell)`` gives the shell coordinates of such an array's rows as they are read.
 """
 
 from __future__ import annotations
@@ -31,6 +35,15 @@ from shellvae.errors import ShellVAEError
 
 _N_QUANTILES = 1001  # knots of the rank map; enough that rank interpolation error is < 0.1%
 _MAX_ABS = 1e150  # beyond this, squared norms overflow float64 (below 1 / _MAX_ABS they underflow)
+
+#: rows read at a time by ``fit`` and by ``ShellView.chunks`` (a few MB of float64 per chunk)
+CHUNK_ROWS = 65_536
+
+
+def row_chunks(X, chunk_rows: int = CHUNK_ROWS):
+    """(start, float64 block) for consecutive blocks of X's rows: one block in memory at a time."""
+    for start in range(0, len(X), chunk_rows):
+        yield start, np.asarray(X[start:start + chunk_rows], dtype=np.float64)
 
 
 def _norms(Xc: np.ndarray, name: str, fitting: bool = False) -> np.ndarray:
@@ -81,11 +94,18 @@ class SphericalShell:
 
     # -- fit / transform ----------------------------------------------------------------------
     def fit(self, X, y=None) -> "SphericalShell":
+        """Learn the mean and the norm range (rank: the norm quantiles) of X, ``CHUNK_ROWS`` rows at a time.
+
+        In chunks whether X is in memory or memory-mapped, so both give the same shell bit for bit.
+        """
         self._check_params()
-        X = check_array(X, "X", dtype=np.float64, allow_constant=False)
+        X = check_array(X, "X", dtype=None, allow_constant=False)  # a memmap is checked in chunks, not loaded
         self.n_features_in_ = X.shape[1]
-        self.mean_ = X.mean(axis=0)
-        norms = _norms(X - self.mean_, "X", fitting=True)
+        total = np.zeros(X.shape[1])
+        for _, block in row_chunks(X):
+            total += block.sum(axis=0)
+        self.mean_ = total / len(X)
+        norms = np.concatenate([_norms(block - self.mean_, "X", fitting=True) for _, block in row_chunks(X)])
         self.norm_min_, self.norm_max_ = float(norms.min()), float(norms.max())
         if self.radius == "rank":
             q = np.linspace(0.0, 1.0, min(_N_QUANTILES, len(norms)))
@@ -173,3 +193,58 @@ class SphericalShell:
 
     def __repr__(self) -> str:
         return f"SphericalShell(r_min={self.r_min}, r_max={self.r_max}, radius={self.radius!r})"
+
+
+class ShellView:
+    """The shell coordinates of an array's rows, computed when they are read, never held whole.
+
+    ``source`` holds data-space rows, typically a memory map (``np.load(path, mmap_mode="r")``);
+    ``rows`` (optional) selects and orders the rows this view exposes (e.g. a training split),
+    so no copy of the data is made. ``shell`` is a fitted ``SphericalShell``. A view has the
+    ``shape``, ``len`` and ``dtype`` (float64) of ``shell.transform(source[rows])`` and reads as:
+
+    - ``take(indices)``: the transformed rows at ``indices`` (read from the source in increasing
+      order, which a memory map serves sequentially, then put back in the order asked for);
+    - ``chunks(chunk_rows)``: (start, block) over consecutive blocks of rows;
+    - ``np.asarray(view)``: everything at once, for data that fits in memory.
+    """
+
+    dtype = np.dtype(np.float64)
+    ndim = 2
+
+    def __init__(self, source, shell: SphericalShell, rows=None):
+        if getattr(source, "ndim", None) != 2:
+            raise ShellVAEError(f"a ShellView needs 2-D rows (n_samples, n_features), got shape {np.shape(source)}.")
+        self.source, self.shell = source, shell
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.source) if self.rows is None else len(self.rows)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self), self.source.shape[1]
+
+    def take(self, indices) -> np.ndarray:
+        where = np.asarray(indices, dtype=np.int64)
+        if self.rows is not None:
+            where = self.rows[where]
+        order = np.argsort(where, kind="stable")
+        out = np.empty((len(where), self.source.shape[1]), dtype=np.float64)
+        out[order] = self.shell.transform(self.source[where[order]])  # sorted gather, then the asked order back
+        return out
+
+    def chunks(self, chunk_rows: int = CHUNK_ROWS):
+        for start in range(0, len(self), chunk_rows):
+            stop = min(start + chunk_rows, len(self))
+            if self.rows is None:
+                yield start, self.shell.transform(self.source[start:stop])
+            else:
+                yield start, self.take(np.arange(start, stop))
+
+    def __array__(self, dtype=None, copy=None):
+        out = self.shell.transform(self.source if self.rows is None else self.source[self.rows])
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __repr__(self) -> str:
+        return f"ShellView(shape={self.shape}, {self.shell!r})"

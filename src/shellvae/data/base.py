@@ -57,7 +57,10 @@ def check_array(X, name: str = "X", min_samples: int = 1, dtype=np.float32, allo
     float64. Integer and bool arrays are converted; complex, object, string and date arrays are refused.
     ``allow_constant=False`` also refuses data that is constant, or varies only at the rounding
     level of its dtype (see ``NEAR_CONSTANT_ULPS``): what fitting a shell needs.
+    A ``np.memmap`` with ``dtype=None`` is checked ``CHECK_CHUNK_ROWS`` rows at a time and returned
+    as it is (still mapped, in its stored dtype): data larger than memory is never loaded whole.
     """
+    mapped = X if isinstance(X, np.memmap) and dtype is None else None
     try:
         X = np.asarray(X)
     except Exception as exc:  # ragged lists, tensors on a GPU or with grad, and the like
@@ -76,6 +79,8 @@ def check_array(X, name: str = "X", min_samples: int = 1, dtype=np.float32, allo
         )
     if X.shape[0] < min_samples or X.shape[1] == 0:
         raise DataError(f"{name} has shape {X.shape}; need at least {min_samples} sample(s) and 1 feature.")
+    if mapped is not None:
+        return _check_in_chunks(mapped, name, allow_constant)
     source = X
     if dtype is None:
         dtype = X.dtype if X.dtype.kind == "f" else np.float64
@@ -95,6 +100,31 @@ def check_array(X, name: str = "X", min_samples: int = 1, dtype=np.float32, allo
         )
     if not allow_constant:
         _check_not_constant(X, name, _coarser_float(source.dtype, X.dtype))
+    return X
+
+
+#: rows of a memory-mapped array checked at a time (a few MB in memory at once)
+CHECK_CHUNK_ROWS = 65_536
+
+
+def _check_in_chunks(X: np.memmap, name: str, allow_constant: bool) -> np.memmap:
+    """``check_array``'s finiteness and constancy checks on a memory map, a block of rows at a time."""
+    lo = hi = None
+    for start in range(0, len(X), CHECK_CHUNK_ROWS):
+        block = np.asarray(X[start:start + CHECK_CHUNK_ROWS])
+        if block.dtype.kind == "f":
+            bad = ~np.isfinite(block)
+            if bad.any():
+                row, col = np.argwhere(bad)[0]
+                raise DataError(
+                    f"{name} contains NaN or infinite value(s) (first at row {start + row}, column {col}); "
+                    "remove or impute them first."
+                )
+        b_lo, b_hi = block.min(axis=0), block.max(axis=0)
+        lo, hi = (b_lo, b_hi) if lo is None else (np.minimum(lo, b_lo), np.maximum(hi, b_hi))
+    if not allow_constant:
+        rounding = X.dtype if X.dtype.kind == "f" else np.dtype(np.float64)
+        _check_not_constant(np.stack([lo, hi]), name, rounding)  # per-feature min and max are all it reads
     return X
 
 
@@ -138,19 +168,24 @@ def check_distinct_rows(X: np.ndarray, name: str, need: int, why: str) -> int:
     """
     rows = np.ascontiguousarray(X)
     n_distinct = len({hash(row.tobytes()) for row in rows})  # 64-bit hashes: a collision is ~N^2 / 2^64 unlikely
+    return check_distinct_count(n_distinct, len(X), name, need, why)
+
+
+def check_distinct_count(n_distinct: int, n: int, name: str, need: int, why: str) -> int:
+    """``check_distinct_rows``' error and warning, for ``n_distinct`` distinct rows counted elsewhere (in chunks)."""
     if n_distinct < need:
         raise DataError(
-            f"{name} has only {n_distinct} distinct row(s) among its {len(X)} samples, but {why} needs at least "
+            f"{name} has only {n_distinct} distinct row(s) among its {n} samples, but {why} needs at least "
             f"{need}: K-means cannot form more clusters than there are distinct points. Use fewer clusters, or check "
             "why the data repeats itself."
         )
-    if n_distinct < (1.0 - DUPLICATE_WARN_SHARE) * len(X):
+    if n_distinct < (1.0 - DUPLICATE_WARN_SHARE) * n:
         warnings.warn(
-            f"{name} has {len(X)} samples but only {n_distinct} distinct rows ({1 - n_distinct / len(X):.0%} are "
+            f"{name} has {n} samples but only {n_distinct} distinct rows ({1 - n_distinct / n:.0%} are "
             "repeats). They are kept, weighting the clusters and training like extra samples; if they are not "
             "intended, remove them with np.unique(X, axis=0).",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     return n_distinct
 

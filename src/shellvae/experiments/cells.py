@@ -16,7 +16,6 @@ that diverges (``NonFiniteError``) is recorded as such, not retried: it is deter
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
@@ -25,7 +24,6 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -33,8 +31,9 @@ from tqdm.auto import tqdm
 
 from shellvae import io
 from shellvae.data import load_dataset
-from shellvae.errors import NonFiniteError
+from shellvae.errors import EmptyFeasibleRegionWarning, NonFiniteError
 from shellvae.geometry import ClusterGeometry
+from shellvae.shell import SphericalShell
 
 #: bump when what a cell computes changes, so old cell files are not reused
 CELL_FORMAT = 1
@@ -132,46 +131,25 @@ def resolve_data(dataset: str, data_dir: str | None, n_train, n_test) -> dict:
 
 
 # -- K-means once per (data, K, seed) ----------------------------------------------------------------
-class _CachedGeometry(ClusterGeometry):
-    """``ClusterGeometry`` whose fit is memoised on (data bytes, settings): the methods of one dataset
-    and seed share their K-means (identical by construction: same data, K and seed)."""
-
-    _cache: ClassVar[dict] = {}
-
-    def fit(self, X, y=None):
-        arr = np.ascontiguousarray(np.asarray(X, dtype=np.float64))
-        settings = (self.n_clusters, self.auto_margin, self.k_grid, self.sweep_samples, self.on_empty,
-                    self.kmeans, self.n_init, self.random_state)
-        key = (hashlib.sha1(arr.tobytes()).hexdigest(), arr.shape, repr(settings))
-        if key not in self._cache:
-            super().fit(arr, y)
-            if len(self._cache) > 16:
-                self._cache.clear()
-            self._cache[key] = dict(self.__dict__)
-        else:
-            self.__dict__.update(self._cache[key])
-            if not self.feasible_ and self.on_empty == "warn":
-                from shellvae.errors import EmptyFeasibleRegionWarning
-                warnings.warn(f"The feasible region is empty at K={self.n_clusters_}: W={self.W_:.4g} >= "
-                              f"delta={self.delta_collapse_:.4g} (cached geometry).", EmptyFeasibleRegionWarning)
-        return self
+_GEOMETRY_CACHE: dict = {}
 
 
-@contextlib.contextmanager
-def shared_kmeans():
-    """While active, ``ShellVAE.fit`` reuses K-means fits across cells (a pure cache: same result).
-
-    Swaps the estimator module's ``ClusterGeometry`` for the memoised subclass. A
-    ``ShellVAE.fit(geometry=...)`` argument would make this unnecessary.
-    """
-    from shellvae import estimator
-
-    original = estimator.ClusterGeometry
-    estimator.ClusterGeometry = _CachedGeometry
-    try:
-        yield
-    finally:
-        estimator.ClusterGeometry = original
+def shared_geometry(est, X) -> ClusterGeometry:
+    """The geometry ``est.fit(X)`` would fit, memoised on (shell data, K, seed), for ``fit(geometry=)``:
+    the methods of one dataset and seed share their K-means (a pure cache: the same fit)."""
+    shell = SphericalShell(est.r_min, est.r_max, radius=est.radius, zero_norm=est.zero_norm).fit(X)
+    X_shell = np.ascontiguousarray(shell.transform(X))
+    key = (hashlib.sha1(X_shell.tobytes()).hexdigest(), X_shell.shape, repr(est.n_clusters), est.random_state)
+    if key in _GEOMETRY_CACHE:
+        geometry = _GEOMETRY_CACHE[key]
+        if not geometry.feasible_:  # the fit warned the first time; every cell's record should say so
+            warnings.warn(f"The feasible region is empty at K={geometry.n_clusters_}: W={geometry.W_:.4g} >= "
+                          f"delta={geometry.delta_collapse_:.4g} (cached geometry).", EmptyFeasibleRegionWarning)
+        return geometry
+    if len(_GEOMETRY_CACHE) >= 16:
+        _GEOMETRY_CACHE.clear()
+    _GEOMETRY_CACHE[key] = ClusterGeometry(est.n_clusters, random_state=est.random_state).fit(X_shell)
+    return _GEOMETRY_CACHE[key]
 
 
 # -- running one cell ---------------------------------------------------------------------------------
@@ -213,11 +191,11 @@ def run_cell(cell: Cell) -> dict:
     est = ShellVAE(cell.method, random_state=cell.seed, **_estimator_kwargs(cell))
     record = {"key": cell.key, "config": cell.config(), "cell": cell.describe(),
               "data_description": data.description}
-    with warnings.catch_warnings(record=True) as caught, shared_kmeans():
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         t0 = time.perf_counter()
         try:
-            est.fit(data.X_train, X_val=data.X_test)
+            est.fit(data.X_train, X_val=data.X_test, geometry=shared_geometry(est, data.X_train))
         except NonFiniteError as exc:
             record.update(status="diverged", error=str(exc), fit_seconds=time.perf_counter() - t0)
             record["warnings"] = sorted({str(w.message) for w in caught})

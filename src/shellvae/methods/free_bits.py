@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from shellvae.distributed import global_batch_mean
 from shellvae.methods.base import Method
 from shellvae.methods.registry import register
 from shellvae.model import VAEOutput
@@ -27,7 +28,8 @@ class FreeBits(Method):
 
     def kl_dims(self, out: VAEOutput) -> torch.Tensor:
         """The KL term of each latent dimension as the loss uses it, (d,): max(lambda, KL_j)."""
-        return kl_per_dim(out.mu, out.logvar).mean(dim=0).clamp(min=self.free_bits)
+        kl_j = global_batch_mean(kl_per_dim(out.mu, out.logvar).mean(dim=0), len(out.mu))  # global batch under DDP
+        return kl_j.clamp(min=self.free_bits)
 
     def kl_term(self, out: VAEOutput, kl: torch.Tensor) -> torch.Tensor:
         return self.kl_dims(out).sum()

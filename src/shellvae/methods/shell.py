@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from shellvae.distributed import global_batch_mean
 from shellvae.methods.base import Batch, Method, TrainContext
 from shellvae.methods.registry import register
 from shellvae.model import VAEOutput
@@ -50,7 +51,8 @@ class ShellBase(Method):
 
     def extra_terms(self, out: VAEOutput, batch: Batch, ctx: TrainContext):
         on = not self.in_stage_one(ctx)
-        l_clu = cluster_loss(out.xhat, batch.centers)
+        # the global batch's L_clu under DDP (L_b is nonlinear in it); this batch's otherwise
+        l_clu = global_batch_mean(cluster_loss(out.xhat, batch.centers), len(batch.x))
         terms = {"l_clu": (0.0, l_clu), **self.region_terms(l_clu, ctx, on)}
         if self.use_norm:
             terms["l_n"] = (self.lambda_n * on, norm_penalty(out.xhat, ctx.r_min, ctx.r_max))
