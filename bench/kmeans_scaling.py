@@ -7,7 +7,12 @@ lambda_max) follows from the labels in NumPy. Each size is timed once, after a w
 right column puts the one-off cost in units of one shell training epoch of the same rows (the
 per-row epoch cost is measured first, on 20,000 GMM rows, batch 128, one torch thread).
 
-    python bench/kmeans_scaling.py [--sizes 10000,30000,100000,300000,1000000]
+``--streaming`` adds, for each size, the data-larger-than-memory path: the rows saved as a .npy,
+memory-mapped, the shell fitted in chunks and ``ClusterGeometry(kmeans="streaming")`` run on a
+``ShellView`` of the map (K-means on a 100,000-row subset, then Lloyd passes over all rows in
+chunks of 65,536), with its W and delta beside the in-memory ones.
+
+    python bench/kmeans_scaling.py [--sizes 10000,30000,100000,300000,1000000] [--streaming]
 """
 
 from __future__ import annotations
@@ -15,13 +20,16 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import tempfile
 import time
 
+import numpy as np
 import torch
 
 from shellvae import ClusterGeometry, SphericalShell, get_method, make_gmm, mlp_vae
 from shellvae.geometry import MINIBATCH_THRESHOLD
 from shellvae.methods import TrainContext
+from shellvae.shell import ShellView
 from shellvae.train import TrainData, train
 
 
@@ -39,6 +47,7 @@ def epoch_seconds_per_row() -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10000,30000,100000,300000,1000000")
+    ap.add_argument("--streaming", action="store_true", help="also time the memory-mapped, streaming path")
     args = ap.parse_args()
     torch.set_num_threads(1)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -54,12 +63,28 @@ def main() -> None:
         X = SphericalShell().fit_transform(X_raw)
         t_shell = time.perf_counter() - t0
         t0 = time.perf_counter()
-        ClusterGeometry(8).fit(X)
+        geometry = ClusterGeometry(8).fit(X)
         t_geo = time.perf_counter() - t0
         method = "MiniBatchKMeans" if len(X) > MINIBATCH_THRESHOLD else "KMeans"
-        one_off = t_shell + t_geo
-        print(f"{len(X):9d}  {method:>15s}  {t_shell:8.3f}  {t_geo:18.3f}  {1e6 * one_off / len(X):7.2f}  "
-              f"{one_off / (per_row * len(X)):20.2f}", flush=True)
+        report(len(X), method, t_shell, t_geo, per_row, geometry)
+        if args.streaming:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "X.npy")
+                np.save(path, X_raw)
+                del X
+                mapped = np.load(path, mmap_mode="r")
+                t0 = time.perf_counter()
+                shell = SphericalShell().fit(mapped)
+                t_shell = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                streamed = ClusterGeometry(8, kmeans="streaming").fit(ShellView(mapped, shell))
+                report(len(mapped), "streaming", t_shell, time.perf_counter() - t0, per_row, streamed)
+
+
+def report(n: int, method: str, t_shell: float, t_geo: float, per_row: float, geometry) -> None:
+    one_off = t_shell + t_geo
+    print(f"{n:9d}  {method:>15s}  {t_shell:8.3f}  {t_geo:18.3f}  {1e6 * one_off / n:7.2f}  "
+          f"{one_off / (per_row * n):20.2f}   W {geometry.W_:.4f} delta {geometry.delta_collapse_:.4f}", flush=True)
 
 
 if __name__ == "__main__":

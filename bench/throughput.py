@@ -52,6 +52,8 @@ def bench(name: str, X_raw: np.ndarray, k: int, args) -> dict[str, float]:
     geometry = ClusterGeometry(k).fit(X)
     runs = {}  # label -> (method, data, train() options)
     variants = [("", {})] + [(f" ({opt})", {opt: True}) for opt in ("amp", "compile") if getattr(args, opt)]
+    if args.compile and args.compile_mode:
+        variants[-1] = (f" (compile {args.compile_mode})", {"compile": args.compile_mode})
     for suffix, options in variants:
         for method_name in ("vanilla", "shell"):
             method = get_method(method_name)
@@ -118,6 +120,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--amp", action="store_true", help="also time train(amp=True): bf16 autocast on CUDA")
     ap.add_argument("--compile", action="store_true", help="also time train(compile=True)")
+    ap.add_argument("--compile-mode", default=None, help="torch.compile mode for --compile, e.g. reduce-overhead")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "

@@ -122,6 +122,14 @@ def main(threads):
 @click.option("--n-test", type=click.IntRange(min=1), default=None,
               help="Use a seeded subset of this many test samples.")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--mmap", is_flag=True,
+              help="Memory-map a .npy --data file instead of reading it: checks, shell, K-means (streaming above "
+                   "1 GiB) and training read it in chunks. The test split (cap it with --n-test) is read into memory.")
+@click.option("--compile", "compile_", is_flag=False, flag_value="default", default=None,
+              type=click.Choice(["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]),
+              help="torch.compile forward and loss as one graph, optionally with a mode (--compile reduce-overhead: "
+                   "CUDA graphs). Compiling takes seconds; see docs/performance.md.")
+@click.option("--amp", is_flag=True, help="bf16 autocast of the forward on CUDA (no effect on the CPU).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt if present.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -129,7 +137,8 @@ def main(threads):
               help="Data-parallel training under torchrun (e.g. torchrun --nproc_per_node 2 -m shellvae.cli train "
                    "--distributed ...): rank 0 fits the geometry and writes OUT; see shellvae.distributed.")
 def train(data, data_dir, method, method_param, sigma2_ratio, sigma2, beta, epochs, batch_size, lr, seed, n_clusters,
-          latent_dim, arch, show, test_size, n_train, n_test, device, resume, out, quiet, distributed):
+          latent_dim, arch, show, test_size, n_train, n_test, device, mmap, compile_, amp, resume, out, quiet,
+          distributed):
     """Train one model; write OUT/metrics.json, OUT/history.csv and OUT/model.pt."""
     from shellvae import distributed as ddp
 
@@ -141,6 +150,11 @@ def train(data, data_dir, method, method_param, sigma2_ratio, sigma2, beta, epoc
     main_rank = ddp.is_main_process()  # only rank 0 writes OUT and prints
     try:
         spec = dict(data=data, data_dir=data_dir, n_train=n_train, n_test=n_test, seed=seed, test_size=test_size)
+        if mmap:
+            if Path(data).suffix.lower() != ".npy":
+                raise ShellVAEError(f"--mmap memory-maps .npy files; {data!r} is not one. Drop --mmap, or save the "
+                                    "array with np.save first.")
+            spec["mmap"] = True
         dataset = _load(spec)
         out = Path(out)
         if arch == "conv" and dataset.image_shape is None:
@@ -149,7 +163,8 @@ def train(data, data_dir, method, method_param, sigma2_ratio, sigma2, beta, epoc
                        image_shape=dataset.image_shape,
                        n_clusters=_n_clusters(n_clusters), sigma2=sigma2, sigma2_ratio=sigma2_ratio, beta=beta,
                        epochs=epochs, batch_size=batch_size, lr=lr, random_state=seed, device=device,
-                       checkpoint=str(out / "checkpoint.pt"), resume=resume, progress=not quiet)
+                       checkpoint=str(out / "checkpoint.pt"), resume=resume, progress=not quiet,
+                       compile=True if compile_ == "default" else (compile_ or False), amp=amp)
         result = fit_and_report(est, dataset, out if main_rank else None, data_spec=spec)
         if show and main_rank:
             _show(est, dataset, out)
@@ -163,6 +178,8 @@ def train(data, data_dir, method, method_param, sigma2_ratio, sigma2, beta, epoc
 
 def _load(spec: dict):
     kwargs = {"test_size": spec["test_size"]} if Path(spec["data"]).suffix else {}
+    if spec.get("mmap"):
+        kwargs["mmap"] = True
     return load_dataset(spec["data"], spec["data_dir"], n_train=spec["n_train"], n_test=spec["n_test"],
                         seed=spec["seed"], **kwargs)
 

@@ -25,6 +25,10 @@ from shellvae.shell import ShellView, SphericalShell
 from shellvae.train import MemmapTrainData, TrainData, train
 
 
+#: torch.compile's modes, accepted as ``compile=`` (True is "default")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
 class ShellVAE(BaseEstimator):
     """A VAE trained on spherical-shell data with a cluster-aware non-collapse certificate.
 
@@ -48,7 +52,9 @@ class ShellVAE(BaseEstimator):
     eval_every : held-out metrics every this many epochs (when ``fit`` gets ``X_val``).
     checkpoint : path of an atomic per-epoch checkpoint; ``resume=True`` continues from it.
     progress : show a progress bar.
-    compile, amp : ``torch.compile`` the model's forward; bf16 autocast on CUDA (see ``train.train``).
+    compile : ``torch.compile`` the forward and the loss as one graph; True, or a mode of
+        ``COMPILE_MODES`` ("reduce-overhead": CUDA graphs, for small nets on a GPU). See ``train.train``.
+    amp : bf16 autocast of the forward on CUDA (no effect elsewhere).
 
     zero_norm : "error" or "fixed", for samples equal to the training mean (see ``SphericalShell``).
 
@@ -139,6 +145,9 @@ class ShellVAE(BaseEstimator):
                 raise ShellVAEError(f"{name}={widths!r}: give the layer widths, e.g. (256, 128); () for a linear map.")
             for i, width in enumerate(widths):
                 check_scalar(width, f"{name}[{i}]", integer=True)
+        if not (isinstance(self.compile, bool) or self.compile in COMPILE_MODES):
+            raise ShellVAEError(f"compile={self.compile!r}: give True, False or a torch.compile mode, one of "
+                                f"{', '.join(COMPILE_MODES)}.")
         self._check_device()
         if self.resume and self.checkpoint is None:
             raise ShellVAEError("resume=True needs checkpoint=PATH, the file to continue from.")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,7 +148,7 @@ def train(
     checkpoint: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
-    compile: bool = False,
+    compile: bool | str = False,
     amp: bool = False,
     flush_denormal: bool = True,
 ) -> list[dict]:
@@ -159,8 +160,10 @@ def train(
     state is saved atomically after every epoch; ``resume=True`` continues from it and reaches
     the same parameters as an uninterrupted run.
 
-    ``compile``: ``torch.compile`` the model's forward for this run (opt-in: compiling takes
-    seconds to a minute; see docs/performance.md for when it pays). ``amp``: run the forward in
+    ``compile``: ``torch.compile`` the method's ``forward_loss`` (the model's forward and every
+    loss term, one graph) for this run (opt-in: compiling takes seconds to a minute; see
+    docs/performance.md for when it pays); a string is passed as torch.compile's ``mode`` (e.g.
+    "reduce-overhead": CUDA graphs). ``amp``: run the forward in
     bfloat16 autocast on CUDA (losses stay float32); ignored on other devices.
     ``flush_denormal``: treat float32 values below 1.2e-38 as 0 in this thread's CPU arithmetic
     while training (the previous mode is restored after). A collapsing VAE drives weights and
@@ -193,7 +196,7 @@ def train(
     main = state is None or state.is_main
     bar = tqdm(range(start, ctx.n_epochs), initial=start, total=ctx.n_epochs, disable=not progress or not main,
                desc=f"{method.name}", unit="epoch", leave=False)
-    with _forward_options(model, compile=compile, amp=amp), _flushing_denormals(flush_denormal):
+    with _autocast_forward(model, amp), _compiled_loss(method, compile), _flushing_denormals(flush_denormal):
         for epoch in bar:
             ctx.epoch = epoch
             net.train()
@@ -237,24 +240,20 @@ def _adam(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
 
 
 @contextlib.contextmanager
-def _forward_options(model: torch.nn.Module, *, compile: bool, amp: bool):
-    """Temporarily replace ``model.forward`` by a compiled and/or autocast version (restored after)."""
-    use_amp = amp and next(model.parameters()).device.type == "cuda"
-    if not (compile or use_amp):
+def _autocast_forward(model: torch.nn.Module, amp: bool):
+    """With ``amp`` on CUDA, temporarily run ``model.forward`` under bf16 autocast (restored after)."""
+    if not (amp and next(model.parameters()).device.type == "cuda"):
         yield
         return
     own = vars(model).get("forward")  # an instance-level forward of the caller's, restored after
-    forward = model.forward
-    if use_amp:
-        base = forward
+    base = model.forward
 
-        def forward(x, _base=base):
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                out = _base(x)
-            # the loss terms (sums over the data dims, exp of log-variances) stay in float32
-            return VAEOutput(*(t.float() for t in out)) if isinstance(out, VAEOutput) else out
-    if compile:
-        forward = torch.compile(forward)
+    def forward(x):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = base(x)
+        # the loss terms (sums over the data dims, exp of log-variances) stay in float32
+        return VAEOutput(*(t.float() for t in out)) if isinstance(out, VAEOutput) else out
+
     model.forward = forward
     try:
         yield
@@ -263,6 +262,45 @@ def _forward_options(model: torch.nn.Module, *, compile: bool, amp: bool):
             del model.forward
         else:
             model.forward = own
+
+
+@contextlib.contextmanager
+def _compiled_loss(method: Method, compile: bool | str):
+    """With ``compile``, temporarily replace ``method.forward_loss`` by its ``torch.compile`` d version.
+
+    Forward and loss form one graph, so the loss terms' small ops fuse with the network's; the
+    methods' per-epoch Python weights (KL schedule, multiplier) are not specialised on by
+    torch >= 2.6 (``torch._dynamo.config.specialize_float = False``), so the graph is not recompiled
+    every epoch. The optimiser step stays eager (fused Adam). If the compiler itself fails (a
+    ``BackendCompilerFailed``, raised before the step computes anything), the run warns once and
+    goes on eager.
+    """
+    if not compile:
+        yield
+        return
+    eager = method.forward_loss
+    # a string is torch.compile's mode: "reduce-overhead" replays CUDA graphs (launch-bound small nets on a GPU)
+    compiled = torch.compile(eager, mode=None if compile is True else compile)
+    failed = []
+
+    def forward_loss(*args):
+        if not failed:
+            try:
+                return compiled(*args)
+            except torch._dynamo.exc.BackendCompilerFailed as exc:
+                # the compiler itself broke (e.g. Triton on a new GPU) before this step ran anything:
+                # say so once and finish the run eager rather than lose it
+                failed.append(exc)
+                first_line = str(exc).strip().splitlines()[-1][:300]
+                warnings.warn(f"torch.compile failed ({type(exc).__name__}: {first_line}); training continues without "
+                              "compiling. Pass compile=False to skip the attempt.", RuntimeWarning, stacklevel=2)
+        return eager(*args)
+
+    method.forward_loss = forward_loss
+    try:
+        yield
+    finally:
+        del method.forward_loss
 
 
 def _denormals_flushed() -> bool:

@@ -29,8 +29,7 @@ class Alternating(Method):
                 batch: Batch, ctx: TrainContext) -> tuple[VAEOutput, dict[str, torch.Tensor]]:
         """One optimiser step on the method's loss that moves only ``params``; returns the output and logs."""
         optimizer.zero_grad(set_to_none=True)
-        out = model(batch.x)
-        loss, logs = self.loss(out, batch, ctx)
+        out, loss, logs = self.forward_loss(model, batch, ctx)
         loss.backward(inputs=[p for p in params if p.requires_grad])
         optimizer.step()
         return out, {k: v.detach() for k, v in logs.items()}

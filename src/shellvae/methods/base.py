@@ -84,11 +84,19 @@ class Method:
         logs["loss"] = total
         return total, logs
 
+    def forward_loss(self, model: GaussianVAE, batch: Batch,
+                     ctx: TrainContext) -> tuple[VAEOutput, torch.Tensor, dict[str, torch.Tensor]]:
+        """The model's output on the batch, the loss and its logged terms: the part of a step that
+        ``train(compile=True)`` compiles as one graph (forward and every loss term together)."""
+        out = model(batch.x)
+        loss, logs = self.loss(out, batch, ctx)
+        return out, loss, logs
+
     def train_step(self, model: GaussianVAE, optimizer: torch.optim.Optimizer, batch: Batch,
                    ctx: TrainContext) -> dict[str, torch.Tensor]:
         """One optimisation step; returns detached logs. Alternating methods override this."""
         optimizer.zero_grad(set_to_none=True)
-        loss, logs = self.loss(model(batch.x), batch, ctx)
+        _, loss, logs = self.forward_loss(model, batch, ctx)
         loss.backward()
         optimizer.step()
         return {k: v.detach() for k, v in logs.items()}
