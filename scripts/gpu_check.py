@@ -5,7 +5,10 @@ with the shell method (eager, bf16 autocast, torch.compile in the default mode a
 graphs, memory-mapped input) and with
 shell_lagrange, and checks each ends as the CPU run does: certified on held-out data, with a KL
 within 50% of the CPU run's (the noise draws differ between devices). Also: a model saved from
-the GPU loads on the CPU and encodes the same. Prints one line per check; exits 1 if any fails.
+the GPU loads on the CPU and encodes the same, and a run interrupted after 2 of 4 epochs and
+resumed from its checkpoint ends with the uninterrupted run's parameters, bit for bit (this
+check was added after the last GPU session: it has run on the CPU only). Prints one line per
+check; exits 1 if any fails.
 
     python scripts/gpu_check.py               # --device cpu: a dry run of the script itself
 """
@@ -21,6 +24,7 @@ import numpy as np
 import torch
 
 from shellvae import ShellVAE, make_gmm
+from shellvae.methods import Method
 
 COMMON = {"n_clusters": 8, "epochs": 10, "batch_size": 128, "random_state": 0}
 
@@ -72,6 +76,28 @@ def main() -> int:
                 loaded = ShellVAE.load(saved, device="cpu")
                 same = np.allclose(loaded.transform(data.X_test), est.transform(data.X_test), atol=1e-4)
                 check("save on GPU, load on CPU", same, "posterior means equal to 1e-4")
+        # an interrupted GPU run resumed from its checkpoint ends where the uninterrupted run does
+        # (the checkpoint keeps the GPU's random state: the latent noise is drawn there)
+        ckpt = os.path.join(tmp, "resume.pt")
+        params = {**COMMON, "epochs": 4}
+        straight = ShellVAE("shell", device=device, **params).fit(data.X_train)
+        original = Method.after_epoch
+
+        def interrupt(self, ctx, row):  # dies in epoch 3: the checkpoint holds epoch 2
+            if ctx.epoch == 2:
+                raise KeyboardInterrupt
+            original(self, ctx, row)
+
+        Method.after_epoch = interrupt
+        try:
+            ShellVAE("shell", device=device, **params, checkpoint=ckpt).fit(data.X_train)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            Method.after_epoch = original
+        resumed = ShellVAE("shell", device=device, **params, checkpoint=ckpt, resume=True).fit(data.X_train)
+        same = all(torch.equal(p, q) for p, q in zip(straight.model_.parameters(), resumed.model_.parameters()))
+        check("resume on the GPU", same, "2 epochs + 2 resumed == 4 epochs, parameters bit for bit")
     print("all GPU checks passed" if not failures else f"{failures} GPU check(s) FAILED")
     return 1 if failures else 0
 

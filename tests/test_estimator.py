@@ -137,3 +137,17 @@ def test_certify_reuses_given_metrics(fitted, data):
     metrics = fitted.evaluate(data.X_test)
     assert fitted.certify(data.X_test, metrics=metrics) == fitted.certify(data.X_test)
     assert fitted.default_eps() == pytest.approx(0.05 * fitted.delta_collapse_)
+
+
+def test_zero_norm_is_an_estimator_setting(rng):
+    """A training row equal to the training mean has no direction: refused by default, with the fix
+    the error names (zero_norm='fixed'), which the estimator passes to its shell."""
+    from shellvae import ShellVAEError
+
+    X = rng.normal(size=(200, 4))
+    X = np.vstack([X, X.mean(axis=0)])  # the mean of all 201 rows is this row
+    with pytest.raises(ShellVAEError, match="zero_norm='fixed'"):
+        ShellVAE("vanilla", n_clusters=3, epochs=1).fit(X)
+    with pytest.warns(UserWarning, match="zero-norm"):
+        est = ShellVAE("vanilla", n_clusters=3, epochs=1, zero_norm="fixed").fit(X)
+    assert est.shell_.zero_norm == "fixed" and np.isfinite(est.transform(X)).all()

@@ -376,7 +376,10 @@ def _save(path, model, optimizer, method, order, inner, epoch, history, state=No
     from shellvae import distributed
 
     rng = torch.get_rng_state()
-    rng_ranks = distributed.all_gather_object(rng) if state is not None else None
+    device = next(model.parameters()).device
+    # noise drawn on a GPU comes from that device's own generator
+    cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    rng_ranks = distributed.all_gather_object((rng, cuda_rng)) if state is not None else None
     if state is not None and not state.is_main:
         return  # only rank 0 writes
     payload = {
@@ -387,10 +390,12 @@ def _save(path, model, optimizer, method, order, inner, epoch, history, state=No
         "order_rng": order.get_state(),
         "inner_rng": inner.get_state(),
         "torch_rng": rng,
+        "cuda_rng": cuda_rng,
         "history": history,
     }
-    if rng_ranks is not None:
-        payload["torch_rng_ranks"] = rng_ranks  # each rank's noise stream, for an exact resume
+    if rng_ranks is not None:  # each rank's noise stream, for an exact resume
+        payload["torch_rng_ranks"] = [cpu for cpu, _ in rng_ranks]
+        payload["cuda_rng_ranks"] = [cuda for _, cuda in rng_ranks]
     io.save(path, payload, kind="checkpoint")
 
 
@@ -403,4 +408,9 @@ def _restore(path, model, optimizer, method, order, inner, rank: int = 0) -> tup
     inner.set_state(state["inner_rng"])
     ranks = state.get("torch_rng_ranks")
     torch.set_rng_state(ranks[rank] if ranks is not None and rank < len(ranks) else state["torch_rng"])
+    cuda_ranks = state.get("cuda_rng_ranks")
+    cuda_rng = cuda_ranks[rank] if cuda_ranks is not None and rank < len(cuda_ranks) else state.get("cuda_rng")
+    device = next(model.parameters()).device
+    if cuda_rng is not None and device.type == "cuda":  # a GPU run resumed on a GPU: its noise stream too
+        torch.cuda.set_rng_state(cuda_rng, device)
     return state["epoch"], state["history"]
