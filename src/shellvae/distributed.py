@@ -45,6 +45,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from shellvae.collectives import global_batch_mean  # noqa: F401 (part of this module's API; lives apart so
+# that the methods can import it without importing this module, which `python -m shellvae.distributed` runs)
 from shellvae.errors import ShellVAEError
 
 #: methods whose training step cannot run under DDP, with the reason
@@ -154,39 +156,6 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
         return tensor
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor.div_(state.world_size)
-
-
-def global_batch_mean(local_mean: torch.Tensor, local_rows: int) -> torch.Tensor:
-    """The global batch's mean of a per-sample quantity, from this rank's shard mean; differentiable.
-
-    For the terms that are a nonlinear function of a batch mean (the boundary penalty of L_clu,
-    the free-bits floor of the per-dimension KL), the shard means are first combined into the
-    global batch mean. Its gradient is exact under DDP: the backward of the differentiable
-    all-reduce sums the ranks' gradients (x N) and DDP averages them (/ N), so each shard's rows
-    get d f(mean) / d row, as in one process on the global batch. Outside DDP: ``local_mean``.
-    """
-    if info() is None:
-        return local_mean
-    rows = torch.full((1,), float(local_rows), dtype=local_mean.dtype, device=local_mean.device)
-    total = _SumOverRanks.apply(torch.cat([(local_mean * local_rows).reshape(-1), rows]))  # sums and rows at once
-    return (total[:-1] / total[-1]).reshape(local_mean.shape)
-
-
-class _SumOverRanks(torch.autograd.Function):
-    """All-reduce (sum) with its adjoint as backward: every rank's output depends on every rank's
-    input, so each input's gradient is the sum of all ranks' output gradients."""
-
-    @staticmethod
-    def forward(ctx, tensor):
-        out = tensor.clone()
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        grad = grad.clone()
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        return grad
 
 
 def all_gather_object(obj) -> list:

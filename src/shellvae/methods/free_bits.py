@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from shellvae.distributed import global_batch_mean
+from shellvae.collectives import global_batch_mean
 from shellvae.methods.base import Method
 from shellvae.methods.registry import register
 from shellvae.model import VAEOutput
