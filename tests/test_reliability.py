@@ -21,7 +21,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from shellvae import NonFiniteError, ShellVAE, ShellVAEError, io, make_gmm
+from shellvae import ClusterGeometry, NonFiniteError, ShellVAE, ShellVAEError, io, make_gmm
 from shellvae.cli import main
 from shellvae.data.arrays import load_array
 from shellvae.errors import DataError
@@ -80,6 +80,12 @@ class Case:
 
 def fit(X_of=lambda c: c.X, X_val=None, **params) -> Callable[[Ctx], object]:
     return lambda c: ShellVAE(**{**FAST, **params}).fit(X_of(c), X_val=None if X_val is None else X_val(c))
+
+
+def saved_map(c: Ctx, X: np.ndarray) -> np.memmap:
+    """X saved as .npy in the case's folder, memory-mapped back."""
+    np.save(c.tmp / "mapped.npy", X)
+    return np.load(c.tmp / "mapped.npy", mmap_mode="r")
 
 
 def with_value(value, row=3, col=2):
@@ -164,6 +170,19 @@ BAD_INPUTS = [
     Case("ShellVAE.fit", "3 distinct rows, n_clusters=8", fit(lambda c: np.repeat(c.X[:3], 40, axis=0)),
          DataError, "n_clusters=8"),
     Case("ShellVAE.fit", "X_val with another width", fit(X_val=lambda c: c.X[:, :5]), DataError, "X_val"),
+    Case("ShellVAE.fit", "NaN in a memory-mapped X", lambda c: ShellVAE(**FAST).fit(
+        saved_map(c, with_value(np.nan, row=300)(c))), DataError, "row 300"),
+    Case("ShellVAE.fit", "geometry= not a ClusterGeometry", lambda c: ShellVAE(**FAST).fit(c.X, geometry="kmeans"),
+         ShellVAEError, "geometry"),
+    Case("ShellVAE.fit", "geometry fitted on other rows", lambda c: ShellVAE(**FAST).fit(
+        c.X, geometry=ClusterGeometry(8).fit(c.X[:100])), ShellVAEError, "row for row"),
+    Case("ShellVAE.fit", "geometry with another n_clusters", lambda c: ShellVAE(**FAST).fit(
+        c.X, geometry=ClusterGeometry(4)), ShellVAEError, "n_clusters"),
+    Case("ShellVAE.fit", "compile='fast'", fit(compile="fast"), ShellVAEError, "compile"),
+    Case("ClusterGeometry.fit", "kmeans='gpu'", lambda c: ClusterGeometry(8, kmeans="gpu").fit(c.X),
+         ShellVAEError, "kmeans"),
+    Case("ClusterGeometry.fit", "chunk_rows=0 (streaming)", lambda c: ClusterGeometry(
+        8, kmeans="streaming", chunk_rows=0).fit(c.X), ShellVAEError, "chunk_rows"),
     Case("ShellVAE.fit", "NaN in X_val", fit(X_val=with_value(np.nan)), DataError, "X_val"),
     # hyperparameters
     Case("ShellVAE.fit", "n_clusters=1", fit(n_clusters=1), ShellVAEError, "n_clusters"),
