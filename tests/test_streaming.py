@@ -160,3 +160,23 @@ def test_fit_reuses_a_fitted_geometry_and_refuses_a_foreign_one(gmm):
         ShellVAE("vanilla", n_clusters="auto", epochs=1).fit(X, geometry=ClusterGeometry(8))
     with pytest.raises(ShellVAEError, match="give a ClusterGeometry"):
         ShellVAE("vanilla", n_clusters=8, epochs=1).fit(X, geometry="kmeans")
+
+
+def test_evaluation_is_batched_and_does_not_depend_on_the_batch_size(gmm, mapped, tmp_path):
+    """evaluate() holds one batch of rows (and the (N, d) latents): a memory map is read batch by
+    batch, and every metric equals the one-batch result to float rounding."""
+    from shellvae.metrics import evaluate
+
+    est = ShellVAE("shell", n_clusters=8, epochs=2, random_state=0).fit(gmm.X_train)
+    np.save(tmp_path / "test.npy", gmm.X_test)
+    test_map = np.load(tmp_path / "test.npy", mmap_mode="r")
+    whole = est.evaluate(gmm.X_test)
+    X_shell = est.shell_.transform(gmm.X_test)
+    spy = counting(est.shell_)
+    small = evaluate(est.model_, ShellView(test_map, spy), est.geometry_, est.r_min, est.r_max, batch_size=64)
+    assert max(spy.reads) == 64 and sum(spy.reads) == 2 * len(gmm.X_test)  # two passes, 64 rows at a time
+    for metrics in (small, evaluate(est.model_, X_shell, est.geometry_, est.r_min, est.r_max, batch_size=7)):
+        for key, value in whole.items():
+            assert metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+    assert est.evaluate(test_map) == pytest.approx(whole, rel=1e-6)  # the estimator maps it through a ShellView
+    np.testing.assert_allclose(est.transform(test_map), est.transform(gmm.X_test), rtol=1e-6, atol=1e-6)

@@ -124,7 +124,7 @@ def main(threads):
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--mmap", is_flag=True,
               help="Memory-map a .npy --data file instead of reading it: checks, shell, K-means (streaming above "
-                   "1 GiB) and training read it in chunks. The test split (cap it with --n-test) is read into memory.")
+                   "1 GiB), training and the held-out metrics read it in chunks.")
 @click.option("--compile", "compile_", is_flag=False, flag_value="default", default=None,
               type=click.Choice(["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]),
               help="torch.compile forward and loss as one graph, optionally with a mode (--compile reduce-overhead: "

@@ -211,9 +211,7 @@ class ShellVAE(BaseEstimator):
         self.model_ = self.method_.prepare(self._build_model(X.shape[1])).to(self.device)
         if self.resume and Path(self.checkpoint).exists():
             self._check_checkpoint()
-        X_val_shell = None
-        if X_val is not None:
-            X_val_shell = torch.as_tensor(self.shell_.transform(X_val), dtype=torch.float32)
+        X_val_shell = None if X_val is None else self._shell_rows(X_val)
         if memmap is not None:
             data = MemmapTrainData.build(memmap, self.shell_, self.geometry_, self.method_, self.device)
         else:
@@ -261,14 +259,18 @@ class ShellVAE(BaseEstimator):
         if not hasattr(self, "model_"):
             raise ShellVAEError("This ShellVAE is not fitted yet: call fit(X) first (or ShellVAE.load(path)).")
 
-    def _shell_tensor(self, X) -> torch.Tensor:
-        self._check_fitted()
+    def _shell_rows(self, X):
+        """X's shell coordinates: a float32 tensor, or for a memory map a ``ShellView`` read batch by batch."""
+        if isinstance(X, np.memmap):
+            X = check_array(X, "X", dtype=None)  # checked in chunks, still mapped
+            check_n_features(X, "X", self.shell_.n_features_in_, "the data the shell was fitted on")
+            return ShellView(X, self.shell_)
         return torch.as_tensor(self.shell_.transform(X), dtype=torch.float32)
 
     def transform(self, X) -> np.ndarray:
         """Posterior means E_q[z | x], (N, latent_dim)."""
-        X_shell = self._shell_tensor(X)
-        mu, _ = encode_all(self.model_, X_shell)
+        self._check_fitted()
+        mu, _ = encode_all(self.model_, self._shell_rows(X))
         return mu.cpu().numpy()
 
     def inverse_transform(self, Z) -> np.ndarray:
@@ -294,9 +296,9 @@ class ShellVAE(BaseEstimator):
         return self.inverse_transform(z.numpy())
 
     def evaluate(self, X) -> dict:
-        """Held-out metrics of METHOD.md §6 on X (data space)."""
-        X_shell = self._shell_tensor(X)
-        return evaluate(self.model_, X_shell, self.geometry_, self.r_min, self.r_max,
+        """Held-out metrics of METHOD.md §6 on X (data space; a memory map is read batch by batch)."""
+        self._check_fitted()
+        return evaluate(self.model_, self._shell_rows(X), self.geometry_, self.r_min, self.r_max,
                         seed=self.random_state)
 
     def default_eps(self) -> float:

@@ -1,13 +1,16 @@
 """Held-out metrics (METHOD.md §6) and the non-collapse certificate.
 
-All metrics are computed from one batched pass over the data on the model's device. Inference
-reconstructions decode the posterior mean (deterministic); the ``*_sampled`` variants decode a
-sampled z, because KL > 0 alone does not prove the latent is useful (METHOD.md §8).
+All metrics are computed on the model's device, batch by batch: only the (N, d) latents of the
+whole set are held, never an (N, D) array of reconstructions, so held-out sets of any size (a
+``shell.ShellView`` of a memory map included) are evaluated in ``batch_size`` rows of memory.
+Inference reconstructions decode the posterior mean (deterministic); the ``*_sampled`` variants
+decode a sampled z, because KL > 0 alone does not prove the latent is useful (METHOD.md §8).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -16,16 +19,28 @@ import torch
 from shellvae.geometry import ClusterGeometry
 from shellvae.model import GaussianVAE
 from shellvae.objectives import cluster_sq_dist, kl_per_dim
+from shellvae.shell import ShellView
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015
 MI_SAMPLES = 1000  # the MI estimate is O(n^2): a seeded subset keeps it cheap
 
 
+def row_batches(X, batch_size: int, device) -> Iterator[torch.Tensor]:
+    """Consecutive float32 batches of X's rows on ``device``: X a tensor, an array or a ``ShellView``
+    (whose rows are read and shell-transformed a batch at a time)."""
+    for start in range(0, len(X), batch_size):
+        if isinstance(X, ShellView):
+            rows = torch.from_numpy(X.take(np.arange(start, min(start + batch_size, len(X)))))
+        else:
+            rows = torch.as_tensor(X[start:start + batch_size])
+        yield rows.to(device=device, dtype=torch.float32)
+
+
 @torch.no_grad()
-def encode_all(model: GaussianVAE, X: torch.Tensor, batch_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior means and log-variances of all rows of X, batched."""
+def encode_all(model: GaussianVAE, X, batch_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior means and log-variances of all rows of X (see ``row_batches``), batched."""
     device = next(model.parameters()).device
-    parts = [model.encode(X[i:i + batch_size].to(device)) for i in range(0, len(X), batch_size)]
+    parts = [model.encode(rows) for rows in row_batches(X, batch_size, device)]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
@@ -58,7 +73,7 @@ def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.
 @torch.no_grad()
 def evaluate(
     model: GaussianVAE,
-    X: torch.Tensor,
+    X,
     geometry: ClusterGeometry,
     r_min: float,
     r_max: float,
@@ -67,50 +82,74 @@ def evaluate(
     batch_size: int = 4096,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Every metric of METHOD.md §6 on shell data X (N, D). ``labels``: each row's cluster (predicted if None)."""
+    """Every metric of METHOD.md §6 on shell data X (N, D): a tensor, an array or a ``ShellView``.
+
+    ``labels``: each row's cluster (predicted from the nearest centre if None). Two passes over X:
+    the first encodes (keeping the (N, d) latents: the KL, active units and MI need them all, and
+    the shuffled-latent control decodes other rows' codes), the second decodes batch by batch and
+    sums every per-row quantity. The result does not depend on ``batch_size`` beyond float rounding.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    X = torch.as_tensor(X, dtype=torch.float32)
-    if labels is None:
-        labels = geometry.predict(X.numpy())
     gen = torch.Generator(device=device).manual_seed(seed)
     centers = torch.as_tensor(geometry.centers_, dtype=torch.float32, device=device)
-    c = centers[torch.as_tensor(labels, device=device)]
-    X = X.to(device)
+    n = len(X)
 
-    mu, logvar = encode_all(model, X, batch_size)
-    xhat = decode_all(model, mu, batch_size)
+    codes, own = [], []
+    for rows in row_batches(X, batch_size, device):
+        codes.append(model.encode(rows))
+        if labels is None:
+            own.append(torch.as_tensor(geometry.predict(rows.cpu().numpy()), device=device))
+    mu, logvar = torch.cat([c[0] for c in codes]), torch.cat([c[1] for c in codes])
+    own = torch.cat(own) if labels is None else torch.as_tensor(np.asarray(labels), device=device)
+    # the random draws, in a fixed order from one seeded generator
     z = mu + torch.randn(mu.shape, generator=gen, device=device) * (0.5 * logvar).exp()
-    xhat_sampled = decode_all(model, z, batch_size)
-    shuffled = torch.randperm(len(X), generator=gen, device=device)
-    xhat_shuffled = decode_all(model, mu[shuffled], batch_size)
+    shuffled = torch.randperm(n, generator=gen, device=device)
+    sub = torch.randperm(n, generator=gen, device=device)[:MI_SAMPLES]
 
     W, delta = geometry.W_, geometry.delta_collapse_
-    d_clu = cluster_sq_dist(xhat, c)
-    norms = xhat.norm(dim=-1)
-    nearest = torch.cdist(xhat, centers).argmin(dim=1)
-    nearest_sampled = torch.cdist(xhat_sampled, centers).argmin(dim=1)
-    own = torch.as_tensor(labels, device=device)
-    sub = torch.randperm(len(X), generator=gen, device=device)[:MI_SAMPLES]
-    l_clu = float(d_clu.mean())
+    totals, center_sum = np.zeros(10), np.zeros(centers.shape[1])  # float64, on the host: one transfer a batch
+    for i, x in enumerate(row_batches(X, batch_size, device)):
+        part = slice(i * batch_size, i * batch_size + len(x))
+        c, label = centers[own[part]], own[part]
+        xhat, xhat_sampled = model.decode(mu[part]), model.decode(z[part])
+        xhat_shuffled = model.decode(mu[shuffled[part]])
+        d_clu = cluster_sq_dist(xhat, c)
+        norms = xhat.norm(dim=-1)
+        sums = torch.stack([
+            (x - xhat).pow(2).sum(), (x - xhat_sampled).pow(2).sum(),
+            d_clu.sum(), cluster_sq_dist(xhat_sampled, c).sum(), cluster_sq_dist(xhat_shuffled, c).sum(),
+            (torch.cdist(xhat, centers).argmin(dim=1) == label).sum(),
+            (torch.cdist(xhat_sampled, centers).argmin(dim=1) == label).sum(),
+            ((d_clu >= W) & (d_clu <= delta)).sum(), ((norms >= r_min) & (norms <= r_max)).sum(),
+            c.pow(2).sum(),
+        ])
+        totals += sums.cpu().double().numpy()
+        center_sum += c.sum(0).cpu().double().numpy()
     model.train(was_training)
+    (sq_err, sq_err_sampled, l_clu_sum, l_clu_sampled_sum, l_clu_shuffled_sum, in_own, in_own_sampled, in_region,
+     in_shell, center_sq) = totals
+    n_values = n * centers.shape[1]
+    mean_c = center_sum / n
+    l_clu = l_clu_sum / n
     return {
         "kl": float(kl_per_dim(mu, logvar).sum(-1).mean()),
         "active_units": active_units(mu),
         "mutual_info": mutual_information(mu[sub], logvar[sub], gen),
-        "recon_mse": float((X - xhat).pow(2).mean()),
-        "recon_mse_sampled": float((X - xhat_sampled).pow(2).mean()),
-        "l_clu": l_clu,
-        "l_clu_sampled": float(cluster_sq_dist(xhat_sampled, c).mean()),
-        "l_clu_shuffled": float(cluster_sq_dist(xhat_shuffled, c).mean()),
-        "collapse_floor": float((c - c.mean(0)).pow(2).sum(-1).mean()),
-        "margin": delta - l_clu,
-        "cluster_r2": 1.0 - l_clu / delta if delta > 0 else float("nan"),
-        "cluster_accuracy": float((nearest == own).float().mean()),
-        "cluster_accuracy_sampled": float((nearest_sampled == own).float().mean()),
-        "feasible_coverage": float(((d_clu >= W) & (d_clu <= delta)).float().mean()),
-        "norm_satisfaction": float(((norms >= r_min) & (norms <= r_max)).float().mean()),
+        "recon_mse": float(sq_err / n_values),
+        "recon_mse_sampled": float(sq_err_sampled / n_values),
+        "l_clu": float(l_clu),
+        "l_clu_sampled": float(l_clu_sampled_sum / n),
+        "l_clu_shuffled": float(l_clu_shuffled_sum / n),
+        # mean ||c_i - c_bar||^2 = mean ||c_i||^2 - ||c_bar||^2: the bar a constant output cannot beat
+        "collapse_floor": float(center_sq / n - mean_c @ mean_c),
+        "margin": float(delta - l_clu),
+        "cluster_r2": float(1.0 - l_clu / delta) if delta > 0 else float("nan"),
+        "cluster_accuracy": float(in_own / n),
+        "cluster_accuracy_sampled": float(in_own_sampled / n),
+        "feasible_coverage": float(in_region / n),
+        "norm_satisfaction": float(in_shell / n),
     }
 
 

@@ -140,7 +140,7 @@ def train(
     ctx: TrainContext,
     *,
     geometry: ClusterGeometry | None = None,
-    X_val: torch.Tensor | None = None,
+    X_val: torch.Tensor | ShellView | None = None,
     batch_size: int = 128,
     lr: float = 1e-3,
     seed: int = 0,
