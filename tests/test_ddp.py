@@ -60,11 +60,12 @@ def _deterministic(name: str, X: np.ndarray) -> tuple[list[torch.Tensor], list[d
     return [p.detach().clone() for p in model.parameters()], history, method.state_dict()
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
+def _worker(rank: int, rendezvous: str, out_dir: str) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    # a file rendezvous: no port to pick, so no race with other processes for it
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=2)
     try:
         data = _data()
         exact = {name: _deterministic(name, data.X_train) for name in EXACT}
@@ -92,7 +93,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def ddp_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(str(out / "rendezvous"), str(out)), nprocs=2, join=True)
     return out, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
 

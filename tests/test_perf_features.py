@@ -49,11 +49,11 @@ def test_memmap_training_equals_in_memory_and_reads_batch_by_batch(gmm, npy, nam
     method = get_method(name)
     in_memory = TrainData.build(shell.transform(gmm.X_train), geometry, method)
     source = np.load(npy, mmap_mode="r")
-    mapped = MemmapTrainData.build(source, shell, geometry, method)
+    mapped = MemmapTrainData.build(source, shell, geometry, method, read_rows=256)  # 4 batches of 64 per read
     rows_read = []
     original = shell.transform
 
-    def spy(X):  # the shell transform sees one batch at a time, never the whole array
+    def spy(X):  # the shell transform sees one block of batches at a time, never the whole array
         rows_read.append(len(X))
         return original(X)
 
@@ -64,7 +64,7 @@ def test_memmap_training_equals_in_memory_and_reads_batch_by_batch(gmm, npy, nam
         assert torch.equal(p, q)  # bit-identical: same rows, same order, same float32 rounding
     assert _untimed(ha) == _untimed(hb)
     assert isinstance(mapped.source, np.memmap) and mapped.source is source
-    assert max(rows_read) == 64 and sum(rows_read) == 2 * len(gmm.X_train)
+    assert max(rows_read) == 256 and sum(rows_read) == 2 * len(gmm.X_train)
 
 
 def test_memmap_rows_select_a_split_without_copying(gmm, npy):

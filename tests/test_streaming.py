@@ -18,6 +18,7 @@ from shellvae.data.base import check_array
 from shellvae.errors import DataError, ShellVAEError
 from shellvae.geometry import largest_eigenvalue, within_between, within_between_from_sums
 from shellvae.shell import ShellView
+from shellvae.train import MemmapTrainData
 
 STREAM = {"kmeans": "streaming", "chunk_rows": 256, "stream_init_samples": 500}
 
@@ -141,6 +142,8 @@ def test_estimator_fits_a_memmap_without_loading_it(gmm, mapped, monkeypatch):
 
     monkeypatch.setattr(estimator, "ShellView", spying_view)
     monkeypatch.setattr("shellvae.train.ShellView", spying_view)
+    build = MemmapTrainData.build.__func__
+    monkeypatch.setattr(MemmapTrainData, "build", classmethod(lambda cls, *a, **k: build(cls, *a, **k, read_rows=256)))
     params = {"n_clusters": 8, "epochs": 2, "batch_size": 128, "random_state": 0}
     streamed = ShellVAE("shell", **params).fit(mapped, X_val=gmm.X_test, geometry=ClusterGeometry(8, **STREAM))
     assert reads and max(reads) <= 500
