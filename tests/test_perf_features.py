@@ -188,6 +188,27 @@ def test_a_compiler_failure_warns_and_training_goes_on_eager(gmm, monkeypatch):
         assert torch.equal(p, q)
 
 
+def test_compiled_loss_does_not_recompile_per_epoch(gmm):
+    """The loss reads the epoch's schedule (KL ramp, stage) from a copy the loop makes before each
+    epoch, never ``ctx.epoch``: the graphs torch.compile builds do not grow with the epochs (with the
+    epoch inside, it became a graph input and, under CUDA graphs, a new recording every epoch)."""
+    from torch._dynamo.utils import counters
+
+    shell, geometry = _fit_parts(gmm.X_train[:512])
+    X = shell.transform(gmm.X_train[:512])
+    graphs = {}
+    for epochs in (3, 7):
+        torch._dynamo.reset()
+        before = counters["stats"]["unique_graphs"]
+        method = get_method("shell", two_stage=0.3)  # a moving KL weight and a stage switch
+        ctx = TrainContext(sigma2=1.0, n_epochs=epochs, W=geometry.W_, delta=geometry.delta_collapse_)
+        history = train(mlp_vae(32), method, TrainData.build(X, geometry, method), ctx, batch_size=128,
+                        progress=False, compile=True)
+        graphs[epochs] = counters["stats"]["unique_graphs"] - before
+        assert len({row["kl_weight"] for row in history}) >= 3  # the schedule did move
+    assert graphs[7] == graphs[3] <= 4, graphs
+
+
 def test_compiled_step_trains_like_the_eager_step(gmm, monkeypatch):
     """A real torch.compile of the shell method's forward and loss: the same training to float rounding.
 

@@ -237,9 +237,11 @@ def train(
     main = state is None or state.is_main
     bar = tqdm(range(start, ctx.n_epochs), initial=start, total=ctx.n_epochs, disable=not progress or not main,
                desc=f"{method.name}", unit="epoch", leave=False)
-    with _autocast_forward(model, amp), _compiled_loss(method, compile), _flushing_denormals(flush_denormal):
+    with _autocast_forward(model, amp), _compiled_loss(method, compile), _flushing_denormals(flush_denormal), \
+            _epoch_schedule(method):
         for epoch in bar:
             ctx.epoch = epoch
+            method._epoch_schedule = method.schedule(ctx)  # the loss reads this, never the epoch (see Method.schedule)
             net.train()
             t0 = time.perf_counter()
             perm = torch.randperm(n, generator=order).to(device)
@@ -341,6 +343,16 @@ def _compiled_loss(method: Method, compile: bool | str):
         yield
     finally:
         del method.forward_loss
+
+
+@contextlib.contextmanager
+def _epoch_schedule(method: Method):
+    """While training, ``method._epoch_schedule`` holds the epoch's ``schedule``; cleared after, so a
+    later direct call of ``method.loss`` evaluates its schedule afresh."""
+    try:
+        yield
+    finally:
+        method._epoch_schedule = None
 
 
 def _denormals_flushed() -> bool:

@@ -61,6 +61,20 @@ class Method:
     def kl_weight(self, ctx: TrainContext) -> float:
         return ctx.beta
 
+    def schedule(self, ctx: TrainContext) -> dict:
+        """What the loss takes from where training is (the KL weight; shell methods add the stage).
+
+        ``train()`` evaluates it once per epoch, before the epoch and outside any compiled code,
+        and the loss reads that copy (``current``): a compiled loss then never reads the epoch
+        itself, which would make it a graph input (with CUDA graphs, one recording per epoch).
+        """
+        return {"kl_weight": self.kl_weight(ctx)}
+
+    def current(self, ctx: TrainContext) -> dict:
+        """This epoch's ``schedule``: the training loop's copy while it runs, else evaluated now."""
+        fixed = getattr(self, "_epoch_schedule", None)
+        return fixed if fixed is not None else self.schedule(ctx)
+
     def kl_term(self, out: VAEOutput, kl: torch.Tensor) -> torch.Tensor:
         """The KL term the loss weights; ``kl`` is the plain KL. Free bits floors it per dimension."""
         return kl
@@ -73,7 +87,7 @@ class Method:
         nll = gaussian_nll(batch.x, out.xhat, ctx.sigma2)
         kl = kl_divergence(out.mu, out.logvar)
         kl_used = self.kl_term(out, kl)
-        total = nll + self.kl_weight(ctx) * kl_used
+        total = nll + self.current(ctx)["kl_weight"] * kl_used
         logs = {"nll": nll, "kl": kl}  # always the plain KL, whatever the loss uses
         if kl_used is not kl:
             logs["kl_term"] = kl_used

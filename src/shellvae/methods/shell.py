@@ -49,8 +49,11 @@ class ShellBase(Method):
         """How the feasible region [W, delta - eps] enters the loss; ``on`` is False in stage one."""
         return {}
 
+    def schedule(self, ctx: TrainContext) -> dict:
+        return {**super().schedule(ctx), "stage_one": self.in_stage_one(ctx)}
+
     def extra_terms(self, out: VAEOutput, batch: Batch, ctx: TrainContext):
-        on = not self.in_stage_one(ctx)
+        on = not self.current(ctx)["stage_one"]
         # the global batch's L_clu under DDP (L_b is nonlinear in it); this batch's otherwise
         l_clu = global_batch_mean(cluster_loss(out.xhat, batch.centers), len(batch.x))
         terms = {"l_clu": (0.0, l_clu), **self.region_terms(l_clu, ctx, on)}
