@@ -14,8 +14,12 @@ minimum and of the 20th percentile are printed (the median drifts under load).
 and off (toggled per block), over 80 blocks (2,000 steps, ~6 epochs of 313 steps at batch 128),
 printing the per-step time of each quarter: a collapsing vanilla VAE slows down without it.
 
+``--profile`` instead counts the ATen operator calls of a step (``torch.profiler``, 100 steps
+after 50 warm-up steps) for vanilla and shell, and lists the calls the shell adds.
+
     python bench/shell_overhead.py [--blocks 60]
     python bench/shell_overhead.py --denormals
+    python bench/shell_overhead.py --profile
 """
 
 from __future__ import annotations
@@ -71,15 +75,50 @@ def denormals(Xt, C, ctx, blocks: int = 80, steps: int = 25) -> None:
         print(f"  {name}: last quarter without / with the flush: {off / on:.3f}")
 
 
+def profile_calls(Xt, C, ctx, steps: int = 100) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    per_step = {}
+    for name in ("vanilla", "shell"):
+        method = get_method(name)
+        torch.manual_seed(0)
+        model = mlp_vae(32)
+        opt = _adam(model, 1e-3)
+        perm = torch.randperm(len(Xt), generator=torch.Generator().manual_seed(1))
+
+        def step(s):
+            idx = perm[s * 128:(s + 1) * 128]
+            method.train_step(model, opt, Batch(Xt.index_select(0, idx), C.index_select(0, idx)), ctx)
+
+        for s in range(50):
+            step(s)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for s in range(50, 50 + steps):
+                step(s)
+        per_step[name] = {e.key: (e.count / steps, e.self_cpu_time_total / steps) for e in prof.key_averages()}
+        aten = sum(count for key, (count, _) in per_step[name].items() if key.startswith("aten::"))
+        print(f"{name:8s} ATen calls per step: {aten:.0f}")
+    extra = {key: (count - per_step["vanilla"].get(key, (0, 0))[0], t - per_step["vanilla"].get(key, (0, 0))[1])
+             for key, (count, t) in per_step["shell"].items()}
+    print("calls the shell adds per step (self CPU time), largest first:")
+    for key, (count, t) in sorted(extra.items(), key=lambda kv: -kv[1][1])[:15]:
+        print(f"  {key:60s} {count:5.1f} calls {t:7.1f} us")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--blocks", type=int, default=60, help="interleaved blocks of 25 steps per variant")
     ap.add_argument("--denormals", action="store_true", help="measure flushing subnormals instead")
+    ap.add_argument("--profile", action="store_true", help="count the ATen calls of a step instead")
     args = ap.parse_args()
     torch.set_num_threads(1)
     Xt, C, ctx = setup()
     if args.denormals:
         denormals(Xt, C, ctx)
+        return
+    if args.profile:
+        torch.set_flush_denormal(True)  # as train() does
+        profile_calls(Xt, C, ctx)
         return
     torch.set_flush_denormal(True)  # as train() does
     variants = {name: get_method(name) for name in ("vanilla", "shell", "shell_none", "shell_boundary", "shell_norm")}

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -185,7 +186,7 @@ class ShellVAE(BaseEstimator):
         """Fit shell, geometry and VAE on X (N, D). ``X_val`` (held-out rows) adds per-epoch metrics.
 
         ``geometry``: a ``ClusterGeometry`` to use instead of ``ClusterGeometry(n_clusters,
-        random_state=random_state)``. Unfitted, it is fitted here with its own settings (e.g.
+        random_state=random_state)``. Unfitted, a copy of it is fitted here with its settings (e.g.
         ``kmeans="streaming"``); fitted, it is used as it is (no K-means is run), and it must
         have been fitted on this X's shell coordinates, ``SphericalShell(r_min, r_max,
         radius=radius).fit_transform(X)``, row for row. Either way its ``n_clusters`` must be
@@ -236,8 +237,8 @@ class ShellVAE(BaseEstimator):
                 f"geometry has n_clusters={geometry.n_clusters!r} but this ShellVAE has n_clusters={self.n_clusters!r}: "
                 "set the same value on both."
             )
-        if not hasattr(geometry, "labels_"):
-            return run_once(geometry.fit, X_shell)
+        if not hasattr(geometry, "labels_"):  # a copy: the caller's object may configure other fits too
+            return run_once(copy.deepcopy(geometry).fit, X_shell)
         if len(geometry.labels_) != len(X_shell) or geometry.n_features_in_ != X_shell.shape[1]:
             raise ShellVAEError(
                 f"the fitted geometry has {len(geometry.labels_)} labels of {geometry.n_features_in_} features, but X has "

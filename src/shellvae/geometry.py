@@ -32,9 +32,10 @@ import warnings
 import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
-from shellvae.data.base import check_array, check_distinct_count, check_distinct_rows
+from shellvae.data.base import (CHUNK_ROWS, check_array, check_distinct_count, check_distinct_rows, row_chunks,
+                                row_hashes)
 from shellvae.errors import EmptyFeasibleRegionWarning, ShellVAEError
-from shellvae.shell import CHUNK_ROWS, ShellView, row_chunks
+from shellvae.shell import ShellView
 from shellvae.theory import covariance_spectrum
 
 #: K values tried by ``n_clusters="auto"`` (roughly x1.5 steps: few fits, fine enough near small K)
@@ -259,8 +260,7 @@ class ClusterGeometry:
             total += block.sum(axis=0)
             sum_sq += float(np.einsum("ij,ij->", block, block))
             gram += block.T @ block
-            rows = np.ascontiguousarray(block)
-            hashes[start:start + len(block)] = [hash(row.tobytes()) for row in rows]  # as check_distinct_rows
+            hashes[start:start + len(block)] = row_hashes(block)  # as check_distinct_rows counts them
         mu_bar = total / len(X)
         covariance = gram / len(X) - np.outer(mu_bar, mu_bar)
         return dict(sum_sq=sum_sq, lambda_max=float(np.linalg.eigvalsh(covariance)[-1]),

@@ -30,20 +30,11 @@ import warnings
 
 import numpy as np
 
-from shellvae.data.base import check_array, check_n_features, check_scalar
+from shellvae.data.base import CHUNK_ROWS, check_array, check_n_features, check_scalar, row_chunks
 from shellvae.errors import ShellVAEError
 
 _N_QUANTILES = 1001  # knots of the rank map; enough that rank interpolation error is < 0.1%
 _MAX_ABS = 1e150  # beyond this, squared norms overflow float64 (below 1 / _MAX_ABS they underflow)
-
-#: rows read at a time by ``fit`` and by ``ShellView.chunks`` (a few MB of float64 per chunk)
-CHUNK_ROWS = 65_536
-
-
-def row_chunks(X, chunk_rows: int = CHUNK_ROWS):
-    """(start, float64 block) for consecutive blocks of X's rows: one block in memory at a time."""
-    for start in range(0, len(X), chunk_rows):
-        yield start, np.asarray(X[start:start + chunk_rows], dtype=np.float64)
 
 
 def _norms(Xc: np.ndarray, name: str, fitting: bool = False) -> np.ndarray:

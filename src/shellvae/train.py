@@ -241,7 +241,7 @@ def train(
             _epoch_schedule(method):
         for epoch in bar:
             ctx.epoch = epoch
-            method._epoch_schedule = method.schedule(ctx)  # the loss reads this, never the epoch (see Method.schedule)
+            schedule = method.fix_schedule(ctx)  # the loss reads this, never the epoch (see Method.schedule)
             net.train()
             t0 = time.perf_counter()
             perm = torch.randperm(n, generator=order).to(device)
@@ -249,7 +249,7 @@ def train(
             steps = (distributed.shard(perm[i:i + batch_size], state) for i in range(0, n, batch_size))
             for batch in data.batches(idx for idx in steps if idx is not None):
                 step_logs.add(method.train_step(net, optimizer, batch, ctx))
-            row = {"epoch": epoch + 1, "kl_weight": method.kl_weight(ctx)}
+            row = {"epoch": epoch + 1, "kl_weight": schedule["kl_weight"]}
             row.update(_epoch_means(step_logs, epoch))
             _check_parameters(model, epoch)
             row["train_time_s"] = time.perf_counter() - t0
@@ -347,12 +347,12 @@ def _compiled_loss(method: Method, compile: bool | str):
 
 @contextlib.contextmanager
 def _epoch_schedule(method: Method):
-    """While training, ``method._epoch_schedule`` holds the epoch's ``schedule``; cleared after, so a
-    later direct call of ``method.loss`` evaluates its schedule afresh."""
+    """Release the method's frozen schedule after training, so a later direct call of
+    ``method.loss`` evaluates its schedule afresh."""
     try:
         yield
     finally:
-        method._epoch_schedule = None
+        method.fix_schedule(None)
 
 
 def _denormals_flushed() -> bool:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shellvae.data.base import Dataset, check_array, train_test_split
+from shellvae.data.base import Dataset, check_array, first_bad_value, row_chunks, train_test_split
 from shellvae.errors import DataError
 
 _NPY_FORMAT = np.lib.format
@@ -87,24 +87,14 @@ def _load_npy_mmap(path: Path) -> np.memmap:
     return A
 
 
-#: rows validated at a time in memory-mapped mode (a few MB of the file in memory at once)
-MMAP_CHUNK_ROWS = 65_536
-
-
 def _check_rows_chunked(path: Path, X: np.ndarray) -> None:
     """``check_array``'s finiteness and float32-range checks, a chunk of rows at a time (no full copy)."""
-    limit = np.finfo(np.float32).max
-    for start in range(0, len(X), MMAP_CHUNK_ROWS):
-        chunk = np.asarray(X[start:start + MMAP_CHUNK_ROWS])
-        if chunk.dtype.kind != "f":
-            continue
-        with np.errstate(invalid="ignore"):
-            bad = ~np.isfinite(chunk) | (np.abs(chunk) > limit)
-        if bad.any():
-            row, col = np.argwhere(bad)[0]
-            value = chunk[row, col]
+    for start, chunk in row_chunks(X, dtype=None):
+        bad = first_bad_value(chunk, max_abs=float(np.finfo(np.float32).max))
+        if bad is not None:
+            value = chunk[bad]
             what = "is beyond float32's range" if np.isfinite(value) else "is NaN or infinite"
-            raise DataError(f"'{path}': the value at row {start + row}, column {col} ({value:.3g}) {what}; "
+            raise DataError(f"'{path}': the value at row {start + bad[0]}, column {bad[1]} ({value:.3g}) {what}; "
                             "fix the data before training.")
 
 

@@ -57,7 +57,7 @@ def check_array(X, name: str = "X", min_samples: int = 1, dtype=np.float32, allo
     float64. Integer and bool arrays are converted; complex, object, string and date arrays are refused.
     ``allow_constant=False`` also refuses data that is constant, or varies only at the rounding
     level of its dtype (see ``NEAR_CONSTANT_ULPS``): what fitting a shell needs.
-    A ``np.memmap`` with ``dtype=None`` is checked ``CHECK_CHUNK_ROWS`` rows at a time and returned
+    A ``np.memmap`` with ``dtype=None`` is checked ``CHUNK_ROWS`` rows at a time and returned
     as it is (still mapped, in its stored dtype): data larger than memory is never loaded whole.
     """
     mapped = X if isinstance(X, np.memmap) and dtype is None else None
@@ -103,23 +103,44 @@ def check_array(X, name: str = "X", min_samples: int = 1, dtype=np.float32, allo
     return X
 
 
-#: rows of a memory-mapped array checked at a time (a few MB in memory at once)
-CHECK_CHUNK_ROWS = 65_536
+#: rows of an array read at a time wherever it may be a memory map (a few MB in memory at once):
+#: the checks here, the shell fit, streaming K-means, ``load_array(mmap=True)``
+CHUNK_ROWS = 65_536
+
+
+def row_chunks(X, chunk_rows: int = CHUNK_ROWS, dtype=np.float64):
+    """(start, block) for consecutive blocks of X's rows, as ``dtype`` (None: as stored): one block in memory."""
+    for start in range(0, len(X), chunk_rows):
+        yield start, np.asarray(X[start:start + chunk_rows], dtype=dtype)
+
+
+def first_bad_value(block: np.ndarray, max_abs: float | None = None) -> tuple[int, int] | None:
+    """(row, column) of a block's first NaN or infinite value (or finite one beyond ``max_abs``), else None."""
+    if block.dtype.kind != "f":
+        return None
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(block) if max_abs is None else ~(np.abs(block) <= max_abs)
+    if not bad.any():
+        return None
+    row, col = np.argwhere(bad)[0]
+    return int(row), int(col)
+
+
+def row_hashes(X: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each row's bytes (equal rows, equal hashes; a collision is ~N^2 / 2^64 unlikely)."""
+    return np.fromiter((hash(row.tobytes()) for row in np.ascontiguousarray(X)), dtype=np.int64, count=len(X))
 
 
 def _check_in_chunks(X: np.memmap, name: str, allow_constant: bool) -> np.memmap:
     """``check_array``'s finiteness and constancy checks on a memory map, a block of rows at a time."""
     lo = hi = None
-    for start in range(0, len(X), CHECK_CHUNK_ROWS):
-        block = np.asarray(X[start:start + CHECK_CHUNK_ROWS])
-        if block.dtype.kind == "f":
-            bad = ~np.isfinite(block)
-            if bad.any():
-                row, col = np.argwhere(bad)[0]
-                raise DataError(
-                    f"{name} contains NaN or infinite value(s) (first at row {start + row}, column {col}); "
-                    "remove or impute them first."
-                )
+    for start, block in row_chunks(X, dtype=None):
+        bad = first_bad_value(block)
+        if bad is not None:
+            raise DataError(
+                f"{name} contains NaN or infinite value(s) (first at row {start + bad[0]}, column {bad[1]}); "
+                "remove or impute them first."
+            )
         b_lo, b_hi = block.min(axis=0), block.max(axis=0)
         lo, hi = (b_lo, b_hi) if lo is None else (np.minimum(lo, b_lo), np.maximum(hi, b_hi))
     if not allow_constant:
@@ -166,9 +187,7 @@ def check_distinct_rows(X: np.ndarray, name: str, need: int, why: str) -> int:
     extra samples) and are kept; only when more than ``DUPLICATE_WARN_SHARE`` of the rows repeat
     another is there a warning, since that is often an accident (a broken loader, padding).
     """
-    rows = np.ascontiguousarray(X)
-    n_distinct = len({hash(row.tobytes()) for row in rows})  # 64-bit hashes: a collision is ~N^2 / 2^64 unlikely
-    return check_distinct_count(n_distinct, len(X), name, need, why)
+    return check_distinct_count(len(np.unique(row_hashes(X))), len(X), name, need, why)
 
 
 def check_distinct_count(n_distinct: int, n: int, name: str, need: int, why: str) -> int:

@@ -135,11 +135,13 @@ _GEOMETRY_CACHE: dict = {}
 
 
 def shared_geometry(est, X) -> ClusterGeometry:
-    """The geometry ``est.fit(X)`` would fit, memoised on (shell data, K, seed), for ``fit(geometry=)``:
-    the methods of one dataset and seed share their K-means (a pure cache: the same fit)."""
-    shell = SphericalShell(est.r_min, est.r_max, radius=est.radius, zero_norm=est.zero_norm).fit(X)
-    X_shell = np.ascontiguousarray(shell.transform(X))
-    key = (hashlib.sha1(X_shell.tobytes()).hexdigest(), X_shell.shape, repr(est.n_clusters), est.random_state)
+    """The geometry ``est.fit(X)`` would fit, memoised on (data, shell settings, K, seed), for
+    ``fit(geometry=)``: the methods of one dataset and seed share their K-means (a pure cache: the
+    shell is a deterministic function of X and its settings, so the same fit)."""
+    X = np.ascontiguousarray(X)
+    shell_settings = (est.r_min, est.r_max, est.radius, est.zero_norm)
+    key = (hashlib.sha1(X.tobytes()).hexdigest(), X.shape, str(X.dtype), shell_settings, repr(est.n_clusters),
+           est.random_state)
     if key in _GEOMETRY_CACHE:
         geometry = _GEOMETRY_CACHE[key]
         if not geometry.feasible_:  # the fit warned the first time; every cell's record should say so
@@ -148,7 +150,8 @@ def shared_geometry(est, X) -> ClusterGeometry:
         return geometry
     if len(_GEOMETRY_CACHE) >= 16:
         _GEOMETRY_CACHE.clear()
-    _GEOMETRY_CACHE[key] = ClusterGeometry(est.n_clusters, random_state=est.random_state).fit(X_shell)
+    shell = SphericalShell(est.r_min, est.r_max, radius=est.radius, zero_norm=est.zero_norm)
+    _GEOMETRY_CACHE[key] = ClusterGeometry(est.n_clusters, random_state=est.random_state).fit(shell.fit_transform(X))
     return _GEOMETRY_CACHE[key]
 
 

@@ -70,8 +70,13 @@ class Method:
         """
         return {"kl_weight": self.kl_weight(ctx)}
 
+    def fix_schedule(self, ctx: TrainContext | None) -> dict | None:
+        """Freeze ``schedule`` at ``ctx`` for the loss to read (the loop, before each epoch); None releases it."""
+        self._epoch_schedule = None if ctx is None else self.schedule(ctx)
+        return self._epoch_schedule
+
     def current(self, ctx: TrainContext) -> dict:
-        """This epoch's ``schedule``: the training loop's copy while it runs, else evaluated now."""
+        """This epoch's ``schedule``: the frozen copy while the loop runs, else evaluated now."""
         fixed = getattr(self, "_epoch_schedule", None)
         return fixed if fixed is not None else self.schedule(ctx)
 
