@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import adjusted_rand_score
 
 from shellvae import ClusterGeometry, ShellVAE, SphericalShell, make_gmm
-from shellvae.data.base import check_array
+from shellvae.validation import check_array
 from shellvae.errors import DataError, ShellVAEError
 from shellvae.geometry import largest_eigenvalue, within_between, within_between_from_sums
 from shellvae.shell import ShellView

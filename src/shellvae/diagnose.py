@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from shellvae.data.base import check_array
+from shellvae.validation import check_array
 from shellvae.errors import EmptyFeasibleRegionWarning, ShellVAEError
 from shellvae.geometry import ClusterGeometry
 from shellvae.shell import SphericalShell

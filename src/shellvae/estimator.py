@@ -16,7 +16,7 @@ import torch
 from sklearn.base import BaseEstimator
 
 from shellvae import io
-from shellvae.data.base import check_array, check_n_features, check_scalar
+from shellvae.validation import check_array, check_n_features, check_scalar
 from shellvae.errors import ShellVAEError
 from shellvae.geometry import ClusterGeometry
 from shellvae.methods import TrainContext, get_method

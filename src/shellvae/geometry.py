@@ -32,7 +32,7 @@ import warnings
 import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
-from shellvae.data.base import (CHUNK_ROWS, check_array, check_distinct_count, check_distinct_rows, row_chunks,
+from shellvae.validation import (CHUNK_ROWS, check_array, check_distinct_count, check_distinct_rows, row_chunks,
                                 row_hashes)
 from shellvae.errors import EmptyFeasibleRegionWarning, ShellVAEError
 from shellvae.shell import ShellView

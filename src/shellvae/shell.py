@@ -30,7 +30,7 @@ import warnings
 
 import numpy as np
 
-from shellvae.data.base import CHUNK_ROWS, check_array, check_n_features, check_scalar, row_chunks
+from shellvae.validation import CHUNK_ROWS, check_array, check_n_features, check_scalar, row_chunks
 from shellvae.errors import ShellVAEError
 
 _N_QUANTILES = 1001  # knots of the rank map; enough that rank interpolation error is < 0.1%

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shellvae.data.base import Dataset, check_array, take_subset, train_test_split
+from shellvae.data.base import Dataset, take_subset, train_test_split
+from shellvae.validation import check_array
 from shellvae.data.synthetic import make_gmm
 from shellvae.errors import DataError
 
