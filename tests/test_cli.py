@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from shellvae.cli import main
 
 REQUIRED_KEYS = {"method", "kl", "active_units", "recon_mse", "feasible_coverage", "norm_satisfaction", "l_clu", "W",
-                 "delta_collapse", "lambda_max", "sigma2", "certified"}
+                 "delta", "lambda_max", "sigma2", "certified"}
 
 
 def test_train_synthetic_writes_outputs(tmp_path):

@@ -10,7 +10,7 @@ One spawn of two ranks runs these checks (process start-up dominates the cost):
   and broadcast, held-out metrics on rank 0, only rank 0 writing the checkpoint) ends with the
   same metrics as one process within a stated tolerance;
 - a method that cannot run under DDP fails with a clear error on every rank.
-A second test runs the documented entry point, ``torchrun --nproc_per_node 2 -m shellvae.distributed``.
+A second test runs the documented entry point, ``torchrun --nproc_per_node 2 -m shellvae train --distributed``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ import torch.multiprocessing as mp
 
 from shellvae import ShellVAE, get_method, make_gmm, mlp_vae
 from shellvae.errors import ShellVAEError
-from shellvae.methods import TrainContext
-from shellvae.train import TrainData, train
+from shellvae.batches import TrainData
+from shellvae.methods import Objective
+from shellvae.region import FeasibleRegion
+from shellvae.train import train
 
 EPOCHS, BATCH = 5, 100  # 4,000 rows: 40 global batches of 100 = 2 shards of 50 an epoch
 SHELL = {"n_clusters": 8, "epochs": EPOCHS, "batch_size": BATCH, "random_state": 0}
@@ -54,9 +56,9 @@ def _deterministic(name: str, X: np.ndarray) -> tuple[list[torch.Tensor], list[d
     model = mlp_vae(X.shape[1])
     model.reparameterize = lambda mu, logvar: mu  # no noise: the ranks' draws cannot differ
     method = get_method(name, **EXACT[name])
-    geometry = ClusterGeometry(8).fit(X) if method.needs_centers else None
-    ctx = TrainContext(sigma2=0.5, n_epochs=3, W=geometry and geometry.W_, delta=geometry and geometry.delta_collapse_)
-    history = train(model, method, TrainData.build(X, geometry, method), ctx, batch_size=BATCH, progress=False)
+    region = FeasibleRegion.from_fitted(ClusterGeometry(8).fit(X)) if method.needs_centers else None
+    history = train(model, method, TrainData.build(X, region, method), Objective(sigma2=0.5, region=region), epochs=3,
+                    batch_size=BATCH, lr=1e-3, seed=0, progress=False)
     return [p.detach().clone() for p in model.parameters()], history, method.state_dict()
 
 
@@ -73,8 +75,8 @@ def _worker(rank: int, rendezvous: str, out_dir: str) -> None:
                                                                                          X_val=data.X_test)
         try:
             method = get_method("aggressive")
-            train(mlp_vae(32), method, TrainData.build(data.X_train, None, method), TrainContext(sigma2=1.0),
-                  progress=False)
+            train(mlp_vae(32), method, TrainData.build(data.X_train, None, method), Objective(sigma2=1.0), epochs=1,
+                  batch_size=BATCH, lr=1e-3, seed=0, progress=False)
             error = None
         except ShellVAEError as exc:
             error = str(exc)
@@ -157,8 +159,8 @@ def test_ddp_refuses_unsupported_methods_clearly(ddp_results):
 def test_torchrun_entry_point_trains_and_only_rank0_writes(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = ["torchrun", "--nproc_per_node", "2", "--master_port", str(_free_port()), "-m", "shellvae.distributed",
-           "train", "--data", "synthetic", "--n-train", "1000", "--n-test", "250", "--epochs", "2",
+    cmd = ["torchrun", "--nproc_per_node", "2", "--master_port", str(_free_port()), "-m", "shellvae",
+           "train", "--distributed", "--data", "synthetic", "--n-train", "1000", "--n-test", "250", "--epochs", "2",
            "--batch-size", "100", "--n-clusters", "8", "--quiet", "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]

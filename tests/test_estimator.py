@@ -85,10 +85,10 @@ def test_resume_reaches_the_uninterrupted_parameters(data, tmp_path, monkeypatch
     ckpt = tmp_path / "ckpt.pt"
     original = base.Method.after_epoch
 
-    def interrupt(self, ctx, row):
-        if ctx.epoch == 2:
+    def interrupt(self, row):
+        if row["epoch"] == 3:
             raise KeyboardInterrupt  # dies during epoch 3: the checkpoint holds epoch 2
-        original(self, ctx, row)
+        original(self, row)
 
     monkeypatch.setattr(base.Method, "after_epoch", interrupt)
     with pytest.raises(KeyboardInterrupt):

@@ -60,19 +60,25 @@ def test_cell_key_depends_on_the_training_only(tmp_path):
         "synthetic", "moderate", "vanilla", 0).key  # stable across contexts
 
 
-def test_cached_kmeans_equals_a_fresh_fit(small_gmm):
-    from shellvae import ShellVAE
+def test_cells_share_one_cluster_geometry_through_the_output_folder(tmp_path, monkeypatch):
+    """The first cell of a (data, shell, K, seed) fits the geometry and keeps it in OUT/geometries; every
+    other method's cell, in this process or a later one, reuses it: K-means runs once, with the result a
+    fresh fit gives."""
+    from shellvae import ClusterGeometry, ShellVAE
 
-    X = small_gmm.X_train[:1500]
-    params = dict(n_clusters=8, random_state=3, epochs=1)
-    fresh = ShellVAE("vanilla", **params).fit(X).geometry_
-    first = cells_mod.shared_geometry(ShellVAE("shell", **params), X)
-    again = cells_mod.shared_geometry(ShellVAE("em", **params), X)
-    assert again is first  # one K-means for every method of the dataset and seed
-    assert first.W_ == fresh.W_ and first.delta_collapse_ == fresh.delta_collapse_
-    assert np.array_equal(first.labels_, fresh.labels_)
-    other = cells_mod.shared_geometry(ShellVAE("shell", **{**params, "random_state": 4}), X)
-    assert other is not first
+    fits = []
+    original = ClusterGeometry.fit
+    monkeypatch.setattr(ClusterGeometry, "fit", lambda self, X, y=None: fits.append(self) or original(self, X))
+    ctx = RunContext("table2", TINY, ["synthetic"], [0, 1], tmp_path)
+    first = cells_mod.run_cell(ctx.cell("synthetic", "moderate", "shell", 0), tmp_path)
+    again = cells_mod.run_cell(ctx.cell("synthetic", "moderate", "em", 0), tmp_path)
+    assert len(fits) == 1 and len(list((tmp_path / "geometries").glob("*.pt"))) == 1
+    data = cells_mod.load_cell_data("synthetic", None, *TINY.size("synthetic"))
+    fresh = ShellVAE("vanilla", n_clusters=8, random_state=0, epochs=1).fit(data.X_train).geometry_
+    assert first["W"] == again["W"] == pytest.approx(fresh.W_, rel=1e-6)  # records keep 7 digits
+    assert first["delta"] == again["delta"] == pytest.approx(fresh.delta_collapse_, rel=1e-6)
+    cells_mod.run_cell(ctx.cell("synthetic", "moderate", "shell", 1), tmp_path)  # another seed: its own K-means
+    assert len(fits) == 3 and len(list((tmp_path / "geometries").glob("*.pt"))) == 2
 
 
 def test_table2_writes_paper_columns_and_resumes_without_retraining(tmp_path, monkeypatch):
@@ -80,7 +86,7 @@ def test_table2_writes_paper_columns_and_resumes_without_retraining(tmp_path, mo
     stored = sorted((tmp_path / "cells").glob("*.json"))
     assert len(stored) == 5  # five methods, one seed
     record = json.loads(stored[0].read_text())
-    assert {"metrics", "history", "spectrum", "per_sample_cluster_sq_dist", "W", "delta", "certified"} <= set(record)
+    assert {"kl", "history", "spectrum", "per_sample_cluster_sq_dist", "W", "delta", "certified"} <= set(record)
     md = (tmp_path / "table2.md").read_text()
     assert "| shell | Full constraints (ours) |" in md and "97.5" in md and "98.2" in md and "2.51" in md
     assert "profile `test`" in md and "mean ± std over seeds" in md

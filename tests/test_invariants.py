@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shellvae import ClusterGeometry, SphericalShell, certify, evaluate, mlp_vae
+from shellvae import ClusterGeometry, FeasibleRegion, SphericalShell, certify, evaluate, mlp_vae
 from shellvae.geometry import within_between
 from shellvae.objectives import cluster_loss, gaussian_nll, kl_per_dim, norm_penalty
 
@@ -143,7 +143,7 @@ def random_setup(n, dim, latent, k, seed):
     geometry = ClusterGeometry(k, random_state=seed).fit(X)
     torch.manual_seed(seed)
     model = mlp_vae(dim, latent, encoder_hidden=(8,), decoder_hidden=(8,))
-    return torch.as_tensor(X, dtype=torch.float32), geometry, model
+    return torch.as_tensor(X, dtype=torch.float32), FeasibleRegion.from_fitted(geometry), model
 
 
 metric_cases = dict(n=st.integers(12, 60), dim=st.integers(2, 6), latent=st.integers(1, 4), k=st.integers(2, 4),
@@ -154,15 +154,15 @@ metric_cases = dict(n=st.integers(12, 60), dim=st.integers(2, 6), latent=st.inte
 @settings(max_examples=25, deadline=None)
 @given(**metric_cases)
 def test_metric_ranges_and_invariance_to_sample_order(n, dim, latent, k, seed):
-    X, geometry, model = random_setup(n, dim, latent, k, seed)
-    labels = geometry.predict(X.numpy())
-    m = evaluate(model, X, geometry, 0.9, 1.1, labels=labels)
+    X, region, model = random_setup(n, dim, latent, k, seed)
+    labels = region.geometry_.predict(X.numpy())
+    m = evaluate(model, X, region, clusters=labels)
     assert m["kl"] >= 0 and 0 <= m["active_units"] <= latent and m["recon_mse"] >= 0 and m["collapse_floor"] >= 0
     for key in ("feasible_coverage", "norm_satisfaction", "cluster_accuracy", "cluster_accuracy_sampled"):
         assert 0.0 <= m[key] <= 1.0, key
     assert m["mutual_info"] <= math.log(n) + 1e-4  # the estimator is bounded by log(n)
     perm = torch.as_tensor(np.random.default_rng(seed).permutation(n))
-    p = evaluate(model, X[perm], geometry, 0.9, 1.1, labels=labels[perm.numpy()])
+    p = evaluate(model, X[perm], region, clusters=labels[perm.numpy()])
     for key in PERMUTATION_INVARIANT:
         assert p[key] == pytest.approx(m[key], rel=1e-5, abs=1e-6), key
 
@@ -172,16 +172,17 @@ def test_metric_ranges_and_invariance_to_sample_order(n, dim, latent, k, seed):
 @given(**metric_cases, offset=st.floats(-2, 2))
 def test_a_constant_decoder_never_beats_the_collapse_floor(n, dim, latent, k, seed, offset):
     """A collapsed model (decoder output a for every z) has L_clu = floor + ||a - mean centre||^2 >= floor."""
-    X, geometry, model = random_setup(n, dim, latent, k, seed)
+    X, region, model = random_setup(n, dim, latent, k, seed)
+    geometry = region.geometry_
     a = torch.full((dim,), offset)
     last = model.decoder[-1]
     with torch.no_grad():
         last.weight.zero_()
         last.bias.copy_(a)
-    m = evaluate(model, X, geometry, 0.9, 1.1)
+    m = evaluate(model, X, region)
     c = geometry.centers_[geometry.predict(X.numpy())]
     gap = float(np.sum((offset - c.mean(0)) ** 2))
     assert m["l_clu"] >= m["collapse_floor"] * (1 - 1e-5)
     assert m["l_clu"] == pytest.approx(m["collapse_floor"] + gap, rel=1e-4, abs=1e-5)
     assert m["active_units"] <= latent and m["l_clu_shuffled"] == pytest.approx(m["l_clu"], rel=1e-5)
-    assert not certify(m, geometry).certified
+    assert not certify(m, region).certified

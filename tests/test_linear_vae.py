@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from shellvae.methods import TrainContext, Vanilla
+from shellvae.batches import TrainData
+from shellvae.methods import Objective, Vanilla
 from shellvae.metrics import active_units, encode_all, kl_per_dim
 from shellvae.model import mlp_vae
 from shellvae.theory import covariance_spectrum, linear_vae_active_units, linear_vae_kl
-from shellvae.train import TrainData, train
+from shellvae.train import train
 
 SPECTRUM = np.array([3.0, 1.5, 0.8, 0.3, 0.1, 0.05])
 TOLERANCE = 0.03  # relative, on the total KL; measured error ~1%
@@ -30,8 +31,8 @@ def train_linear_vae(X, sigma2, beta, latent_dim=4):
     torch.manual_seed(0)
     model = mlp_vae(X.shape[1], latent_dim, encoder_hidden=(), decoder_hidden=())  # linear encoder and decoder
     method = Vanilla()
-    train(model, method, TrainData.build(X, None, method), TrainContext(sigma2=sigma2, beta=beta, n_epochs=40),
-          batch_size=256, lr=3e-3, progress=False)
+    train(model, method, TrainData.build(X, None, method), Objective(sigma2=sigma2, beta=beta), epochs=40,
+          batch_size=256, lr=3e-3, seed=0, progress=False)
     mu, logvar = encode_all(model, torch.as_tensor(X, dtype=torch.float32))
     return float(kl_per_dim(mu, logvar).sum(-1).mean()), active_units(mu)
 

@@ -13,8 +13,9 @@ import torch
 
 from shellvae import ShellVAE, make_gmm, mlp_vae
 from shellvae.errors import ShellVAEError
-from shellvae.methods import (METHODS, BNVAE, EM, Aggressive, Batch, Cyclical, FreeBits, KLAnneal, Shell,
-                              ShellLagrange, TrainContext, get_method)
+from shellvae.methods import (METHODS, BNVAE, EM, Aggressive, Batch, Cyclical, Epoch, EpochPlan, FreeBits, KLAnneal,
+                              Objective, Shell, ShellLagrange, get_method)
+from shellvae.region import FeasibleRegion
 from shellvae.methods.annealing import warmup_scale
 from shellvae.methods.cyclical import cyclical_scale
 
@@ -33,6 +34,11 @@ def tiny():
     model = mlp_vae(D, LATENT, (32,), (32,))
     x = torch.randn(64, D, generator=torch.Generator().manual_seed(1))
     return model, torch.optim.Adam(model.parameters(), lr=1e-2), Batch(x)
+
+
+def plan(method, objective, epoch=0, total=1, draw_batch=None):
+    """The EpochPlan the loop would hand the method's steps at ``epoch`` of ``total``."""
+    return EpochPlan(objective, method.schedule(objective.beta, Epoch(epoch, total)), method.forward_loss, draw_batch)
 
 
 def snapshot(module):
@@ -61,9 +67,18 @@ def test_every_method_is_registered_with_summary_and_reference():
 
 def test_get_method_by_name_with_params():
     assert get_method("free_bits", free_bits=0.25).free_bits == 0.25
-    assert get_method("beta", kl_beta=0.1).kl_weight(TrainContext(sigma2=1.0, beta=2.0)) == pytest.approx(0.2)
+    assert get_method("beta", kl_beta=0.1).kl_weight(2.0, Epoch(0, 1)) == pytest.approx(0.2)
     with pytest.raises(ShellVAEError, match="Allowed: free_bits"):
         get_method("free_bits", lambda_b=1.0)
+    # text (the command line's -p KEY=VALUE) is converted to the declared type and range-checked
+    assert get_method("em", e_steps="3").e_steps == 3 and get_method("shell", use_norm="false").use_norm is False
+    for bad, message in [({"lambda_b": "abc"}, "lambda_b='abc' is not a number"),
+                         ({"lambda_b": -5}, "lambda_b=-5 is out of range: need a number >= 0"),
+                         ({"e_steps": 2.5}, "e_steps=2.5 is not an integer")]:
+        with pytest.raises(ShellVAEError, match=message):
+            get_method("em" if "e_steps" in bad else "shell", **bad)
+    with pytest.raises(ShellVAEError, match="free_bits=nan is not a number"):
+        get_method("free_bits", free_bits=float("nan"))
     # an instance is copied, so fitting never changes the caller's method (its multiplier, its mode)
     mine = ShellLagrange(alpha=0.3)
     copy = get_method(mine)
@@ -83,10 +98,8 @@ def test_ablations_switch_only_the_penalties():
 
 def test_kl_annealing_warms_up_linearly_then_stays_at_beta():
     assert [warmup_scale(e, 4) for e in range(7)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
-    method, ctx = KLAnneal(warmup_epochs=10), TrainContext(sigma2=1.0, beta=3.0, n_epochs=20)
-    weights = []
-    for ctx.epoch in range(20):
-        weights.append(method.kl_weight(ctx))
+    method = KLAnneal(warmup_epochs=10)
+    weights = [method.kl_weight(3.0, Epoch(e, 20)) for e in range(20)]
     assert weights[0] == 0.0 and weights[5] == pytest.approx(1.5) and weights[10:] == [3.0] * 10
     assert all(a <= b for a, b in zip(weights, weights[1:]))
 
@@ -104,10 +117,8 @@ def test_cyclical_schedule_shape():
     assert np.allclose(values[:100], values[100:200]) and np.allclose(values[:100], values[300:400])
     assert np.all(np.diff(values[:100]) >= 0)
     # epoch-wise: 20 epochs, 4 cycles of 5 epochs -> 0, .4, .8, 1, 1 (times beta), restarting each cycle
-    method, ctx = Cyclical(n_cycles=M, ratio=R), TrainContext(sigma2=1.0, beta=2.0, n_epochs=20)
-    weights = []
-    for ctx.epoch in range(20):
-        weights.append(method.kl_weight(ctx))
+    method = Cyclical(n_cycles=M, ratio=R)
+    weights = [method.kl_weight(2.0, Epoch(e, 20)) for e in range(20)]
     assert weights == pytest.approx([0.0, 0.8, 1.6, 2.0, 2.0] * 4)
     # float positions such as 10/30 * 3 start a cycle at 0, not at beta
     assert cyclical_scale(10 / 30, 3, 0.5) == 0.0
@@ -118,9 +129,9 @@ def test_cyclical_schedule_shape():
 def test_free_bits_floors_each_dimension_and_logs_the_raw_kl(tiny):
     model, optimizer, batch = tiny
     method, lam = FreeBits(free_bits=0.3), 0.3
-    ctx = TrainContext(sigma2=50.0, beta=1.0)  # a large decoder variance: most dims fall below the floor
+    step = plan(method, Objective(sigma2=50.0, beta=1.0))  # a large decoder variance: most dims fall below the floor
     for _ in range(60):
-        logs = method.train_step(model, optimizer, batch, ctx)
+        logs = method.train_step(model, optimizer, batch, step)
         with torch.no_grad():
             per_dim = method.kl_dims(model(batch.x))
         assert (per_dim >= lam).all()
@@ -144,11 +155,11 @@ def test_bn_vae_kl_is_above_its_analytic_bound(tiny):
     method = BNVAE(gamma=0.7)
     model = method.prepare(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    ctx = TrainContext(sigma2=100.0, beta=1.0)  # the KL pull dominates: a plain VAE would collapse here
+    step = plan(method, Objective(sigma2=100.0, beta=1.0))  # the KL pull dominates: a plain VAE would collapse here
     bound = method.kl_lower_bound(LATENT)
     assert bound == pytest.approx(LATENT * 0.49 / 2)
     for _ in range(100):
-        logs = method.train_step(model, optimizer, batch, ctx)
+        logs = method.train_step(model, optimizer, batch, step)
         assert logs["kl"] >= bound - 1e-6
     bn = model.encoder.bn
     assert torch.all(bn.weight == 0.7) and not bn.weight.requires_grad  # the scale never moved
@@ -196,7 +207,7 @@ def test_bn_vae_prepare_is_deterministic_and_round_trips(tiny):
 @pytest.mark.parametrize("method", [Aggressive(max_inner_steps=5), EM(e_steps=3)], ids=["aggressive", "em"])
 def test_alternating_steps_freeze_the_other_half(tiny, method):
     model, optimizer, batch = tiny
-    ctx = TrainContext(sigma2=1.0)
+    ctx = plan(method, Objective(sigma2=1.0))
     method.step_on(model.parameters(), model, optimizer, batch, ctx)  # a joint step: Adam has momentum everywhere
     enc, dec = snapshot(model.encoder), snapshot(model.decoder)
     # the encoder phase of each method moves every encoder tensor and no decoder bit
@@ -212,7 +223,8 @@ def test_alternating_steps_freeze_the_other_half(tiny, method):
 
 def test_em_step_is_e_phase_then_m_phase(tiny):
     model, optimizer, batch = tiny
-    method, ctx, calls = EM(e_steps=4, m_steps=2), TrainContext(sigma2=1.0), []
+    method, calls = EM(e_steps=4, m_steps=2), []
+    ctx = plan(method, Objective(sigma2=1.0))
     method.encoder_step = lambda *a: calls.append("E") or EM.encoder_step(method, *a)
     method.decoder_step = lambda *a: calls.append("M") or EM.decoder_step(method, *a)
     logs = method.train_step(model, optimizer, batch, ctx)
@@ -227,22 +239,23 @@ def test_inner_steps_use_fresh_batches_when_the_loop_offers_them(tiny):
         drawn.append(Batch(torch.randn(64, D)))
         return drawn[-1]
 
-    ctx = TrainContext(sigma2=1.0, sample_batch=sample_batch)
-    EM(e_steps=3).train_step(model, optimizer, batch, ctx)
+    method = EM(e_steps=3)
+    method.train_step(model, optimizer, batch, plan(method, Objective(sigma2=1.0), draw_batch=sample_batch))
     assert len(drawn) == 3  # after each E step (the first used the step's own batch)
 
 
 def test_aggressive_mode_ends_when_mutual_information_falls(tiny):
     model, optimizer, batch = tiny
-    method, ctx = Aggressive(max_inner_steps=3, check_every=1), TrainContext(sigma2=1.0)
+    method = Aggressive(max_inner_steps=3, check_every=1)
+    ctx = plan(method, Objective(sigma2=1.0))
     logs = method.train_step(model, optimizer, batch, ctx)
     assert logs["aggressive"] == 1 and logs["inner_steps"] >= 1 and torch.isfinite(logs["mi"])
     for mi in (0.5, 0.8, 0.9):  # rising: stays aggressive
-        method.after_epoch(ctx, {"train_mi": mi})
+        method.after_epoch({"train_mi": mi})
         assert method.aggressive
-    method.after_epoch(ctx, {"train_mi": 0.85})
+    method.after_epoch({"train_mi": 0.85})
     assert not method.aggressive
-    method.after_epoch(ctx, {"train_mi": 2.0})  # no way back (He et al.)
+    method.after_epoch({"train_mi": 2.0})  # no way back (He et al.)
     assert not method.aggressive
     enc = snapshot(model.encoder)
     logs = method.train_step(model, optimizer, batch, ctx)  # joint step now
@@ -272,17 +285,17 @@ def test_lagrange_logs_and_margin(tiny):
     model, optimizer, _ = tiny
     x = torch.randn(64, D, generator=torch.Generator().manual_seed(2))
     batch = Batch(x, centers=torch.zeros_like(x))  # a constant-centre toy: L_clu = mean ||xhat||^2
-    ctx = TrainContext(sigma2=1.0, beta=1.0, W=0.2, delta=0.8)
     method = ShellLagrange(alpha=0.5, lr_lambda=1.0, constraint_ema=0.0)  # no smoothing: each step counts
-    assert method.eps(ctx) == pytest.approx(0.3)
-    ctx.delta = 10.0  # delta - eps = 10 - 4.9: satisfied with room, so the multiplier stays at 0
-    logs = method.train_step(model, optimizer, batch, ctx)
+    assert method.eps(FeasibleRegion.from_bounds(0.2, 0.8)) == pytest.approx(0.3)
+    # delta - eps = 10 - 4.9: satisfied with room, so the multiplier stays at 0
+    roomy = plan(method, Objective(sigma2=1.0, region=FeasibleRegion.from_bounds(0.2, 10.0)))
+    logs = method.train_step(model, optimizer, batch, roomy)
     assert logs["lagrange_multiplier"] == 0.0 and logs["constraint"] < 0 and method.multiplier == 0.0
-    ctx.delta, ctx.W = 0.01, 0.0  # violated: the multiplier rises and the next loss uses it
-    method.train_step(model, optimizer, batch, ctx)
+    tight = plan(method, Objective(sigma2=1.0, region=FeasibleRegion.from_bounds(0.0, 0.01)))
+    method.train_step(model, optimizer, batch, tight)  # violated: the multiplier rises and the next loss uses it
     lam = method.multiplier
     assert lam > 0
-    assert float(method.train_step(model, optimizer, batch, ctx)["lagrange_multiplier"]) == pytest.approx(lam)
+    assert float(method.train_step(model, optimizer, batch, tight)["lagrange_multiplier"]) == pytest.approx(lam)
 
 
 def test_lagrange_multiplier_is_saved_with_the_model(tiny_gmm, tmp_path):
@@ -293,7 +306,7 @@ def test_lagrange_multiplier_is_saved_with_the_model(tiny_gmm, tmp_path):
     est.save(tmp_path / "model.pt")
     loaded = ShellVAE.load(tmp_path / "model.pt")
     assert loaded.method_.multiplier == est.method_.multiplier
-    assert loaded.certify(tiny_gmm.X_test).eps == pytest.approx(est.method_.eps(est._context()))
+    assert loaded.certify(tiny_gmm.X_test).eps == pytest.approx(est.method_.eps(est.region_))
     ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
     assert ckpt["method_state"]["multiplier"] == est.method_.multiplier
 
@@ -305,7 +318,7 @@ def test_lagrange_holds_the_constraint_in_the_extreme_violating_condition():
     data = make_gmm(6_000, seed=0)
     common = dict(n_clusters=8, sigma2_ratio=10, beta=10, epochs=30, random_state=0)
     est = ShellVAE("shell_lagrange", **common).fit(data.X_train)
-    eps = est.method_.eps(est._context())
+    eps = est.method_.eps(est.region_)
     assert eps == pytest.approx(0.5 * (est.delta_collapse_ - est.W_))
     metrics = est.evaluate(data.X_test)
     assert metrics["l_clu"] <= est.delta_collapse_ - eps

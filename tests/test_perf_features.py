@@ -10,8 +10,13 @@ from shellvae import ClusterGeometry, ShellVAE, SphericalShell, get_method, make
 from shellvae.data import load_dataset
 from shellvae.data.arrays import load_array
 from shellvae.errors import DataError, ShellVAEError
-from shellvae.methods import TrainContext
-from shellvae.train import MemmapTrainData, TrainData, _adam, train
+from shellvae.acceleration import adam, denormals_flushed
+from shellvae.batches import MemmapTrainData, TrainData
+from shellvae.methods import Objective
+from shellvae.region import FeasibleRegion
+from shellvae.train import train
+
+RUN = dict(batch_size=64, lr=1e-3, seed=0, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +33,14 @@ def npy(gmm, tmp_path):
 
 def _fit_parts(X):
     shell = SphericalShell().fit(X)
-    return shell, ClusterGeometry(8).fit(shell.transform(X))
+    return shell, FeasibleRegion.from_fitted(ClusterGeometry(8).fit(shell.transform(X)), shell)
 
 
-def _train(data, geometry, name, **kw):
+def _train(data, region, name, **kw):
     torch.manual_seed(0)
     model = mlp_vae(32)
-    ctx = TrainContext(sigma2=2 * geometry.lambda_max_, n_epochs=2, W=geometry.W_, delta=geometry.delta_collapse_)
-    history = train(model, get_method(name), data, ctx, batch_size=64, progress=False, **kw)
+    objective = Objective(sigma2=2 * region.geometry_.lambda_max_, region=region)
+    history = train(model, get_method(name), data, objective, epochs=2, **{**RUN, **kw})
     return model, history
 
 
@@ -45,11 +50,11 @@ def _untimed(history):
 
 @pytest.mark.parametrize("name", ["shell", "vanilla"])
 def test_memmap_training_equals_in_memory_and_reads_batch_by_batch(gmm, npy, name):
-    shell, geometry = _fit_parts(gmm.X_train)
+    shell, region = _fit_parts(gmm.X_train)
     method = get_method(name)
-    in_memory = TrainData.build(shell.transform(gmm.X_train), geometry, method)
+    in_memory = TrainData.build(shell.transform(gmm.X_train), region, method)
     source = np.load(npy, mmap_mode="r")
-    mapped = MemmapTrainData.build(source, shell, geometry, method, read_rows=256)  # 4 batches of 64 per read
+    mapped = MemmapTrainData.build(source, region, method, read_rows=256)  # 4 batches of 64 per read
     rows_read = []
     original = shell.transform
 
@@ -58,8 +63,8 @@ def test_memmap_training_equals_in_memory_and_reads_batch_by_batch(gmm, npy, nam
         return original(X)
 
     shell.transform = spy
-    a, ha = _train(in_memory, geometry, name)
-    b, hb = _train(mapped, geometry, name)
+    a, ha = _train(in_memory, region, name)
+    b, hb = _train(mapped, region, name)
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)  # bit-identical: same rows, same order, same float32 rounding
     assert _untimed(ha) == _untimed(hb)
@@ -70,11 +75,11 @@ def test_memmap_training_equals_in_memory_and_reads_batch_by_batch(gmm, npy, nam
 def test_memmap_rows_select_a_split_without_copying(gmm, npy):
     """``rows`` picks training rows out of the file (e.g. a random split) with no copy of the data."""
     rows = np.random.default_rng(0).permutation(len(gmm.X_train))[:1_500]
-    shell, geometry = _fit_parts(gmm.X_train[rows])
+    shell, region = _fit_parts(gmm.X_train[rows])
     method = get_method("shell")
-    a, _ = _train(TrainData.build(shell.transform(gmm.X_train[rows]), geometry, method), geometry, "shell")
-    b, _ = _train(MemmapTrainData.build(np.load(npy, mmap_mode="r"), shell, geometry, method, rows=rows),
-                  geometry, "shell")
+    a, _ = _train(TrainData.build(shell.transform(gmm.X_train[rows]), region, method), region, "shell")
+    b, _ = _train(MemmapTrainData.build(np.load(npy, mmap_mode="r"), region, method, rows=rows),
+                  region, "shell")
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
 
@@ -109,10 +114,10 @@ def test_load_array_mmap_keeps_the_file_mapped(gmm, npy, tmp_path):
         load_array(npy, mmap=True, label_column=0)
 
 
-def test_fused_adam_on_cpu_and_same_steps_as_plain_adam():
+def test_fused_adam_on_cpu_and_same_steps_as_plainadam():
     torch.manual_seed(0)
     model = mlp_vae(8)
-    opt = _adam(model, 1e-3)
+    opt = adam(model, 1e-3)
     assert opt.defaults.get("fused") is True
     torch.manual_seed(0)
     plain_model = mlp_vae(8)
@@ -130,14 +135,14 @@ def test_fused_adam_on_cpu_and_same_steps_as_plain_adam():
 
 
 def test_amp_is_a_no_op_on_cpu(gmm):
-    shell, geometry = _fit_parts(gmm.X_train)
-    data = TrainData.build(shell.transform(gmm.X_train), geometry, get_method("shell"))
-    a, ha = _train(data, geometry, "shell")
-    b, hb = _train(data, geometry, "shell", amp=True)
+    shell, region = _fit_parts(gmm.X_train)
+    data = TrainData.build(shell.transform(gmm.X_train), region, get_method("shell"))
+    a, ha = _train(data, region, "shell")
+    b, hb = _train(data, region, "shell", amp=True)
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
     assert _untimed(ha) == _untimed(hb)
-    assert "forward" not in vars(b)
+    assert "forward" not in vars(b)  # the model itself is never patched
 
 
 def test_compile_wraps_forward_and_loss_for_the_run_only(gmm, monkeypatch):
@@ -151,13 +156,13 @@ def test_compile_wraps_forward_and_loss_for_the_run_only(gmm, monkeypatch):
         return fn
 
     monkeypatch.setattr(torch, "compile", fake_compile)
-    shell, geometry = _fit_parts(gmm.X_train[:500])
+    shell, region = _fit_parts(gmm.X_train[:500])
     method = get_method("vanilla")
-    data = TrainData.build(shell.transform(gmm.X_train[:500]), geometry, method)
+    data = TrainData.build(shell.transform(gmm.X_train[:500]), region, method)
     torch.manual_seed(0)
-    train(mlp_vae(32), method, data, TrainContext(sigma2=1.0), progress=False, compile=True)
+    train(mlp_vae(32), method, data, Objective(sigma2=1.0), epochs=1, **RUN, compile=True)
     assert len(compiled) == 1 and compiled[0].__func__ is type(method).forward_loss
-    assert "forward_loss" not in vars(method)  # restored
+    assert "forward_loss" not in vars(method)  # nothing is attached to the method
     est = ShellVAE("em", n_clusters=8, epochs=1, compile=True).fit(gmm.X_train[:500])  # alternating steps too
     assert len(compiled) == 2 and est.get_params()["compile"] is True
     ShellVAE("shell", n_clusters=8, epochs=1, compile="reduce-overhead").fit(gmm.X_train[:500])
@@ -178,32 +183,32 @@ def test_a_compiler_failure_warns_and_training_goes_on_eager(gmm, monkeypatch):
             raise exc
         return compiled
 
-    shell, geometry = _fit_parts(gmm.X_train[:500])
-    data = TrainData.build(shell.transform(gmm.X_train[:500]), geometry, get_method("shell"))
-    eager, _ = _train(data, geometry, "shell")
+    shell, region = _fit_parts(gmm.X_train[:500])
+    data = TrainData.build(shell.transform(gmm.X_train[:500]), region, get_method("shell"))
+    eager, _ = _train(data, region, "shell")
     monkeypatch.setattr(torch, "compile", broken_compile)
     with pytest.warns(RuntimeWarning, match="torch.compile failed .*PassManager::run failed.*continues without"):
-        fallback, _ = _train(data, geometry, "shell", compile=True)
+        fallback, _ = _train(data, region, "shell", compile=True)
     for p, q in zip(eager.parameters(), fallback.parameters()):
         assert torch.equal(p, q)
 
 
 def test_compiled_loss_does_not_recompile_per_epoch(gmm):
-    """The loss reads the epoch's schedule (KL ramp, stage) from a copy the loop makes before each
-    epoch, never ``ctx.epoch``: the graphs torch.compile builds do not grow with the epochs (with the
+    """The loss reads the epoch's schedule (KL ramp, stage), a value the loop computes before each
+    epoch, never the epoch number: the graphs torch.compile builds do not grow with the epochs (with the
     epoch inside, it became a graph input and, under CUDA graphs, a new recording every epoch)."""
     from torch._dynamo.utils import counters
 
-    shell, geometry = _fit_parts(gmm.X_train[:512])
+    shell, region = _fit_parts(gmm.X_train[:512])
     X = shell.transform(gmm.X_train[:512])
     graphs = {}
     for epochs in (3, 7):
         torch._dynamo.reset()
         before = counters["stats"]["unique_graphs"]
         method = get_method("shell", two_stage=0.3)  # a moving KL weight and a stage switch
-        ctx = TrainContext(sigma2=1.0, n_epochs=epochs, W=geometry.W_, delta=geometry.delta_collapse_)
-        history = train(mlp_vae(32), method, TrainData.build(X, geometry, method), ctx, batch_size=128,
-                        progress=False, compile=True)
+        history = train(mlp_vae(32), method, TrainData.build(X, region, method),
+                        Objective(sigma2=1.0, region=region), epochs=epochs, **{**RUN, "batch_size": 128},
+                        compile=True)
         graphs[epochs] = counters["stats"]["unique_graphs"] - before
         assert len({row["kl_weight"] for row in history}) >= 3  # the schedule did move
     assert graphs[7] == graphs[3] <= 4, graphs
@@ -217,10 +222,10 @@ def test_compiled_step_trains_like_the_eager_step(gmm, monkeypatch):
     import torch._inductor.config
 
     monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
-    shell, geometry = _fit_parts(gmm.X_train[:640])
-    data = TrainData.build(shell.transform(gmm.X_train[:640]), geometry, get_method("shell"))
-    eager, h_eager = _train(data, geometry, "shell")
-    compiled, h_compiled = _train(data, geometry, "shell", compile=True)
+    shell, region = _fit_parts(gmm.X_train[:640])
+    data = TrainData.build(shell.transform(gmm.X_train[:640]), region, get_method("shell"))
+    eager, h_eager = _train(data, region, "shell")
+    compiled, h_compiled = _train(data, region, "shell", compile=True)
     for p, q in zip(eager.parameters(), compiled.parameters()):
         torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-4)
     for key in ("train_loss", "train_l_clu", "train_l_n", "train_kl"):
@@ -228,28 +233,27 @@ def test_compiled_step_trains_like_the_eager_step(gmm, monkeypatch):
 
 
 def test_denormals_are_flushed_while_training_and_the_mode_restored(gmm):
-    from shellvae.train import _denormals_flushed
-
+    
     seen = []
     method = get_method("vanilla")
     original = method.train_step
 
     def step(*args):
-        seen.append(_denormals_flushed())
+        seen.append(denormals_flushed())
         return original(*args)
 
     method.train_step = step
     X = SphericalShell().fit(gmm.X_train[:300]).transform(gmm.X_train[:300])
-    assert not _denormals_flushed()
-    train(mlp_vae(32), method, TrainData.build(X, None, method), TrainContext(sigma2=1.0), progress=False)
-    assert seen and all(seen) and not _denormals_flushed()
+    assert not denormals_flushed()
+    train(mlp_vae(32), method, TrainData.build(X, None, method), Objective(sigma2=1.0), epochs=1, **RUN)
+    assert seen and all(seen) and not denormals_flushed()
     seen.clear()
-    train(mlp_vae(32), method, TrainData.build(X, None, method), TrainContext(sigma2=1.0), progress=False,
+    train(mlp_vae(32), method, TrainData.build(X, None, method), Objective(sigma2=1.0), epochs=1, **RUN,
           flush_denormal=False)
     assert seen and not any(seen)
     torch.set_flush_denormal(True)  # a caller's own setting survives training
     try:
-        train(mlp_vae(32), method, TrainData.build(X, None, method), TrainContext(sigma2=1.0), progress=False)
-        assert _denormals_flushed()
+        train(mlp_vae(32), method, TrainData.build(X, None, method), Objective(sigma2=1.0), epochs=1, **RUN)
+        assert denormals_flushed()
     finally:
         torch.set_flush_denormal(False)

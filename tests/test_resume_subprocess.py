@@ -31,24 +31,24 @@ ARGS = ["train", "--data", "synthetic", "--n-train", "1500", "--n-test", "300", 
         "--method", "shell", "--seed", "3", "--quiet"]
 KILL_AFTER = 2  # checkpoints written before the process dies
 
-#: runs the CLI with shellvae.train._save wrapped: after the KILL_AFTER-th checkpoint, SIGKILL itself
+#: runs the CLI with shellvae.checkpoint.save wrapped: after the KILL_AFTER-th checkpoint, SIGKILL itself
 CHILD = f"""
 import os, signal, sys
 import torch
 torch.set_num_threads(1)
-import shellvae.train as train
-original, calls = train._save, []
+import shellvae.checkpoint as checkpoint
+original, calls = checkpoint.save, []
 def save_then_die(*args, **kwargs):
     original(*args, **kwargs)
     calls.append(1)
     if len(calls) == {KILL_AFTER}:
         os.kill(os.getpid(), signal.SIGKILL)
-train._save = save_then_die
+checkpoint.save = save_then_die
 from shellvae.cli import main
 main(sys.argv[1:])
 """
 
-TIMING = ("fit_seconds", "train_time_s", "eval_time_s")
+TIMING = ("fit_seconds", "seconds_per_epoch", "train_time_s", "eval_time_s")
 
 
 def start(*args: str) -> subprocess.Popen:

@@ -18,7 +18,7 @@ from shellvae.validation import check_array
 from shellvae.errors import DataError, ShellVAEError
 from shellvae.geometry import largest_eigenvalue, within_between, within_between_from_sums
 from shellvae.shell import ShellView
-from shellvae.train import MemmapTrainData
+from shellvae.batches import MemmapTrainData
 
 STREAM = {"kmeans": "streaming", "chunk_rows": 256, "stream_init_samples": 500}
 
@@ -130,7 +130,7 @@ def test_streaming_counts_distinct_rows(tmp_path):
 
 def test_estimator_fits_a_memmap_without_loading_it(gmm, mapped, monkeypatch):
     """The whole fit (checks, shell, streaming K-means, training) on a memmap reads at most 500 rows at a time."""
-    from shellvae import estimator
+    from shellvae import estimator  # noqa: F401 (its ShellView is spied on)
 
     reads: list[int] = []
     original = estimator.ShellView
@@ -141,7 +141,8 @@ def test_estimator_fits_a_memmap_without_loading_it(gmm, mapped, monkeypatch):
         return original(source, spy, rows)
 
     monkeypatch.setattr(estimator, "ShellView", spying_view)
-    monkeypatch.setattr("shellvae.train.ShellView", spying_view)
+    monkeypatch.setattr("shellvae.region.ShellView", spying_view)
+    monkeypatch.setattr("shellvae.batches.ShellView", spying_view)
     build = MemmapTrainData.build.__func__
     monkeypatch.setattr(MemmapTrainData, "build", classmethod(lambda cls, *a, **k: build(cls, *a, **k, read_rows=256)))
     params = {"n_clusters": 8, "epochs": 2, "batch_size": 128, "random_state": 0}
@@ -159,7 +160,7 @@ def test_fit_reuses_a_fitted_geometry_and_refuses_a_foreign_one(gmm):
     assert est.geometry_ is geometry  # used as it is: no second K-means
     with pytest.raises(ShellVAEError, match="row for row"):
         ShellVAE("vanilla", n_clusters=8, epochs=1).fit(X[:1_000], geometry=geometry)
-    with pytest.raises(ShellVAEError, match="n_clusters=8 but this ShellVAE has n_clusters='auto'"):
+    with pytest.raises(ShellVAEError, match="n_clusters=8 but this model has n_clusters='auto'"):
         ShellVAE("vanilla", n_clusters="auto", epochs=1).fit(X, geometry=ClusterGeometry(8))
     with pytest.raises(ShellVAEError, match="give a ClusterGeometry"):
         ShellVAE("vanilla", n_clusters=8, epochs=1).fit(X, geometry="kmeans")
@@ -176,9 +177,9 @@ def test_evaluation_is_batched_and_does_not_depend_on_the_batch_size(gmm, mapped
     whole = est.evaluate(gmm.X_test)
     X_shell = est.shell_.transform(gmm.X_test)
     spy = counting(est.shell_)
-    small = evaluate(est.model_, ShellView(test_map, spy), est.geometry_, est.r_min, est.r_max, batch_size=64)
+    small = evaluate(est.model_, ShellView(test_map, spy), est.region_, batch_size=64)
     assert max(spy.reads) == 64 and sum(spy.reads) == 2 * len(gmm.X_test)  # two passes, 64 rows at a time
-    for metrics in (small, evaluate(est.model_, X_shell, est.geometry_, est.r_min, est.r_max, batch_size=7)):
+    for metrics in (small, evaluate(est.model_, X_shell, est.region_, batch_size=7)):
         for key, value in whole.items():
             assert metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
     assert est.evaluate(test_map) == pytest.approx(whole, rel=1e-6)  # the estimator maps it through a ShellView

@@ -1,7 +1,7 @@
 """Before training: will a VAE collapse on this data, and can the shell method certify it?
 
 ``diagnose`` maps the data to the shell and reports lambda_max, the predicted collapse threshold
-for the given sigma^2 and beta (METHOD.md §5), the linear-VAE prediction of KL and active units,
+for the given sigma^2 and beta (docs/method.md §5), the linear-VAE prediction of KL and active units,
 and the cluster geometry T, W, delta across a K sweep, so that K and sigma^2 can be chosen.
 """
 

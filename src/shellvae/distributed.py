@@ -1,9 +1,8 @@
 """Multi-process training with ``torch.distributed`` (DDP), launched by ``torchrun``.
 
-    torchrun --nproc_per_node 2 -m shellvae.distributed train --data synthetic --out runs/ddp
-    # the same: torchrun --nproc_per_node 2 -m shellvae.cli train --distributed ...
+    torchrun --nproc_per_node 2 -m shellvae train --distributed --data synthetic --out runs/ddp
     # several machines: torchrun --nnodes 2 --node_rank R --nproc_per_node G \\
-    #     --rdzv_backend c10d --rdzv_endpoint HOST:PORT -m shellvae.distributed train ...
+    #     --rdzv_backend c10d --rdzv_endpoint HOST:PORT -m shellvae train --distributed ...
 
 What changes with N processes (ranks), and what does not:
 
@@ -20,42 +19,33 @@ What changes with N processes (ranks), and what does not:
   rank sees the same history and stops together; held-out metrics are computed on rank 0 and
   broadcast. Only rank 0 shows the progress bar and writes checkpoints and outputs.
 
-Methods (``METHODS``) and DDP:
+Each method says how it runs under DDP (its ``ddp`` attribute, listed by ``shellvae train --help``):
 
 - exact (the step equals the single-process step on the global batch, up to float rounding and
-  the noise draws): vanilla, beta, kl_anneal, cyclical, the shell methods (shell, shell_none,
-  shell_boundary, shell_norm, shell_lagrange) and free_bits. The shell methods' L_clu and
-  free bits' per-dimension KL are means over the global batch (``global_batch_mean``: one
-  differentiable all-reduce a step), so the boundary penalty and the floor, nonlinear in those
-  means, see what one process sees; shell_lagrange's multiplier is updated from that global
-  constraint, so it is the same on every rank.
-- supported, not exact: bn_vae (batch statistics of each rank's shard, running statistics of
-  rank 0, as usual for DDP; PyTorch's SyncBatchNorm, which would make it exact, runs on GPUs only).
+  the noise draws): vanilla, beta, kl_anneal, cyclical, the shell methods and free_bits. The
+  shell methods' L_clu and free bits' per-dimension KL are means over the global batch
+  (``global_batch_mean``: one differentiable all-reduce a step), so the boundary penalty and the
+  floor, nonlinear in those means, see what one process sees; shell_lagrange's multiplier is
+  updated from that global constraint, so it is the same on every rank.
+- approximate: bn_vae (batch statistics of each rank's shard, running statistics of rank 0, as
+  usual for DDP; PyTorch's SyncBatchNorm, which would make it exact, runs on GPUs only).
 - not supported (a clear error): aggressive and em (their steps move encoder and decoder
   separately through ``model.encoder`` / ``model.decoder`` with a data-dependent number of inner
   steps, which would desynchronise the ranks' collective calls).
+
+This module sits at the bottom of the package (it imports nothing of shellvae but the errors),
+so the methods, the loop and the estimator can all use it.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from shellvae.collectives import global_batch_mean  # noqa: F401 (part of this module's API; lives apart so
-# that the methods can import it without importing this module, which `python -m shellvae.distributed` runs)
 from shellvae.errors import ShellVAEError
-
-#: methods whose training step cannot run under DDP, with the reason
-UNSUPPORTED = {
-    "aggressive": "its encoder-only and decoder-only steps reach model.encoder / model.decoder directly and take a "
-                  "data-dependent number of inner steps, which desynchronises the ranks",
-    "em": "its E and M steps reach model.encoder / model.decoder directly (DDP wraps the model) and run inner steps "
-          "on extra batches",
-}
 
 
 @dataclass(frozen=True)
@@ -84,8 +74,8 @@ def info() -> DistInfo | None:
 
 def is_main_process() -> bool:
     """True on rank 0 and in any non-distributed run."""
-    state = info()
-    return state is None or state.is_main
+    group = info()
+    return group is None or group.is_main
 
 
 def launched_by_torchrun() -> bool:
@@ -112,11 +102,11 @@ def init_from_env(backend: str | None = None, device: str = "cpu") -> tuple[Dist
 
 def check_method(method) -> None:
     """Raise a clear error for a method whose training step cannot run under DDP."""
-    reason = UNSUPPORTED.get(getattr(method, "name", ""))
-    if reason is not None:
+    support = getattr(method, "ddp", "exact")
+    if support not in ("exact", "approximate"):
         raise ShellVAEError(
-            f"method {method.name!r} does not support distributed (DDP) training: {reason}. Train it in a single "
-            "process, or use one of the supported methods (see shellvae.distributed)."
+            f"method {method.name!r} does not support distributed (DDP) training ({support}). Train it in a single "
+            "process, or use a method that does (see `shellvae train --help`)."
         )
 
 
@@ -134,11 +124,11 @@ def run_once(fn, *args, **kwargs):
 
     An exception on rank 0 is re-raised on every rank, so no rank waits forever.
     """
-    state = info()
-    if state is None:
+    group = info()
+    if group is None:
         return fn(*args, **kwargs)
     result, error = None, None
-    if state.is_main:
+    if group.is_main:
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 (handed to the other ranks, then raised everywhere)
@@ -151,18 +141,18 @@ def run_once(fn, *args, **kwargs):
 
 def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     """The mean of ``tensor`` over ranks (in place; the tensor itself outside DDP)."""
-    state = info()
-    if state is None:
+    group = info()
+    if group is None:
         return tensor
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor.div_(state.world_size)
+    return tensor.div_(group.world_size)
 
 
 def all_gather_object(obj) -> list:
-    state = info()
-    if state is None:
+    group = info()
+    if group is None:
         return [obj]
-    out = [None] * state.world_size
+    out = [None] * group.world_size
     dist.all_gather_object(out, obj)
     return out
 
@@ -172,19 +162,19 @@ def barrier() -> None:
         dist.barrier()
 
 
-def shard(indices: torch.Tensor, state: DistInfo | None) -> torch.Tensor | None:
+def shard(indices: torch.Tensor, group: DistInfo | None) -> torch.Tensor | None:
     """This rank's contiguous share of a global batch's indices; None when the batch has fewer
     rows than ranks (every rank then skips it, so their collective calls stay in step)."""
-    if state is None:
+    if group is None:
         return indices
-    if len(indices) < state.world_size:
+    if len(indices) < group.world_size:
         return None
-    return indices.tensor_split(state.world_size)[state.rank]
+    return indices.tensor_split(group.world_size)[group.rank]
 
 
-def wrap(model: torch.nn.Module, state: DistInfo | None) -> torch.nn.Module:
+def wrap(model: torch.nn.Module, group: DistInfo | None) -> torch.nn.Module:
     """``model`` wrapped in DistributedDataParallel (the model itself outside DDP)."""
-    if state is None:
+    if group is None:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
@@ -192,15 +182,34 @@ def wrap(model: torch.nn.Module, state: DistInfo | None) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m shellvae.distributed train ...`` (under torchrun): ``shellvae train --distributed ...``."""
-    from shellvae.cli import main as cli_main
+def global_batch_mean(local_mean: torch.Tensor, local_rows: int) -> torch.Tensor:
+    """The global batch's mean of a per-sample quantity, from this rank's shard mean; differentiable.
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["train"] and "--distributed" not in args:
-        args.append("--distributed")
-    cli_main(args, prog_name="shellvae.distributed")
+    For the terms that are a nonlinear function of a batch mean (the boundary penalty of L_clu,
+    the free-bits floor of the per-dimension KL), the shard means are first combined into the
+    global batch mean. Its gradient is exact under DDP: the backward of the differentiable
+    all-reduce sums the ranks' gradients (x N) and DDP averages them (/ N), so each shard's rows
+    get d f(mean) / d row, as in one process on the global batch. Outside DDP: ``local_mean``.
+    """
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return local_mean
+    rows = torch.full((1,), float(local_rows), dtype=local_mean.dtype, device=local_mean.device)
+    total = _SumOverRanks.apply(torch.cat([(local_mean * local_rows).reshape(-1), rows]))  # sums and rows at once
+    return (total[:-1] / total[-1]).reshape(local_mean.shape)
 
 
-if __name__ == "__main__":
-    main()
+class _SumOverRanks(torch.autograd.Function):
+    """All-reduce (sum) with its adjoint as backward: every rank's output depends on every rank's
+    input, so each input's gradient is the sum of all ranks' output gradients."""
+
+    @staticmethod
+    def forward(fn_ctx, tensor):
+        out = tensor.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(fn_ctx, grad):
+        grad = grad.clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad

@@ -2,32 +2,33 @@
 
     data -> SphericalShell -> ClusterGeometry -> GaussianVAE + method -> train -> metrics
 
-``__init__`` stores hyperparameters only; ``fit`` learns ``shell_``, ``geometry_``, ``model_``,
-``method_``, ``sigma2_``, ``lambda_max_``, ``W_``, ``delta_collapse_`` and ``history_``.
+``__init__`` stores hyperparameters only; ``fit`` learns ``region_`` (with its ``shell_`` and
+``geometry_``), ``model_``, ``method_``, ``sigma2_``, ``lambda_max_``, ``W_``, ``delta_collapse_``
+and ``history_``.
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
+from shellvae import checkpoint as checkpoints
 from shellvae import io
-from shellvae.validation import check_array, check_n_features, check_scalar
+from shellvae.acceleration import COMPILE_MODES
+from shellvae.batches import MemmapTrainData, TrainData
+from shellvae.certificate import Certificate, certify
 from shellvae.errors import ShellVAEError
 from shellvae.geometry import ClusterGeometry
-from shellvae.methods import TrainContext, get_method
-from shellvae.metrics import Certificate, certify, encode_all, evaluate
+from shellvae.methods import Objective, get_method
+from shellvae.metrics import cluster_sq_distances, encode_all, evaluate
 from shellvae.model import build_vae
-from shellvae.shell import ShellView, SphericalShell
-from shellvae.train import MemmapTrainData, TrainData, train
-
-
-#: torch.compile's modes, accepted as ``compile=`` (True is "default")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+from shellvae.region import FeasibleRegion
+from shellvae.shell import R_MAX, R_MIN, ShellView, SphericalShell
+from shellvae.train import train
+from shellvae.validation import check_array, check_n_features, check_scalar
 
 
 class ShellVAE(BaseEstimator):
@@ -80,8 +81,8 @@ class ShellVAE(BaseEstimator):
         epochs: int = 50,
         batch_size: int = 128,
         lr: float = 1e-3,
-        r_min: float = 0.9,
-        r_max: float = 1.1,
+        r_min: float = R_MIN,
+        r_max: float = R_MAX,
         radius: str = "minmax",
         arch: str = "mlp",
         encoder_hidden=(256, 128),
@@ -125,8 +126,9 @@ class ShellVAE(BaseEstimator):
         self.zero_norm = zero_norm
 
     # -- fitting ------------------------------------------------------------------------------
-    def _check_params(self) -> None:
-        """Hyperparameters the estimator itself uses; the shell, geometry, model and method check their own."""
+    def check_params(self) -> None:
+        """Check the hyperparameters the estimator itself uses (``fit`` does; the CLI does before reading
+        data); the shell, geometry, model and method check their own."""
         for name in ("latent_dim", "epochs", "batch_size", "eval_every"):
             check_scalar(getattr(self, name), name, integer=True)
         check_scalar(self.lr, "lr", fix="Adam's usual step is 1e-3.")
@@ -140,6 +142,8 @@ class ShellVAE(BaseEstimator):
             raise ShellVAEError(
                 f"method_params={self.method_params!r}: give a dict, e.g. {{'lambda_b': 5.0}}, or None."
             )
+        get_method(self.method, **(self.method_params or {}))  # the method checks its hyperparameters
+        SphericalShell(self.r_min, self.r_max, radius=self.radius, zero_norm=self.zero_norm).check_params()
         for name in ("encoder_hidden", "decoder_hidden"):
             widths = getattr(self, name)
             if isinstance(widths, (str, bytes)) or not hasattr(widths, "__iter__"):
@@ -168,14 +172,13 @@ class ShellVAE(BaseEstimator):
 
     def _check_checkpoint(self) -> None:
         """Before resuming: the checkpoint must come from a run with this model and at most ``epochs`` epochs."""
-        state = io.load(self.checkpoint, kind="checkpoint")
-        saved = {k: tuple(v.shape) for k, v in state.get("model", {}).items()}
+        saved, epoch = checkpoints.describe(self.checkpoint)
         built = {k: tuple(v.shape) for k, v in self.model_.state_dict().items()}
         problem = None
         if saved != built:
             problem = "its model has other layers or sizes"
-        elif not 0 <= state.get("epoch", -1) <= self.epochs:
-            problem = f"it holds epoch {state.get('epoch')}, but epochs={self.epochs}"
+        elif not 0 <= epoch <= self.epochs:
+            problem = f"it holds epoch {epoch}, but epochs={self.epochs}"
         if problem:
             raise ShellVAEError(
                 f"checkpoint {self.checkpoint}: cannot resume, {problem}. Resume with the arguments of the interrupted "
@@ -192,7 +195,7 @@ class ShellVAE(BaseEstimator):
         radius=radius).fit_transform(X)``, row for row. Either way its ``n_clusters`` must be
         this estimator's.
         """
-        self._check_params()
+        self.check_params()
         memmap = X if isinstance(X, np.memmap) else None  # never loaded whole: checked, fitted and trained in chunks
         # dtype=None keeps floats as given: the shell centres them in float64, before any rounding to float32
         X = check_array(X, "X", min_samples=2, dtype=None, allow_constant=False)
@@ -200,11 +203,9 @@ class ShellVAE(BaseEstimator):
             X_val = check_array(X_val, "X_val", dtype=None)
             check_n_features(X_val, "X_val", X.shape[1], "X (the training data)")
         self.method_ = get_method(self.method, **(self.method_params or {}))
-        self.shell_ = SphericalShell(self.r_min, self.r_max, radius=self.radius, zero_norm=self.zero_norm).fit(X)
-        X_shell = ShellView(memmap, self.shell_) if memmap is not None else self.shell_.transform(X)
-        self.geometry_ = self._fit_geometry(X_shell, geometry)
-        self.lambda_max_ = self.geometry_.lambda_max_
-        self.W_, self.delta_collapse_ = self.geometry_.W_, self.geometry_.delta_collapse_
+        region = FeasibleRegion(self.n_clusters, r_min=self.r_min, r_max=self.r_max, radius=self.radius,
+                                zero_norm=self.zero_norm, random_state=self.random_state)
+        self._set_region(region.fit(memmap if memmap is not None else X, geometry=geometry))
         self.sigma2_ = float(self.sigma2 if self.sigma2 is not None else self.sigma2_ratio * self.lambda_max_)
         self.n_features_in_ = X.shape[1]
 
@@ -212,48 +213,32 @@ class ShellVAE(BaseEstimator):
         self.model_ = self.method_.prepare(self._build_model(X.shape[1])).to(self.device)
         if self.resume and Path(self.checkpoint).exists():
             self._check_checkpoint()
-        X_val_shell = None if X_val is None else self._shell_rows(X_val)
         if memmap is not None:
-            data = MemmapTrainData.build(memmap, self.shell_, self.geometry_, self.method_, self.device)
+            data = MemmapTrainData.build(memmap, self.region_, self.method_, self.device)
         else:
-            data = TrainData.build(X_shell, self.geometry_, self.method_, self.device)
+            data = TrainData.build(self.region_.transform(X), self.region_, self.method_, self.device)
+        validate = None
+        if X_val is not None:
+            X_val_shell = self._shell_rows(X_val)
+            validate = lambda model: evaluate(model, X_val_shell, self.region_, seed=self.random_state)  # noqa: E731
         self.history_ = train(
-            self.model_, self.method_, data,
-            self._context(), geometry=self.geometry_, X_val=X_val_shell, batch_size=self.batch_size, lr=self.lr,
-            seed=self.random_state, eval_every=self.eval_every, checkpoint=self.checkpoint, resume=self.resume,
-            progress=self.progress, compile=self.compile, amp=self.amp,
+            self.model_, self.method_, data, self._objective(), epochs=self.epochs, batch_size=self.batch_size,
+            lr=self.lr, seed=self.random_state, validate=validate, eval_every=self.eval_every,
+            checkpoint=self.checkpoint, resume=self.resume, progress=self.progress, compile=self.compile, amp=self.amp,
         )
         return self
 
-    def _fit_geometry(self, X_shell, geometry: ClusterGeometry | None) -> ClusterGeometry:
-        from shellvae.distributed import run_once  # K-means once (rank 0) under DDP
-
-        if geometry is None:
-            geometry = ClusterGeometry(self.n_clusters, random_state=self.random_state)
-        if not isinstance(geometry, ClusterGeometry):
-            raise ShellVAEError(f"geometry={geometry!r}: give a ClusterGeometry (fitted or not), or None.")
-        if geometry.n_clusters != self.n_clusters:
-            raise ShellVAEError(
-                f"geometry has n_clusters={geometry.n_clusters!r} but this ShellVAE has n_clusters={self.n_clusters!r}: "
-                "set the same value on both."
-            )
-        if not hasattr(geometry, "labels_"):  # a copy: the caller's object may configure other fits too
-            return run_once(copy.deepcopy(geometry).fit, X_shell)
-        if len(geometry.labels_) != len(X_shell) or geometry.n_features_in_ != X_shell.shape[1]:
-            raise ShellVAEError(
-                f"the fitted geometry has {len(geometry.labels_)} labels of {geometry.n_features_in_} features, but X has "
-                f"shape {X_shell.shape}: a fitted geometry must come from this X's shell coordinates, row for row. "
-                "Pass an unfitted ClusterGeometry to fit it here."
-            )
-        return geometry
+    def _set_region(self, region: FeasibleRegion) -> None:
+        self.region_, self.shell_, self.geometry_ = region, region.shell_, region.geometry_
+        self.lambda_max_ = self.geometry_.lambda_max_
+        self.W_, self.delta_collapse_ = region.W_, region.delta_
 
     def _build_model(self, input_dim: int):
         return build_vae(self.arch, input_dim, self.latent_dim, encoder_hidden=self.encoder_hidden,
                          decoder_hidden=self.decoder_hidden, image_shape=self.image_shape)
 
-    def _context(self) -> TrainContext:
-        return TrainContext(sigma2=self.sigma2_, beta=self.beta, n_epochs=self.epochs, W=self.W_,
-                            delta=self.delta_collapse_, r_min=self.r_min, r_max=self.r_max)
+    def _objective(self) -> Objective:
+        return Objective(sigma2=self.sigma2_, beta=self.beta, region=self.region_)
 
     # -- using a fitted model -----------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -297,15 +282,20 @@ class ShellVAE(BaseEstimator):
         return self.inverse_transform(z.numpy())
 
     def evaluate(self, X) -> dict:
-        """Held-out metrics of METHOD.md §6 on X (data space; a memory map is read batch by batch)."""
+        """Held-out metrics of docs/method.md §6 on X (data space; a memory map is read batch by batch)."""
         self._check_fitted()
-        return evaluate(self.model_, self._shell_rows(X), self.geometry_, self.r_min, self.r_max,
-                        seed=self.random_state)
+        return evaluate(self.model_, self._shell_rows(X), self.region_, seed=self.random_state)
+
+    def cluster_sq_distances(self, X) -> np.ndarray:
+        """||xhat_i - mu_c(i)||^2 of each row of X (data space), decoding the posterior mean: the
+        per-row values behind ``evaluate(X)["l_clu"]`` (the coverage figure's histogram)."""
+        self._check_fitted()
+        return cluster_sq_distances(self.model_, self._shell_rows(X), self.region_)
 
     def default_eps(self) -> float:
         """The certificate margin used when none is given: the method's own eps, 0 if it has none."""
         self._check_fitted()
-        return self.method_.eps(self._context()) if hasattr(self.method_, "eps") else 0.0
+        return self.method_.eps(self.region_) if hasattr(self.method_, "eps") else 0.0
 
     def certify(self, X, eps: float | None = None, *, metrics: dict | None = None) -> Certificate:
         """Whether held-out X proves the model is not collapsed (see ``metrics.Certificate``).
@@ -316,7 +306,7 @@ class ShellVAE(BaseEstimator):
         self._check_fitted()
         eps = self.default_eps() if eps is None else eps
         check_scalar(eps, "eps", low_open=False)
-        return certify(self.evaluate(X) if metrics is None else metrics, self.geometry_, eps)
+        return certify(self.evaluate(X) if metrics is None else metrics, self.region_, eps)
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, path) -> None:
@@ -346,10 +336,9 @@ class ShellVAE(BaseEstimator):
             est.method_ = get_method(est.method, **record["method"]["params"])
             est.method_.load_state_dict(io.from_safe(record["method"]["state"]))
             est.sigma2_, est.n_features_in_ = record["fitted"]["sigma2_"], record["fitted"]["n_features_in_"]
-            est.shell_ = SphericalShell.from_state_dict(io.from_safe(record["shell"]))
-            est.geometry_ = ClusterGeometry.from_state_dict(io.from_safe(record["geometry"]))
-            est.lambda_max_ = est.geometry_.lambda_max_
-            est.W_, est.delta_collapse_ = est.geometry_.W_, est.geometry_.delta_collapse_
+            shell = SphericalShell.from_state_dict(io.from_safe(record["shell"]))
+            geometry = ClusterGeometry.from_state_dict(io.from_safe(record["geometry"]))
+            est._set_region(FeasibleRegion.from_fitted(geometry, shell))
             est.model_ = est.method_.prepare(est._build_model(est.n_features_in_))
             try:
                 est.model_.load_state_dict(record["model"])

@@ -1,4 +1,4 @@
-"""Cluster geometry of the shell data (METHOD.md §2; paper eqs. 3-6).
+"""Cluster geometry of the shell data (docs/method.md §2; paper eqs. 3-6).
 
 K-means on the shell data x~ gives labels c(i), centres mu_k, weights pi_k = N_k / N and the
 overall mean mu_bar. Then

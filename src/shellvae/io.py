@@ -73,6 +73,37 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def check_writable_folder(path) -> Path:
+    """Make sure ``path`` is a folder this process can write to, creating it (and its parents) if
+    needed; a path under a file, or one that cannot be created or written, is refused by name."""
+    path = Path(path)
+    problem = None
+    for parent in (path, *path.parents):
+        if parent.exists() and not parent.is_dir():
+            problem = f"{parent} is a file, not a folder"
+            break
+    if problem is None:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=path)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+    if problem is not None:
+        raise ShellVAEError(f"cannot write the output folder {path}: {problem}. Choose another path.")
+    return path
+
+
+def check_writable_file(path) -> Path:
+    """Make sure a file can be written at ``path`` (its folder is created if needed); refuse a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise ShellVAEError(f"{path} is a folder; cannot write a file there. Give a file path.")
+    check_writable_folder(path.parent)
+    return path
+
+
 def write_text(path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

@@ -1,30 +1,184 @@
-"""Held-out metrics (METHOD.md §6) and the non-collapse certificate.
+"""Held-out metrics (docs/method.md §6), one registration each.
+
+A metric is registered where it is defined, in one of two kinds:
+
+- ``@per_row(name)``: a function of one ``EvalBatch`` giving a value per row; ``evaluate`` sums
+  it over the held-out set and divides by the rows (``per="row"``) or by rows x features
+  (``per="value"``);
+- ``@whole_set(name)``: a function of the ``EvalSet`` (all latents, the per-row means already
+  computed, the region, the labels), for what is not a mean over rows (KL over the set, active
+  units, mutual information, margins).
+
+``evaluate`` returns ``{name: value}`` in registration order; ``METRICS`` lists them with a
+one-line description, and the result tables derive their columns from it.
 
 All metrics are computed on the model's device, batch by batch: only the (N, d) latents of the
 whole set are held, never an (N, D) array of reconstructions, so held-out sets of any size (a
 ``shell.ShellView`` of a memory map included) are evaluated in ``batch_size`` rows of memory.
-Inference reconstructions decode the posterior mean (deterministic); the ``*_sampled`` variants
-decode a sampled z, because KL > 0 alone does not prove the latent is useful (METHOD.md §8).
+Reconstructions decode the posterior mean (deterministic); the ``*_sampled`` variants decode a
+sampled z, because KL > 0 alone does not prove the latent is useful (docs/method.md §8).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from shellvae.geometry import ClusterGeometry
 from shellvae.model import GaussianVAE
-from shellvae.objectives import cluster_sq_dist, kl_per_dim
+from shellvae.objectives import cluster_sq_dist, kl_per_dim, mutual_information
+from shellvae.region import FeasibleRegion
+from shellvae.registry import Registry
 from shellvae.shell import ShellView
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015
 MI_SAMPLES = 1000  # the MI estimate is O(n^2): a seeded subset keeps it cheap
 
 
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    doc: str
+    compute: Callable
+    kind: str  # "per_row" or "whole_set"
+    per: str = "row"  # per_row metrics: mean over rows ("row") or over rows x features ("value")
+
+
+METRICS: Registry[Metric] = Registry("metric")
+
+
+def per_row(name: str, doc: str, per: str = "row"):
+    """Register ``fn(batch: EvalBatch) -> (B,) tensor`` as the held-out mean ``name``."""
+    def register(fn):
+        METRICS.add(name, Metric(name, doc, fn, "per_row", per))
+        return fn
+    return register
+
+
+def whole_set(name: str, doc: str):
+    """Register ``fn(s: EvalSet) -> float`` as the held-out metric ``name``."""
+    def register(fn):
+        METRICS.add(name, Metric(name, doc, fn, "whole_set"))
+        return fn
+    return register
+
+
+@dataclass
+class EvalBatch:
+    """One batch of held-out rows and what the model makes of them."""
+
+    x: torch.Tensor  # (B, D) shell rows
+    xhat: torch.Tensor  # decoded from the posterior mean
+    xhat_sampled: torch.Tensor  # decoded from a sampled z
+    xhat_shuffled: torch.Tensor  # decoded from other rows' posterior means
+    cluster: torch.Tensor  # (B,) each row's cluster
+    centers: torch.Tensor  # (B, D) each row's cluster centre
+    table: torch.Tensor  # (K, D) every centre
+    region: FeasibleRegion
+
+
+@dataclass
+class EvalSet:
+    """The whole held-out set: latents, the per-row means, the region, the clusters' sizes."""
+
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    means: dict[str, float]
+    region: FeasibleRegion
+    cluster_counts: np.ndarray  # (K,) rows of the set in each cluster
+    generator: torch.Generator
+    mi_rows: torch.Tensor  # the seeded subset of rows the MI estimate uses
+    extra: dict = field(default_factory=dict)
+
+
+# -- whole-set metrics of the latents -----------------------------------------------------------------
+@whole_set("kl", "mean KL(q(z|x) || N(0, I)) in nats, summed over latent dimensions")
+def _kl(s: EvalSet) -> float:
+    return float(kl_per_dim(s.mu, s.logvar).sum(-1).mean())
+
+
+@whole_set("active_units", f"latent dimensions with Cov_x(E_q[z_j]) > {ACTIVE_UNIT_THRESHOLD} (Burda et al. 2015)")
+def _active_units(s: EvalSet) -> int:
+    return active_units(s.mu)
+
+
+@whole_set("mutual_info", f"I(x; z) in nats (He et al. 2019 estimator, {MI_SAMPLES} rows)")
+def _mutual_info(s: EvalSet) -> float:
+    return mutual_information(s.mu[s.mi_rows], s.logvar[s.mi_rows], s.generator)
+
+
+
+# -- per-row metrics ---------------------------------------------------------------------------------
+@per_row("recon_mse", "mean squared error per dimension, decoding the posterior mean (shell space)", per="value")
+def _recon_mse(b: EvalBatch):
+    return (b.x - b.xhat).pow(2).sum(-1)
+
+
+@per_row("recon_mse_sampled", "the same, decoding a sampled z", per="value")
+def _recon_mse_sampled(b: EvalBatch):
+    return (b.x - b.xhat_sampled).pow(2).sum(-1)
+
+
+@per_row("l_clu", "held-out L_clu = mean ||xhat_i - mu_c(i)||^2 (eq. 7), posterior-mean decoding")
+def _l_clu(b: EvalBatch):
+    return cluster_sq_dist(b.xhat, b.centers)
+
+
+@per_row("l_clu_sampled", "L_clu decoding a sampled z")
+def _l_clu_sampled(b: EvalBatch):
+    return cluster_sq_dist(b.xhat_sampled, b.centers)
+
+
+@per_row("l_clu_shuffled", "L_clu decoding latents shuffled across rows (the control: a used latent loses here)")
+def _l_clu_shuffled(b: EvalBatch):
+    return cluster_sq_dist(b.xhat_shuffled, b.centers)
+
+
+@per_row("cluster_accuracy", "share of reconstructions nearest their own cluster centre")
+def _cluster_accuracy(b: EvalBatch):
+    return (torch.cdist(b.xhat, b.table).argmin(dim=1) == b.cluster).float()
+
+
+@per_row("cluster_accuracy_sampled", "the same, decoding a sampled z")
+def _cluster_accuracy_sampled(b: EvalBatch):
+    return (torch.cdist(b.xhat_sampled, b.table).argmin(dim=1) == b.cluster).float()
+
+
+@per_row("feasible_coverage", "share of rows with W <= ||xhat_i - mu_c(i)||^2 <= delta")
+def _feasible_coverage(b: EvalBatch):
+    d = cluster_sq_dist(b.xhat, b.centers)
+    return ((d >= b.region.W_) & (d <= b.region.delta_)).float()
+
+
+@per_row("norm_satisfaction", "share of decoder outputs with r_min <= ||xhat_i|| <= r_max")
+def _norm_satisfaction(b: EvalBatch):
+    norms = b.xhat.norm(dim=-1)
+    return ((norms >= b.region.r_min) & (norms <= b.region.r_max)).float()
+
+
+# -- whole-set metrics of the reconstructions --------------------------------------------------------
+@whole_set("collapse_floor", "the lowest L_clu any constant decoder output reaches on these rows")
+def _collapse_floor(s: EvalSet) -> float:
+    # mean_i ||c_i - c_bar||^2 over the rows' own centres, from the clusters' sizes
+    weights = s.cluster_counts / s.cluster_counts.sum()
+    centers = np.asarray(s.region.geometry_.centers_, dtype=np.float64)
+    mean = weights @ centers
+    return float(weights @ np.sum((centers - mean) ** 2, axis=1))
+
+
+@whole_set("margin", "delta - L_clu: how far below the collapse loss the model stays")
+def _margin(s: EvalSet) -> float:
+    return float(s.region.delta_ - s.means["l_clu"])
+
+
+@whole_set("cluster_r2", "1 - L_clu / delta: the share of between-cluster variance the decoder recovers")
+def _cluster_r2(s: EvalSet) -> float:
+    return float(1.0 - s.means["l_clu"] / s.region.delta_) if s.region.delta_ > 0 else float("nan")
+
+
+# -- the held-out pass -------------------------------------------------------------------------------
 def row_batches(X, batch_size: int, device) -> Iterator[torch.Tensor]:
     """Consecutive float32 batches of X's rows on ``device``: X a tensor, an array or a ``ShellView``
     (whose rows are read and shell-transformed a batch at a time)."""
@@ -54,171 +208,64 @@ def active_units(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> 
     return int((mu.var(dim=0, unbiased=False) > threshold).sum())
 
 
-def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> float:
-    """I(x; z) under the aggregate posterior, estimated as in He et al. 2019 (lagging inference nets).
-
-    I = E_x E_q(z|x)[log q(z|x) - log q(z)], with q(z) the mixture of the posteriors of the
-    given samples. It is bounded by log(n), so pass a few hundred to a few thousand samples.
-    """
-    n, d = mu.shape
-    neg_entropy = (-0.5 * d * math.log(2 * math.pi) - 0.5 * (1 + logvar).sum(-1)).mean()
-    z = mu + torch.randn(mu.shape, generator=generator, device=mu.device) * (0.5 * logvar).exp()
-    var = logvar.exp()
-    dev = z[:, None, :] - mu[None, :, :]
-    log_density = -0.5 * (dev.pow(2) / var[None]).sum(-1) - 0.5 * (d * math.log(2 * math.pi) + logvar.sum(-1))[None]
-    log_qz = torch.logsumexp(log_density, dim=1) - math.log(n)
-    return float(neg_entropy - log_qz.mean())
-
-
 @torch.no_grad()
-def evaluate(
-    model: GaussianVAE,
-    X,
-    geometry: ClusterGeometry,
-    r_min: float,
-    r_max: float,
-    *,
-    labels: np.ndarray | None = None,
-    batch_size: int = 4096,
-    seed: int = 0,
-) -> dict[str, float]:
-    """Every metric of METHOD.md §6 on shell data X (N, D): a tensor, an array or a ``ShellView``.
+def evaluate(model: GaussianVAE, X, region: FeasibleRegion, *, clusters: np.ndarray | None = None,
+             batch_size: int = 4096, seed: int = 0) -> dict[str, float]:
+    """Every registered metric on shell rows X (N, D): a tensor, an array or a ``ShellView``.
 
-    ``labels``: each row's cluster (predicted from the nearest centre if None). Two passes over X:
-    the first encodes (keeping the (N, d) latents: the KL, active units and MI need them all, and
-    the shuffled-latent control decodes other rows' codes), the second decodes batch by batch and
-    sums every per-row quantity. The result does not depend on ``batch_size`` beyond float rounding.
+    ``clusters``: each row's cluster (default: its nearest centre). Two passes over X: the first
+    encodes (keeping the (N, d) latents: the KL, active units and MI need them all, and the
+    shuffled-latent control decodes other rows' codes), the second decodes batch by batch and
+    sums every per-row metric. The result does not depend on ``batch_size`` beyond float rounding.
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
-    centers = torch.as_tensor(geometry.centers_, dtype=torch.float32, device=device)
+    table = torch.as_tensor(region.geometry_.centers_, dtype=torch.float32, device=device)
     n = len(X)
 
     codes, own = [], []
     for rows in row_batches(X, batch_size, device):
         codes.append(model.encode(rows))
-        if labels is None:
-            own.append(torch.as_tensor(geometry.predict(rows.cpu().numpy()), device=device))
+        if clusters is None:
+            own.append(torch.as_tensor(region.geometry_.predict(rows.cpu().numpy()), device=device))
     mu, logvar = torch.cat([c[0] for c in codes]), torch.cat([c[1] for c in codes])
-    own = torch.cat(own) if labels is None else torch.as_tensor(np.asarray(labels), device=device)
+    own = torch.cat(own) if clusters is None else torch.as_tensor(np.asarray(clusters), device=device)
     # the random draws, in a fixed order from one seeded generator
     z = mu + torch.randn(mu.shape, generator=gen, device=device) * (0.5 * logvar).exp()
     shuffled = torch.randperm(n, generator=gen, device=device)
-    sub = torch.randperm(n, generator=gen, device=device)[:MI_SAMPLES]
+    mi_rows = torch.randperm(n, generator=gen, device=device)[:MI_SAMPLES]
 
-    W, delta = geometry.W_, geometry.delta_collapse_
-    totals, center_sum = np.zeros(10), np.zeros(centers.shape[1])  # float64, on the host: one transfer a batch
+    rows_metrics = [m for m in METRICS.values() if m.kind == "per_row"]
+    sums = np.zeros(len(rows_metrics))  # float64 on the host: one transfer a batch
     for i, x in enumerate(row_batches(X, batch_size, device)):
         part = slice(i * batch_size, i * batch_size + len(x))
-        c, label = centers[own[part]], own[part]
-        xhat, xhat_sampled = model.decode(mu[part]), model.decode(z[part])
-        xhat_shuffled = model.decode(mu[shuffled[part]])
-        d_clu = cluster_sq_dist(xhat, c)
-        norms = xhat.norm(dim=-1)
-        sums = torch.stack([
-            (x - xhat).pow(2).sum(), (x - xhat_sampled).pow(2).sum(),
-            d_clu.sum(), cluster_sq_dist(xhat_sampled, c).sum(), cluster_sq_dist(xhat_shuffled, c).sum(),
-            (torch.cdist(xhat, centers).argmin(dim=1) == label).sum(),
-            (torch.cdist(xhat_sampled, centers).argmin(dim=1) == label).sum(),
-            ((d_clu >= W) & (d_clu <= delta)).sum(), ((norms >= r_min) & (norms <= r_max)).sum(),
-            c.pow(2).sum(),
-        ])
-        totals += sums.cpu().double().numpy()
-        center_sum += c.sum(0).cpu().double().numpy()
+        batch = EvalBatch(x, model.decode(mu[part]), model.decode(z[part]), model.decode(mu[shuffled[part]]),
+                          own[part], table[own[part]], table, region)
+        sums += torch.stack([m.compute(batch).sum() for m in rows_metrics]).double().cpu().numpy()
     model.train(was_training)
-    (sq_err, sq_err_sampled, l_clu_sum, l_clu_sampled_sum, l_clu_shuffled_sum, in_own, in_own_sampled, in_region,
-     in_shell, center_sq) = totals
-    n_values = n * centers.shape[1]
-    mean_c = center_sum / n
-    l_clu = l_clu_sum / n
-    return {
-        "kl": float(kl_per_dim(mu, logvar).sum(-1).mean()),
-        "active_units": active_units(mu),
-        "mutual_info": mutual_information(mu[sub], logvar[sub], gen),
-        "recon_mse": float(sq_err / n_values),
-        "recon_mse_sampled": float(sq_err_sampled / n_values),
-        "l_clu": float(l_clu),
-        "l_clu_sampled": float(l_clu_sampled_sum / n),
-        "l_clu_shuffled": float(l_clu_shuffled_sum / n),
-        # mean ||c_i - c_bar||^2 = mean ||c_i||^2 - ||c_bar||^2: the bar a constant output cannot beat
-        "collapse_floor": float(center_sq / n - mean_c @ mean_c),
-        "margin": float(delta - l_clu),
-        "cluster_r2": float(1.0 - l_clu / delta) if delta > 0 else float("nan"),
-        "cluster_accuracy": float(in_own / n),
-        "cluster_accuracy_sampled": float(in_own_sampled / n),
-        "feasible_coverage": float(in_region / n),
-        "norm_satisfaction": float(in_shell / n),
-    }
+    means = {m.name: float(total / (n * table.shape[1] if m.per == "value" else n))
+             for m, total in zip(rows_metrics, sums)}
+    counts = np.bincount(own.cpu().numpy(), minlength=len(table)).astype(np.float64)
+    whole = EvalSet(mu, logvar, means, region, counts, gen, mi_rows)
+    results = {}
+    for metric in METRICS.values():
+        results[metric.name] = means[metric.name] if metric.kind == "per_row" else metric.compute(whole)
+    return results
 
 
-@dataclass
-class Certificate:
-    """Whether held-out data proves the decoder output depends on the input (METHOD.md §3).
-
-    A constant decoder output a has, on the same samples, L_clu >= ``collapse_floor`` (the
-    spread of the samples' own cluster centres; equal to delta on the training data). So
-    L_clu < min(delta, collapse_floor) - eps proves the model is not collapsed.
-    ``l_clu_shuffled`` is the control: decoding other samples' latents must lose the advantage.
-    """
-
-    W: float
-    delta: float
-    eps: float
-    l_clu: float
-    collapse_floor: float
-    margin: float
-    cluster_r2: float
-    l_clu_shuffled: float
-    kl: float
-    active_units: int
-    mutual_info: float
-    cluster_accuracy: float
-    feasible: bool
-    certified: bool
-    reasons: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def __str__(self) -> str:
-        verdict = "CERTIFIED non-collapsed" if self.certified else "NOT certified"
-        lines = [
-            f"{verdict}",
-            f"  feasible region [W, delta) = [{self.W:.4f}, {self.delta:.4f})  (eps = {self.eps:.4f})",
-            f"  held-out L_clu = {self.l_clu:.4f}  (collapse floor {self.collapse_floor:.4f}, "
-            f"margin delta - L_clu = {self.margin:+.4f}, cluster R^2 = {self.cluster_r2:.3f})",
-            f"  shuffled-latent L_clu = {self.l_clu_shuffled:.4f}; KL = {self.kl:.3f} nats, "
-            f"{self.active_units} active units, MI = {self.mutual_info:.3f} nats, "
-            f"reconstructions in own cluster = {100 * self.cluster_accuracy:.1f}%",
-        ]
-        lines += [f"  - {r}" for r in self.reasons]
-        return "\n".join(lines)
-
-
-def certify(metrics: dict, geometry: ClusterGeometry, eps: float = 0.0) -> Certificate:
-    """The verdict from held-out ``evaluate`` metrics: certified iff the region is non-empty and
-    L_clu < min(delta, collapse_floor) - eps."""
-    W, delta = geometry.W_, geometry.delta_collapse_
-    bar = min(delta, metrics["collapse_floor"]) - eps
-    reasons = []
-    if not geometry.feasible_:
-        reasons.append(f"the feasible region is empty (W = {W:.4f} >= delta = {delta:.4f}): the guarantee does "
-                       "not apply at this K; refit with more clusters (n_clusters='auto').")
-    if metrics["l_clu"] >= bar:
-        reasons.append(f"held-out L_clu = {metrics['l_clu']:.4f} is not below min(delta, collapse floor) - eps = "
-                       f"{bar:.4f}: a constant (collapsed) decoder could do as well.")
-    else:
-        reasons.append(f"held-out L_clu = {metrics['l_clu']:.4f} < {bar:.4f}: no constant output reaches this, "
-                       "so the decoder output depends on z.")
-    if metrics["l_clu_shuffled"] <= metrics["l_clu"]:
-        reasons.append("shuffling latents across samples does not worsen L_clu: the latent carries no cluster "
-                       "information.")
-    return Certificate(
-        W=W, delta=delta, eps=eps, l_clu=metrics["l_clu"], collapse_floor=metrics["collapse_floor"],
-        margin=metrics["margin"], cluster_r2=metrics["cluster_r2"], l_clu_shuffled=metrics["l_clu_shuffled"],
-        kl=metrics["kl"], active_units=metrics["active_units"], mutual_info=metrics["mutual_info"],
-        cluster_accuracy=metrics["cluster_accuracy"], feasible=bool(geometry.feasible_),
-        certified=bool(geometry.feasible_ and metrics["l_clu"] < bar), reasons=reasons,
-    )
+@torch.no_grad()
+def cluster_sq_distances(model: GaussianVAE, X, region: FeasibleRegion, batch_size: int = 4096) -> np.ndarray:
+    """||xhat_i - mu_c(i)||^2 of every row of shell data X (posterior-mean decoding; c(i) the
+    nearest centre): the per-row values whose mean ``evaluate`` reports as ``l_clu``."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    table = torch.as_tensor(region.geometry_.centers_, dtype=torch.float32, device=device)
+    parts = []
+    for rows in row_batches(X, batch_size, device):
+        own = torch.as_tensor(region.geometry_.predict(rows.cpu().numpy()), device=device)
+        parts.append(cluster_sq_dist(model.decode(model.encode(rows)[0]), table[own]).cpu())
+    model.train(was_training)
+    return torch.cat(parts).numpy()

@@ -1,7 +1,7 @@
 """Gaussian VAE: encode -> reparameterize -> decode (names as in pytorch/examples vae/main.py).
 
 The decoder variance sigma^2 is *not* a parameter of the model: it is fixed, part of the
-objective (the collapse condition of METHOD.md §5 is about it), and lives in ``TrainContext``.
+objective (the collapse condition of docs/method.md §5 is about it), and lives in ``TrainContext``.
 Encoder and decoder are any modules mapping (B, D) -> (B, 2d) and (B, d) -> (B, D); the
 MLP of the paper is built by ``mlp_vae``.
 """
@@ -62,7 +62,7 @@ def mlp_vae(
     encoder_hidden: Sequence[int] = (256, 128),
     decoder_hidden: Sequence[int] = (128, 256),
 ) -> GaussianVAE:
-    """The paper's MLP VAE. Empty hidden lists give the linear VAE of METHOD.md §5."""
+    """The paper's MLP VAE. Empty hidden lists give the linear VAE of docs/method.md §5."""
     if latent_dim < 1:
         raise ShellVAEError(f"latent_dim={latent_dim}: need at least 1 latent dimension.")
     encoder = mlp([input_dim, *encoder_hidden, 2 * latent_dim])

@@ -1,4 +1,4 @@
-"""The terms of the objective, one function each (METHOD.md §3-4; paper eqs. 7-10).
+"""The terms of the objective, one function each (docs/method.md §3-4; paper eqs. 7-10).
 
     L = E_q[-log p(x~|z)] + beta_t KL(q(z|x) || N(0, I)) + lambda_b L_b + lambda_n L_n
 
@@ -33,6 +33,23 @@ def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(q(z|x) || N(0, I)) summed over latent dims, batch mean, in nats."""
     return kl_per_dim(mu, logvar).sum(dim=-1).mean()
+
+
+def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> float:
+    """I(x; z) under the aggregate posterior, estimated as in He et al. 2019 (lagging inference nets).
+
+    I = E_x E_q(z|x)[log q(z|x) - log q(z)], with q(z) the mixture of the posteriors of the
+    given samples. It is bounded by log(n), so pass a few hundred to a few thousand samples.
+    Here because ``aggressive`` trains on it; ``metrics`` reports it.
+    """
+    n, d = mu.shape
+    neg_entropy = (-0.5 * d * math.log(2 * math.pi) - 0.5 * (1 + logvar).sum(-1)).mean()
+    z = mu + torch.randn(mu.shape, generator=generator, device=mu.device) * (0.5 * logvar).exp()
+    var = logvar.exp()
+    dev = z[:, None, :] - mu[None, :, :]
+    log_density = -0.5 * (dev.pow(2) / var[None]).sum(-1) - 0.5 * (d * math.log(2 * math.pi) + logvar.sum(-1))[None]
+    log_qz = torch.logsumexp(log_density, dim=1) - math.log(n)
+    return float(neg_entropy - log_qz.mean())
 
 
 def cluster_sq_dist(xhat: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:

@@ -28,18 +28,16 @@ def _fmt(value, digits: int) -> str:
     return str(value)
 
 
-def markdown_table(rows: list[dict], columns: list[str], digits: int = 3) -> str:
-    """A Markdown table of ``rows`` restricted to ``columns`` (missing cells left blank)."""
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join(_fmt(row.get(c, ""), digits) for c in columns) + " |")
+def md_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table: a header row and rows of cells (anything ``str`` can show)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-#: the columns of ``shellvae summarize``: what a reader needs to judge collapse and the certificate
-SUMMARY_COLUMNS = ["dataset", "method", "n_clusters", "W", "delta_collapse", "feasible", "kl", "active_units",
-                   "mutual_info", "recon_mse", "l_clu", "eps", "cluster_accuracy", "certified", "epochs",
-                   "fit_seconds"]
+def markdown_table(rows: list[dict], columns: list[str], digits: int = 3) -> str:
+    """A Markdown table of ``rows`` (dicts) restricted to ``columns`` (missing cells left blank)."""
+    return md_table(columns, [[_fmt(row.get(c, ""), digits) for c in columns] for row in rows])
 
 
 def load_metrics(paths) -> list[dict]:

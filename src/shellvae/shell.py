@@ -1,4 +1,4 @@
-"""Spherical shell transform (METHOD.md §1; paper eqs. 1-2).
+"""Spherical shell transform (docs/method.md §1; paper eqs. 1-2).
 
 Centre the data, then move every sample along its own direction to a radius in
 [r_min, r_max]:  x~_i = rho(||x_c,i||) * x_c,i / ||x_c,i||.
@@ -51,6 +51,10 @@ def _norms(Xc: np.ndarray, name: str, fitting: bool = False) -> np.ndarray:
     return np.linalg.norm(Xc, axis=1)
 
 
+#: the default shell radii (docs/method.md §1, a choice: the paper does not give them)
+R_MIN, R_MAX = 0.9, 1.1
+
+
 class SphericalShell:
     """Map data to a spherical shell r_min <= ||x~|| <= r_max, keeping each direction.
 
@@ -64,14 +68,14 @@ class SphericalShell:
     mode: increasing norms at ``quantile_knots_``), ``n_features_in_``.
     """
 
-    def __init__(self, r_min: float = 0.9, r_max: float = 1.1, radius: str = "minmax", zero_norm: str = "error"):
+    def __init__(self, r_min: float = R_MIN, r_max: float = R_MAX, radius: str = "minmax", zero_norm: str = "error"):
         self.r_min = r_min
         self.r_max = r_max
         self.radius = radius
         self.zero_norm = zero_norm
 
     # -- parameters -------------------------------------------------------------------------
-    def _check_params(self) -> None:
+    def check_params(self) -> None:
         for name in ("r_min", "r_max"):
             check_scalar(getattr(self, name), name, fix="Shell radii are positive (defaults 0.9 and 1.1).")
         if not self.r_min < self.r_max:
@@ -89,7 +93,7 @@ class SphericalShell:
 
         In chunks whether X is in memory or memory-mapped, so both give the same shell bit for bit.
         """
-        self._check_params()
+        self.check_params()
         X = check_array(X, "X", dtype=None, allow_constant=False)  # a memmap is checked in chunks, not loaded
         self.n_features_in_ = X.shape[1]
         total = np.zeros(X.shape[1])

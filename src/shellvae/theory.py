@@ -1,4 +1,4 @@
-"""When a Gaussian VAE collapses (METHOD.md §5; Li et al. 2025, arXiv 2510.01621).
+"""When a Gaussian VAE collapses (docs/method.md §5; Li et al. 2025, arXiv 2510.01621).
 
 With a fixed decoder variance sigma^2 and KL weight beta, a Gaussian VAE collapses when
 beta * sigma^2 exceeds lambda_max, the largest eigenvalue of the covariance of the data it sees.

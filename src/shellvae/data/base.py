@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from shellvae.errors import DataError
+from shellvae.registry import Registry
 
 
 @dataclass
@@ -65,3 +67,30 @@ def take_subset(X, y, n, seed: int, *, what: str):
         raise DataError(f"{what}={n} is larger than the {len(X)} samples available; pass at most {len(X)} (or None for all).")
     idx = np.sort(np.random.default_rng(seed).permutation(len(X))[:n])
     return X[idx], (None if y is None else y[idx])
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A named dataset: how to load it and how the paper's experiments use it.
+
+    ``load(data_dir, *, n_train, n_test, seed, **options) -> Dataset``; ``arch``: the network the
+    paper uses on it ("mlp" or "conv"); ``paper_k``: the paper's number of clusters K for it;
+    ``summary``: one line for the CLI's help and the docs.
+    """
+
+    name: str
+    load: Callable[..., Dataset]
+    summary: str
+    arch: str = "mlp"
+    paper_k: int = 10
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+
+def register_dataset(name: str, summary: str, *, arch: str = "mlp", paper_k: int = 10, aliases: tuple = ()):
+    """Decorator for a loader function: makes it ``load_dataset(name)`` and ``--data name``."""
+    def register(load):
+        DATASETS.add(name, DatasetSpec(name, load, summary, arch, paper_k), aliases)
+        return load
+    return register

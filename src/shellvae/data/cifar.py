@@ -26,8 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shellvae.data.base import take_subset
-from shellvae.data.base import Dataset
+from shellvae.data.base import Dataset, register_dataset, take_subset
 from shellvae.errors import DataError
 
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -248,6 +247,8 @@ def _locate(data_dir) -> Path:
     return directory
 
 
+@register_dataset("cifar10", "the python batches in --data-dir, as grayscale (cannot be downloaded by shellvae)",
+                  arch="conv", aliases=("cifar-10",))
 def load_cifar10(data_dir, *, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> Dataset:
     """Load CIFAR-10 from ``cifar-10-batches-py`` as grayscale float32 rows (N, 1024) in [0, 1].
 
@@ -255,6 +256,9 @@ def load_cifar10(data_dir, *, n_train: int | None = None, n_test: int | None = N
     rounded to integers); ``image_shape`` is (1, 32, 32). ``n_train``/``n_test`` take seeded random
     subsets. The pickled batches are read with a restricted unpickler (see the module docstring).
     """
+    if data_dir is None:
+        raise DataError("cifar10 needs --data-dir: the folder 'cifar-10-batches-py' with the python batches "
+                        "(CIFAR-10 cannot be downloaded by shellvae).")
     directory = _locate(data_dir)
     train = [_read_batch(directory / name) for name in TRAIN_FILES]
     test = _read_batch(directory / TEST_FILE)

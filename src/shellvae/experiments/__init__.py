@@ -1,9 +1,9 @@
 """Reproducing the paper's experiments: ``shellvae reproduce EXPERIMENT --profile quick|full``.
 
-Each experiment is one module with ``NAME``, ``TITLE``, default ``DATASETS``, ``cells(ctx)``
-(the trainings it needs) and ``report(ctx, records)`` (its tables as Markdown and CSV, its
-figures as PNG). ``run_experiment`` builds the cells, runs those not already stored under
-``OUT/cells`` (see ``cells.py``: resumable, one JSON per training) and writes the report.
+Each experiment is one module with ``cells(ctx)`` (the trainings it needs) and ``report(ctx,
+records)`` (its tables as Markdown and CSV, its figures as PNG), registered at its end with
+``register_experiment``. ``run_experiment`` builds the cells, runs those not already stored
+under ``OUT/cells`` (see ``cells.py``: resumable, one JSON per training) and writes the report.
 
 | experiment | paper | what |
 |---|---|---|
@@ -22,37 +22,33 @@ from pathlib import Path
 
 from shellvae import io
 from shellvae.errors import ShellVAEError
-from shellvae.experiments import coverage, dynamics, phase, sensitivity, table1, table2
+from shellvae.experiments import coverage, dynamics, phase, sensitivity, table1, table2  # noqa: F401 (registers them)
 from shellvae.experiments.cells import Cell, load_cell, run_cells
-from shellvae.experiments.common import Report, RunContext
+from shellvae.experiments.common import EXPERIMENTS, Experiment, Report, RunContext, register_experiment
 from shellvae.experiments.profiles import PROFILES, Profile, get_profile
-
-EXPERIMENTS = {m.NAME: m for m in (table1, table2, dynamics, coverage, sensitivity, phase)}
 
 
 def run_experiment(name: str, profile: str | Profile = "quick", *, out, datasets=None, seeds: int | None = None,
                    data_dirs: dict | None = None, jobs: int = 1, progress: bool = True, command: str = "") -> Report:
     """Run (or resume) one experiment into ``out``; returns what was written."""
-    if name not in EXPERIMENTS:
-        raise ShellVAEError(f"unknown experiment {name!r}: choose one of {', '.join(EXPERIMENTS)}.")
-    module = EXPERIMENTS[name]
+    experiment = EXPERIMENTS[name]
     prof = get_profile(profile) if isinstance(profile, str) else profile
     n_seeds = prof.seeds if seeds is None else seeds
     if n_seeds < 1:
         raise ShellVAEError(f"--seeds {n_seeds}: need at least 1.")
     data_dirs = dict(data_dirs or {})
-    chosen = list(datasets) if datasets else list(module.DATASETS)
+    chosen = list(datasets) if datasets else list(experiment.datasets)
     if not datasets and "cifar10" in data_dirs and name in ("table1",):
         chosen.append("cifar10")  # the paper's third column, when the user has the data
     ctx = RunContext(experiment=name, profile=prof, datasets=chosen, seeds=list(range(n_seeds)), out=Path(out),
                      data_dirs=data_dirs, command=command)
     ctx.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    cells: list[Cell] = module.cells(ctx)
+    cells: list[Cell] = experiment.cells(ctx)
     keys = {c.key for c in cells}
     reused = sum(load_cell(ctx.out, c) is not None for c in {c.key: c for c in cells}.values())
     records = run_cells(cells, ctx.out, jobs=jobs, progress=progress, desc=name)
-    report = module.report(ctx, records)
+    report = experiment.report(ctx, records)
     wall = time.perf_counter() - t0
     log = {"experiment": name, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "command": command, "profile": prof.name, "datasets": ctx.datasets,
            "seeds": ctx.seeds, "jobs": jobs, "cells": len(cells), "trainings": len(keys),
@@ -84,5 +80,5 @@ def _append_run_log(path: Path, log: dict) -> None:
     io.write_json(path, {"runs": runs + [log]})
 
 
-__all__ = ["EXPERIMENTS", "PROFILES", "Cell", "Profile", "Report", "RunContext", "get_profile", "run_cells",
-           "run_experiment"]
+__all__ = ["EXPERIMENTS", "PROFILES", "Cell", "Experiment", "Profile", "Report", "RunContext", "get_profile",
+           "register_experiment", "run_cells", "run_experiment"]

@@ -7,11 +7,12 @@ setting and the seed. The experiment and the row label are *not* in the key: whe
 experiments ask for the same training into the same output folder it runs once and both use it.
 A cell is stored as ``OUT/cells/<key>.json``; a rerun skips every cell whose file exists.
 
-Each cell records held-out metrics (``ShellVAE.evaluate`` on the test split), the certificate,
-the geometry (K, W, delta, feasible region), lambda_max and sigma^2, the per-epoch history, the
-covariance spectrum of the shell training data, the per-sample cluster-aware loss
-||xhat_i - mu_c(i)||^2 on the test split (for the coverage figure), timings, and any warnings. A training
-that diverges (``NonFiniteError``) is recorded as such, not retried: it is deterministic.
+Each cell records the model's result record (``results.result_record``: held-out metrics on the
+test split, the certificate, the geometry, lambda_max, sigma^2, timings), the per-epoch history,
+the covariance spectrum of the shell training data, the per-sample cluster-aware loss
+||xhat_i - mu_c(i)||^2 on the test split (for the coverage figure) and any warnings. A training
+that diverges (``NonFiniteError``) is recorded as such, not retried: it is deterministic. The
+cluster geometry is fitted by the first cell that needs it and kept in ``OUT/geometries``.
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ from tqdm.auto import tqdm
 
 from shellvae import io
 from shellvae.data import load_dataset
-from shellvae.errors import EmptyFeasibleRegionWarning, NonFiniteError
+from shellvae.errors import EmptyFeasibleRegionWarning, NonFiniteError, ShellVAEError
+from shellvae.estimator import ShellVAE
 from shellvae.geometry import ClusterGeometry
-from shellvae.shell import SphericalShell
+from shellvae.results import fit_and_record
+from shellvae.theory import covariance_spectrum
 
 #: bump when what a cell computes changes, so old cell files are not reused
-CELL_FORMAT = 1
+CELL_FORMAT = 2
 #: the data subset / synthetic mixture seed. Fixed: seeds vary training (K-means, init, batches), not data
 DATA_SEED = 0
 #: how many leading eigenvalues of the shell data's covariance a cell keeps
@@ -130,29 +133,26 @@ def resolve_data(dataset: str, data_dir: str | None, n_train, n_test) -> dict:
     }
 
 
-# -- K-means once per (data, K, seed) ----------------------------------------------------------------
-_GEOMETRY_CACHE: dict = {}
+# -- the cluster geometry once per (data, shell, K, seed) ---------------------------------------------
+def geometry_path(out: Path, cell: Cell) -> Path:
+    """Where the geometry of this cell's data, shell settings, K and seed is kept: every cell (of any
+    experiment) sharing them reuses it, in this process or a later one, and never runs K-means again."""
+    settings = {k: cell.estimator.get(k) for k in ("r_min", "r_max", "radius", "zero_norm", "n_clusters")}
+    text = json.dumps({"data": cell.data, "shell_and_k": settings, "seed": cell.seed}, sort_keys=True, default=_plain)
+    return Path(out) / "geometries" / f"{hashlib.sha256(text.encode()).hexdigest()[:20]}.pt"
 
 
-def shared_geometry(est, X) -> ClusterGeometry:
-    """The geometry ``est.fit(X)`` would fit, memoised on (data, shell settings, K, seed), for
-    ``fit(geometry=)``: the methods of one dataset and seed share their K-means (a pure cache: the
-    shell is a deterministic function of X and its settings, so the same fit)."""
-    X = np.ascontiguousarray(X)
-    shell_settings = (est.r_min, est.r_max, est.radius, est.zero_norm)
-    key = (hashlib.sha1(X.tobytes()).hexdigest(), X.shape, str(X.dtype), shell_settings, repr(est.n_clusters),
-           est.random_state)
-    if key in _GEOMETRY_CACHE:
-        geometry = _GEOMETRY_CACHE[key]
-        if not geometry.feasible_:  # the fit warned the first time; every cell's record should say so
-            warnings.warn(f"The feasible region is empty at K={geometry.n_clusters_}: W={geometry.W_:.4g} >= "
-                          f"delta={geometry.delta_collapse_:.4g} (cached geometry).", EmptyFeasibleRegionWarning)
-        return geometry
-    if len(_GEOMETRY_CACHE) >= 16:
-        _GEOMETRY_CACHE.clear()
-    shell = SphericalShell(est.r_min, est.r_max, radius=est.radius, zero_norm=est.zero_norm)
-    _GEOMETRY_CACHE[key] = ClusterGeometry(est.n_clusters, random_state=est.random_state).fit(shell.fit_transform(X))
-    return _GEOMETRY_CACHE[key]
+def load_geometry(path: Path) -> ClusterGeometry | None:
+    if not path.is_file():
+        return None
+    try:
+        return ClusterGeometry.from_state_dict(io.from_safe(io.load(path, kind="geometry")["geometry"]))
+    except (ShellVAEError, KeyError, TypeError, ValueError):
+        return None  # unreadable: fitted again and rewritten
+
+
+def save_geometry(path: Path, geometry: ClusterGeometry) -> None:
+    io.save(path, {"geometry": io.to_safe(geometry.state_dict())}, kind="geometry")
 
 
 # -- running one cell ---------------------------------------------------------------------------------
@@ -164,59 +164,35 @@ def _estimator_kwargs(cell: Cell) -> dict:
     return kwargs
 
 
-def per_sample_cluster_distances(est, X) -> np.ndarray:
-    """||xhat_i - mu_c(i)||^2 on held-out X, decoding the posterior mean (what ``evaluate`` averages as L_clu)."""
-    from shellvae.metrics import decode_all, encode_all
-    from shellvae.objectives import cluster_sq_dist
-
-    X_shell = est.shell_.transform(X)
-    labels = est.geometry_.predict(X_shell)
-    model = est.model_
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        mu, _ = encode_all(model, torch.as_tensor(X_shell, dtype=torch.float32, device=device))
-        xhat = decode_all(model, mu)
-        centers = torch.as_tensor(est.geometry_.centers_, dtype=torch.float32, device=device)[
-            torch.as_tensor(labels, device=device)]
-        d = cluster_sq_dist(xhat, centers).cpu().numpy()
-    model.train(was_training)
-    return d
-
-
-def run_cell(cell: Cell) -> dict:
-    """Train and evaluate one cell; returns its record (JSON-ready)."""
-    from shellvae.estimator import ShellVAE
-    from shellvae.theory import covariance_spectrum
-
+def run_cell(cell: Cell, out: Path | None = None) -> dict:
+    """Train and evaluate one cell; returns its record (JSON-ready): the ``results`` record of the
+    fitted model plus the cell's identity, history, spectrum and per-sample cluster distances.
+    With ``out``, the cluster geometry is shared through ``out/geometries``."""
     data = load_cell_data(cell.dataset, cell.data_dir, cell.data["n_train"], cell.data["n_test"])
     est = ShellVAE(cell.method, random_state=cell.seed, **_estimator_kwargs(cell))
-    record = {"key": cell.key, "config": cell.config(), "cell": cell.describe(),
-              "data_description": data.description}
+    cached = None if out is None else geometry_path(out, cell)
+    geometry = None if cached is None else load_geometry(cached)
+    record = {"key": cell.key, "config": cell.config(), "cell": cell.describe()}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         t0 = time.perf_counter()
         try:
-            est.fit(data.X_train, X_val=data.X_test, geometry=shared_geometry(est, data.X_train))
+            result, _ = fit_and_record(est, data.X_train, data.X_test, dataset=cell.dataset,
+                                       description=data.description, geometry=geometry)
         except NonFiniteError as exc:
             record.update(status="diverged", error=str(exc), fit_seconds=time.perf_counter() - t0)
             record["warnings"] = sorted({str(w.message) for w in caught})
             return _round(record)
-        fit_seconds = time.perf_counter() - t0
-        metrics = est.evaluate(data.X_test)
-        cert = est.certify(data.X_test, metrics=metrics)
-    geometry = est.geometry_
+        if geometry is None and cached is not None:
+            save_geometry(cached, est.geometry_)
+        if geometry is not None and not geometry.feasible_:  # the first fit warned; every cell's record should say so
+            warnings.warn(f"The feasible region is empty at K={geometry.n_clusters_}: W={geometry.W_:.4g} >= "
+                          f"delta={geometry.delta_collapse_:.4g} (shared geometry).", EmptyFeasibleRegionWarning)
     record.update(
-        status="ok", metrics=metrics, certified=cert.certified, eps=cert.eps, certificate=cert.to_dict(),
-        W=est.W_, delta=est.delta_collapse_, T=geometry.T_, feasible=bool(geometry.feasible_),
-        n_clusters=int(geometry.n_clusters_), k_sweep=geometry.sweep_, lambda_max=est.lambda_max_, sigma2=est.sigma2_,
-        sigma2_ratio=est.sigma2_ / est.lambda_max_, beta=est.beta, epochs=est.epochs, fit_seconds=fit_seconds,
-        seconds_per_epoch=sum(h["train_time_s"] for h in est.history_) / len(est.history_),
-        method_params=est.method_.params(),
+        status="ok", **result,
         spectrum=covariance_spectrum(est.shell_.transform(data.X_train))[:SPECTRUM_LENGTH].tolist(),
         history=est.history_, warnings=sorted({str(w.message) for w in caught}),
-        per_sample_cluster_sq_dist=per_sample_cluster_distances(est, data.X_test).tolist(),
+        per_sample_cluster_sq_dist=est.cluster_sq_distances(data.X_test).tolist(),
     )
     return _round(record)
 
@@ -249,7 +225,7 @@ def _worker_init(threads: int) -> None:
 
 
 def _run_and_save(out: str, cell: Cell) -> dict:
-    record = run_cell(cell)
+    record = run_cell(cell, Path(out))
     save_cell(Path(out), cell, record)
     return record
 

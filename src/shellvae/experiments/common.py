@@ -3,14 +3,20 @@ flattening cell records into table rows, and the header every output carries."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shellvae.data import DATASETS
+from shellvae.estimator import ShellVAE
 from shellvae.experiments.cells import Cell, resolve_data
 from shellvae.experiments.profiles import Profile
-from shellvae.report import aggregate_seeds, format_mean_std, write_csv
+from shellvae.methods import METHODS
+from shellvae.report import aggregate_seeds, format_mean_std, md_table, write_csv  # noqa: F401 (md_table: for the experiments)
+from shellvae.registry import Registry
+from shellvae.results import columns
 
-#: METHOD.md §5 (choice): the paper's two violating blocks
+#: docs/method.md §5 (choice): the paper's two violating blocks
 CONDITIONS = {
     "moderate": {"sigma2_ratio": 2.0, "beta": 2.0},
     "extreme": {"sigma2_ratio": 10.0, "beta": 10.0},
@@ -20,19 +26,10 @@ CONDITION_TEXT = {
     "extreme": "extreme: sigma^2 = 10 lambda_max, beta = 10 (beta sigma^2 = 100 lambda_max)",
 }
 
-#: the paper's K: 8 components in the synthetic mixture, 10 classes in the image sets
-PAPER_K = {"synthetic": 8}
-DEFAULT_K = 10
-
-SHELL_FAMILY = ("shell", "shell_none", "shell_boundary", "shell_norm", "shell_lagrange")
-#: the paper's protocol for its method: two-stage training, stage one = the first 20% of epochs
-PAPER_SHELL_PARAMS = {"two_stage": 0.2}
-
-#: metrics every table row may show (from ``ShellVAE.evaluate`` on the test split, and the cell)
-VALUE_COLUMNS = ["kl", "active_units", "mutual_info", "recon_mse", "recon_mse_sampled", "l_clu", "l_clu_shuffled",
-                 "collapse_floor", "margin", "cluster_r2", "cluster_accuracy", "cluster_accuracy_sampled",
-                 "feasible_coverage", "norm_satisfaction", "certified", "feasible", "W", "delta", "n_clusters",
-                 "lambda_max", "sigma2", "eps", "fit_seconds", "seconds_per_epoch", "diverged"]
+#: every value a table row may show: the result record's columns, and whether the training diverged
+VALUE_COLUMNS = [*columns(), "diverged"]
+#: the estimator's defaults: a cell changes only what its protocol sets
+DEFAULTS = ShellVAE().get_params()
 
 
 @dataclass
@@ -59,19 +56,20 @@ class RunContext:
              method_params: dict | None = None, sigma2_ratio: float | None = None, beta: float | None = None,
              **estimator) -> Cell:
         """A cell with the paper's settings for ``dataset``; keyword arguments override estimator settings."""
-        spec = self.data(dataset)
+        spec, data_spec = self.data(dataset), DATASETS[dataset]
         cond = CONDITIONS.get(condition, {})
-        params = {**(PAPER_SHELL_PARAMS if method in SHELL_FAMILY else {}), **(method_params or {})}
-        image = spec["image_shape"]
-        settings = {
-            "method_params": params or None, "latent_dim": 8, "n_clusters": PAPER_K.get(dataset, DEFAULT_K),
+        params = {**METHODS[method].paper_protocol, **(method_params or {})}
+        conv = data_spec.arch == "conv"
+        settings = {key: DEFAULTS[key] for key in ("latent_dim", "batch_size", "lr", "r_min", "r_max", "radius",
+                                                   "eval_every")}
+        settings.update({
+            "method_params": params or None, "n_clusters": data_spec.paper_k,
             "sigma2_ratio": sigma2_ratio if sigma2_ratio is not None else cond["sigma2_ratio"],
             "beta": beta if beta is not None else cond["beta"],
-            "epochs": self.profile.epochs_for(dataset), "batch_size": 128, "lr": 1e-3, "r_min": 0.9, "r_max": 1.1,
-            "radius": "minmax", "arch": "conv" if dataset == "cifar10" else "mlp",
-            "encoder_hidden": [256, 128], "decoder_hidden": [128, 256],
-            "image_shape": image if dataset == "cifar10" else None, "eval_every": 1,
-        }
+            "epochs": self.profile.epochs_for(dataset), "arch": data_spec.arch,
+            "encoder_hidden": list(DEFAULTS["encoder_hidden"]), "decoder_hidden": list(DEFAULTS["decoder_hidden"]),
+            "image_shape": spec["image_shape"] if conv else None,
+        })
         settings.update(estimator)
         data = {k: spec[k] for k in ("dataset", "source", "n_train", "n_test", "data_seed")}
         return Cell(experiment=self.experiment, dataset=dataset, condition=condition, method=method, seed=seed,
@@ -106,14 +104,7 @@ def flatten(record: dict) -> dict:
     row["status"] = record.get("status")
     row["diverged"] = record.get("status") == "diverged"
     if record.get("status") == "ok":
-        row.update(record["metrics"])
-        for key in ("certified", "feasible", "W", "delta", "n_clusters", "lambda_max", "sigma2", "eps",
-                    "fit_seconds", "epochs"):
-            row[key] = record.get(key)
-        # training time only (the loop's per-epoch timer): fit time also holds K-means, which the first
-        # cell of a dataset pays and the others reuse
-        times = [h.get("train_time_s") for h in record.get("history", []) if h.get("train_time_s") is not None]
-        row["seconds_per_epoch"] = sum(times) / len(times) if times else record.get("seconds_per_epoch")
+        row.update({key: record.get(key) for key in columns()})
     return row
 
 
@@ -140,12 +131,6 @@ def pct(row: dict, value: str, digits: int = 1) -> str:
     return format_mean_std(scale(mean), scale(std), digits)
 
 
-def md_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def csv_columns(by: list[str], values: list[str], extra: list[str] = ()) -> list[str]:
     cols = list(by) + ["n_seeds"]
     for v in values:
@@ -160,3 +145,24 @@ class Report:
     files: list[Path]
     summary: str = ""
     verdict: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One reproducible experiment: ``cells(ctx)`` lists its trainings, ``report(ctx, records)``
+    writes its tables and figures; ``datasets`` are its defaults, ``paper`` what it reproduces."""
+
+    name: str
+    title: str
+    paper: str
+    datasets: tuple[str, ...]
+    cells: Callable[[RunContext], list[Cell]]
+    report: Callable[[RunContext, list[dict]], Report]
+
+
+EXPERIMENTS: Registry[Experiment] = Registry("experiment")
+
+
+def register_experiment(name: str, title: str, paper: str, datasets: tuple, cells, report) -> Experiment:
+    """Make an experiment ``shellvae reproduce NAME`` (called once at the end of its module)."""
+    return EXPERIMENTS.add(name, Experiment(name, title, paper, tuple(datasets), cells, report))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from shellvae import io
-from shellvae.experiments.common import CONDITION_TEXT, Report, RunContext, md_table
+from shellvae.experiments.common import CONDITION_TEXT, Report, RunContext, md_table, register_experiment
 from shellvae.report import format_mean_std, mean_std
 
 NAME = "dynamics"
@@ -96,3 +96,6 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
     json_path = ctx.out / f"{NAME}.json"
     io.write_json(json_path, verdict)
     return Report([path, json_path, *files], summary=f"wrote {path}", verdict=verdict)
+
+
+register_experiment(NAME, TITLE, "Figure 1", DATASETS, cells, report)

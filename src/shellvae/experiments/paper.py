@@ -5,7 +5,7 @@ lost its formulas, so some labels are reconstructed (marked below).
 
 Table 1 ("KL divergence and active units under violating conditions"): columns Synthetic,
 MNIST, CIFAR-10 (no Fashion-MNIST column); first block of rows = the moderate condition,
-second = the extreme one (the block labels were formulas and are lost; METHOD.md §5 reads them
+second = the extreme one (the block labels were formulas and are lost; docs/method.md §5 reads them
 as sigma^2 = 2 lambda_max, beta = 2 and sigma^2 = 10 lambda_max, beta = 10). Rows: Vanilla VAE,
 beta-VAE (its beta was a formula, lost), KL Annealing, EM-type VAE, Ours (full).
 

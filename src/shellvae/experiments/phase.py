@@ -1,4 +1,4 @@
-"""The collapse phase transition (Li et al. 2025; METHOD.md §5).
+"""The collapse phase transition (Li et al. 2025; docs/method.md §5).
 
 Held-out KL and active units against sigma^2 / lambda_max on a log grid from 0.1 to 20 (beta =
 1), for the vanilla MLP VAE, the shell method, and a linear VAE (no hidden layers), beside the
@@ -15,7 +15,7 @@ directions). Two checks, both reported as verdicts:
 - linear: the trained linear VAE's KL against the closed form at every grid ratio, within
   ``LINEAR_ABS_TOL + LINEAR_REL_TOL * closed form``.
 
-METHOD.md §8: the onset moves towards lambda_max with training length, so the profile trains
+docs/method.md §8: the onset moves towards lambda_max with training length, so the profile trains
 long enough for the KL curves to settle; the report gives each run's KL change over its last
 quarter of epochs as the convergence check.
 """
@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from shellvae import io
-from shellvae.experiments.common import Report, RunContext, aggregate, csv_columns, md_table, pm, share
+from shellvae.experiments.common import Report, RunContext, aggregate, csv_columns, md_table, pm, share, register_experiment
 from shellvae.theory import collapse_threshold, linear_vae_active_units, linear_vae_kl
 
 NAME = "phase"
@@ -197,7 +197,7 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
         f"lr 1e-3, {ctx.profile.phase_epochs} epochs; shell with K = 8 and two-stage training"),
         (f"linear VAE: ShellVAE('vanilla', encoder_hidden=(), decoder_hidden=()), batch 256, "
         f"lr {ctx.profile.linear_lr:g}, {ctx.profile.linear_epochs} epochs"),
-        "closed form: METHOD.md §5 on the covariance spectrum of the shell training data (top 8 eigenvalues)",
+        "closed form: docs/method.md §5 on the covariance spectrum of the shell training data (top 8 eigenvalues)",
         f"collapsed = held-out KL < {COLLAPSE_KL} nats (mean over seeds)",
     ], epochs=f"{ctx.profile.phase_epochs} (vanilla, shell) / {ctx.profile.linear_epochs} (linear)")
     path = ctx.out / f"{NAME}.md"
@@ -213,3 +213,6 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
                      f"{'PASS' if v['onset_pass'] else 'FAIL'}; linear max |err| {v['linear_max_abs_error']:.4f} -> "
                      f"{'PASS' if v['linear_pass'] else 'FAIL'}")
     return Report([path, csv_path, json_path, *files], summary="\n".join(lines), verdict=verdicts)
+
+
+register_experiment(NAME, TITLE, "Li et al. 2025", DATASETS, cells, report)

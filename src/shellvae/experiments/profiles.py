@@ -1,6 +1,6 @@
 """How big a reproduction run is: data sizes, epochs, seeds and grids, per profile.
 
-- ``full`` follows the paper's protocol (METHOD.md §7): full datasets, 100 epochs, 3 seeds.
+- ``full`` follows the paper's protocol (docs/method.md §7): full datasets, 100 epochs, 3 seeds.
 - ``quick`` is sized to finish each experiment in about 20 minutes on 2 CPU cores: data
   subsets, fewer epochs, 2 seeds. Every table and figure states the profile it came from.
 - ``test`` is tiny (seconds), for the test suite; its numbers mean nothing.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from shellvae import io
 from shellvae.experiments.common import (
+    register_experiment,
     CONDITION_TEXT,
     Report,
     RunContext,
@@ -82,3 +83,6 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
     csv_path = ctx.write_csv(NAME, rows, csv_columns(["dataset", "sweep", "value"], VALUES))
     verdict = {f"{r['dataset']}/{r['sweep']}={r['value']:g}": {k: r[f"{k}_mean"] for k in VALUES} for r in rows}
     return Report([path, csv_path, *files], summary=f"wrote {path}", verdict=verdict)
+
+
+register_experiment(NAME, TITLE, "Figure 3", DATASETS, cells, report)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from shellvae.experiments import paper
 from shellvae.experiments.common import (
+    register_experiment,
     CONDITION_TEXT,
     Report,
     RunContext,
@@ -80,7 +81,7 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
 
     parts.append("## Geometry, certificate and reconstruction (held-out)\n")
     parts.append("region: the feasible region [W, delta) at the method's K (non-empty iff W < delta); certified: "
-                 "seeds whose held-out L_clu < min(delta, collapse floor) - eps (METHOD.md §3); cluster acc.: share "
+                 "seeds whose held-out L_clu < min(delta, collapse floor) - eps (docs/method.md §3); cluster acc.: share "
                  "of reconstructions nearest their own cluster centre; recon MSE per dimension in shell space; "
                  "s/epoch: training seconds per epoch, without K-means and evaluation (shared 2-core machine: rough).\n")
     header = ["condition", "dataset", "method", "K", "W", "delta", "region", "KL", "AU", "MI", "recon MSE", "L_clu",
@@ -125,3 +126,6 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
     verdict = {f"{c}/{d}/{m}": {"kl": index[(c, d, m)]["kl_mean"], "certified": index[(c, d, m)]["certified_mean"]}
                for (c, d, m) in index}
     return Report(files, summary=f"{len(records)} cells; wrote {path}", verdict=verdict)
+
+
+register_experiment(NAME, TITLE, "Table 1", DATASETS, cells, report)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from shellvae import io
 from shellvae.experiments import paper
 from shellvae.experiments.common import (
+    register_experiment,
     CONDITION_TEXT,
     Report,
     RunContext,
@@ -83,3 +84,6 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
                                                                              "norm_satisfaction", "recon_mse")}
                for r in rows}
     return Report([path, csv_path], summary=f"{len(records)} cells; wrote {path}", verdict=verdict)
+
+
+register_experiment(NAME, TITLE, "Table 2", DATASETS, cells, report)

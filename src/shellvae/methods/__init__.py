@@ -3,7 +3,7 @@
 Importing a module registers its methods, so every method file is imported here.
 """
 
-from shellvae.methods.base import Batch, Method, TrainContext
+from shellvae.methods.base import Batch, Epoch, EpochPlan, Method, Objective, Schedule, hyperparameter
 from shellvae.methods.registry import METHODS, get_method, register
 from shellvae.methods.vanilla import Vanilla
 from shellvae.methods.beta import BetaVAE
@@ -18,7 +18,7 @@ from shellvae.methods.ablations import ShellBoundary, ShellNone, ShellNorm
 from shellvae.methods.lagrange import ShellLagrange
 
 __all__ = [
-    "EM", "METHODS", "BNVAE", "Aggressive", "Batch", "BetaVAE", "Cyclical", "FreeBits", "KLAnneal", "Method",
-    "Shell", "ShellBase", "ShellBoundary", "ShellLagrange", "ShellNone", "ShellNorm", "TrainContext", "Vanilla",
-    "get_method", "register",
+    "EM", "METHODS", "BNVAE", "Aggressive", "Batch", "BetaVAE", "Cyclical", "Epoch", "EpochPlan", "FreeBits",
+    "KLAnneal", "Method", "Objective", "Schedule", "Shell", "ShellBase", "ShellBoundary", "ShellLagrange",
+    "ShellNone", "ShellNorm", "Vanilla", "get_method", "hyperparameter", "register",
 ]

@@ -1,6 +1,6 @@
 """Ablations of the shell method (the paper's Table 2): which penalty prevents collapse?
 
-Spherical VAE with Cluster-Aware Feasible Regions (arXiv 2603.10935 v4), §4.3 / METHOD.md §7.
+Spherical VAE with Cluster-Aware Feasible Regions (arXiv 2603.10935 v4), §4.3 / docs/method.md §7.
 Each keeps the shell data, the cluster geometry and the KL schedule of ``shell`` and switches
 penalties off, so a comparison differs in nothing else. ``shell`` itself is the full method.
 """

@@ -11,7 +11,7 @@ for good and trains encoder and decoder jointly, like the vanilla VAE.
 Deviations, both documented: MI is the He et al. estimator (``metrics.mutual_information``)
 on each training batch's posteriors, averaged over the epoch (logged as ``mi``), rather than on
 a validation set after the epoch; the method sees no validation data. Inner batches come from
-``ctx.sample_batch`` when the loop offers it, else the step's batch is reused (see
+``plan.draw_batch`` when the loop offers it, else the step's batch is reused (see
 ``alternating.py``). He et al. allow up to 100 inner steps; the default 50 keeps CPU runs short.
 """
 
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import torch
 
-from shellvae.errors import ShellVAEError
 from shellvae.methods.alternating import Alternating
+from shellvae.methods.base import hyperparameter
 from shellvae.methods.registry import register
-from shellvae.metrics import mutual_information
+from shellvae.objectives import mutual_information
 
 
 @register
@@ -35,23 +35,21 @@ class Aggressive(Alternating):
     summary = "lagging-encoder training: encoder-only steps to convergence before each decoder step, while MI rises"
     reference = "He et al., ICLR 2019"
 
-    max_inner_steps: int = 50
-    check_every: int = 15  # inner steps per convergence check (He et al.: 15)
+    max_inner_steps: int = hyperparameter(50, low=1, doc="most encoder-only steps before each decoder step")
+    check_every: int = hyperparameter(15, low=1, doc="inner steps per convergence check (He et al.: 15)")
 
     def __post_init__(self):
-        if self.max_inner_steps < 1 or self.check_every < 1:
-            raise ShellVAEError(f"aggressive needs max_inner_steps >= 1 and check_every >= 1; got "
-                                f"{self.max_inner_steps}, {self.check_every}.")
+        super().__post_init__()
         self.aggressive = True
         self.prev_mi = 0.0  # He et al. start from 0, so the first epoch is always aggressive
 
-    def encoder_phase(self, model, optimizer, batch, ctx) -> int:
+    def encoder_phase(self, model, optimizer, batch, plan) -> int:
         """Encoder-only steps until the windowed loss stops falling; returns how many were taken."""
         prev, window, x = math.inf, 0.0, batch
         for step in range(1, self.max_inner_steps + 1):
-            _, logs = self.encoder_step(model, optimizer, x, ctx)
+            _, logs = self.encoder_step(model, optimizer, x, plan)
             window = window + logs["loss"]
-            x = self.inner_batch(batch, ctx)
+            x = self.inner_batch(batch, plan)
             if step % self.check_every == 0:
                 current = float(window) / self.check_every
                 if current > prev:
@@ -59,20 +57,20 @@ class Aggressive(Alternating):
                 prev, window = current, 0.0
         return step
 
-    def train_step(self, model, optimizer, batch, ctx):
+    def train_step(self, model, optimizer, batch, plan):
         if self.aggressive:
-            inner = self.encoder_phase(model, optimizer, batch, ctx)
-            out, logs = self.decoder_step(model, optimizer, batch, ctx)
+            inner = self.encoder_phase(model, optimizer, batch, plan)
+            out, logs = self.decoder_step(model, optimizer, batch, plan)
         else:
             inner = 0
-            out, logs = self.step_on(model.parameters(), model, optimizer, batch, ctx)
+            out, logs = self.step_on(model.parameters(), model, optimizer, batch, plan)
         device = logs["loss"].device
         logs["mi"] = torch.tensor(mutual_information(out.mu.detach(), out.logvar.detach()), device=device)
         logs["aggressive"] = torch.tensor(float(self.aggressive), device=device)
         logs["inner_steps"] = torch.tensor(float(inner), device=device)
         return logs
 
-    def after_epoch(self, ctx, epoch_logs):
+    def after_epoch(self, epoch_logs):
         if self.aggressive:
             mi = epoch_logs["train_mi"]
             if mi < self.prev_mi:

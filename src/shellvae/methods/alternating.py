@@ -7,7 +7,7 @@ bit-identical, their moment estimates included (a zero gradient would not do: Ad
 would still move them).
 
 Inner steps want fresh batches, but ``train_step`` receives one. When the loop provides
-``ctx.sample_batch`` (a random training batch), inner steps after the first use it; otherwise
+``plan.draw_batch`` (a random training batch), inner steps after the first use it; otherwise
 they reuse the step's own batch, a documented deviation: the encoder then fits that batch's
 posteriors for the current decoder rather than the posteriors of the data at large.
 """
@@ -18,28 +18,32 @@ from typing import Iterable
 
 import torch
 
-from shellvae.methods.base import Batch, Method, TrainContext
+from shellvae.methods.base import Batch, EpochPlan, Method
 from shellvae.model import GaussianVAE, VAEOutput
 
 
 class Alternating(Method):
     """Shared step mechanics of alternating methods (not registered itself)."""
 
+    # their encoder-only and decoder-only steps reach model.encoder / model.decoder, which DDP's wrapper
+    # hides, and take a data-dependent number of inner steps, which would desynchronise the ranks
+    ddp = "not supported: encoder-only and decoder-only inner steps would desynchronise the ranks"
+
     def step_on(self, params: Iterable[torch.nn.Parameter], model: GaussianVAE, optimizer: torch.optim.Optimizer,
-                batch: Batch, ctx: TrainContext) -> tuple[VAEOutput, dict[str, torch.Tensor]]:
+                batch: Batch, plan: EpochPlan) -> tuple[VAEOutput, dict[str, torch.Tensor]]:
         """One optimiser step on the method's loss that moves only ``params``; returns the output and logs."""
         optimizer.zero_grad(set_to_none=True)
-        out, loss, logs = self.forward_loss(model, batch, ctx)
+        out, loss, logs = plan.loss(model, batch)
         loss.backward(inputs=[p for p in params if p.requires_grad])
         optimizer.step()
         return out, {k: v.detach() for k, v in logs.items()}
 
-    def encoder_step(self, model, optimizer, batch, ctx):
-        return self.step_on(model.encoder.parameters(), model, optimizer, batch, ctx)
+    def encoder_step(self, model, optimizer, batch, plan):
+        return self.step_on(model.encoder.parameters(), model, optimizer, batch, plan)
 
-    def decoder_step(self, model, optimizer, batch, ctx):
-        return self.step_on(model.decoder.parameters(), model, optimizer, batch, ctx)
+    def decoder_step(self, model, optimizer, batch, plan):
+        return self.step_on(model.decoder.parameters(), model, optimizer, batch, plan)
 
-    def inner_batch(self, batch: Batch, ctx: TrainContext) -> Batch:
+    def inner_batch(self, batch: Batch, plan: EpochPlan) -> Batch:
         """The batch of the next inner step: a fresh one if the loop offers it, else the step's own."""
-        return batch if ctx.sample_batch is None else ctx.sample_batch()
+        return batch if plan.draw_batch is None else plan.draw_batch()

@@ -8,7 +8,7 @@ weight reaches beta at epoch ``warmup_epochs`` and stays there.
 
 from dataclasses import dataclass
 
-from shellvae.methods.base import Method, TrainContext
+from shellvae.methods.base import Epoch, Method, hyperparameter
 from shellvae.methods.registry import register
 from shellvae.objectives import linear_ramp
 
@@ -25,7 +25,7 @@ class KLAnneal(Method):
     summary = "KL annealing: the KL weight warms up linearly from 0 to beta over warmup_epochs"
     reference = "Bowman et al., CoNLL 2016"
 
-    warmup_epochs: int = 10
+    warmup_epochs: int = hyperparameter(10, low=0, doc="epochs for the KL weight to reach beta")
 
-    def kl_weight(self, ctx: TrainContext) -> float:
-        return ctx.beta * warmup_scale(ctx.epoch, self.warmup_epochs)
+    def kl_weight(self, beta: float, epoch: Epoch) -> float:
+        return beta * warmup_scale(epoch.index, self.warmup_epochs)

@@ -1,7 +1,7 @@
 """beta-VAE: the ELBO with a constant, re-weighted KL term (Higgins et al., ICLR 2017).
 
 As a collapse baseline the interesting side is kl_beta < 1: a weaker KL pull lowers the
-effective decoder variance kl_beta * beta * sigma^2 below lambda_max (METHOD.md §5).
+effective decoder variance kl_beta * beta * sigma^2 below lambda_max (docs/method.md §5).
 
 How it combines with the estimator's ``beta``: the KL weight is ``beta * kl_beta``. The
 estimator's beta is the experimental condition every method shares (the violating condition
@@ -12,7 +12,7 @@ with beta = kl_beta.
 
 from dataclasses import dataclass
 
-from shellvae.methods.base import Method, TrainContext
+from shellvae.methods.base import Epoch, Method, hyperparameter
 from shellvae.methods.registry import register
 
 
@@ -23,7 +23,7 @@ class BetaVAE(Method):
     summary = "beta-VAE: constant KL weight beta * kl_beta (kl_beta < 1 weakens the pull to the prior)"
     reference = "Higgins et al., ICLR 2017"
 
-    kl_beta: float = 0.5
+    kl_beta: float = hyperparameter(0.5, low=0.0, doc="the KL weight's factor on top of beta")
 
-    def kl_weight(self, ctx: TrainContext) -> float:
-        return ctx.beta * self.kl_beta
+    def kl_weight(self, beta: float, epoch: Epoch) -> float:
+        return beta * self.kl_beta

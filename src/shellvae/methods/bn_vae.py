@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shellvae.methods.base import Method
+from shellvae.methods.base import Method, hyperparameter
 from shellvae.methods.registry import register
 from shellvae.model import GaussianVAE
 
@@ -59,8 +59,12 @@ class BNVAE(Method):
     summary = "BN-VAE: batch norm with fixed scale gamma on the posterior mean, so KL >= d * gamma^2 / 2"
     reference = "Zhu et al., ACL 2020"
 
-    gamma: float = 0.5
-    bn_eps: float = 1e-12  # PyTorch's 1e-5 lets the encoder slip under the bound (see above)
+    # bn_vae's batch statistics are each rank's shard (SyncBatchNorm, which would make them global, runs on GPUs only)
+    ddp = "approximate"
+
+    gamma: float = hyperparameter(0.5, low=0.0, low_open=True, doc="the fixed scale of the mean's batch norm")
+    bn_eps: float = hyperparameter(1e-12, low=0.0, low_open=True,
+                                   doc="batch norm's eps; PyTorch's 1e-5 lets the encoder slip under the bound")
 
     def prepare(self, model: GaussianVAE) -> GaussianVAE:
         # deterministic (no random init): prepare also runs on load, before the weights are restored

@@ -10,7 +10,7 @@ Fu et al. use M = 4, R = 0.5 and schedule per iteration; here time is the epoch
 import math
 from dataclasses import dataclass
 
-from shellvae.methods.base import Method, TrainContext
+from shellvae.methods.base import Epoch, Method, hyperparameter
 from shellvae.methods.registry import register
 from shellvae.objectives import linear_ramp
 
@@ -32,8 +32,8 @@ class Cyclical(Method):
     summary = "cyclical KL annealing: n_cycles restarts, each ramping 0 -> beta over the first `ratio` of the cycle"
     reference = "Fu et al., NAACL 2019"
 
-    n_cycles: int = 4
-    ratio: float = 0.5
+    n_cycles: int = hyperparameter(4, low=1, doc="annealing cycles over training")
+    ratio: float = hyperparameter(0.5, low=0.0, high=1.0, doc="share of each cycle spent ramping up")
 
-    def kl_weight(self, ctx: TrainContext) -> float:
-        return ctx.beta * cyclical_scale(ctx.epoch / ctx.n_epochs, self.n_cycles, self.ratio)
+    def kl_weight(self, beta: float, epoch: Epoch) -> float:
+        return beta * cyclical_scale(epoch.index / epoch.total, self.n_cycles, self.ratio)

@@ -9,15 +9,15 @@ the abstract and that line of work: every training step runs ``e_steps`` encoder
 stop-when-converged rule) followed by ``m_steps`` decoder-only updates on the step's batch (the
 M step), both on the same ELBO with KL weight beta, for the whole of training (no switch to
 joint training). Freezing is shared with ``aggressive`` (``alternating.py``); the E step's
-batches after the first come from ``ctx.sample_batch`` when the loop offers it.
+batches after the first come from ``plan.draw_batch`` when the loop offers it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shellvae.errors import ShellVAEError
 from shellvae.methods.alternating import Alternating
+from shellvae.methods.base import hyperparameter
 from shellvae.methods.registry import register
 
 
@@ -28,21 +28,17 @@ class EM(Alternating):
     summary = "EM-type training: each step = e_steps encoder-only updates (E) then m_steps decoder-only updates (M)"
     reference = "Li et al., ICASSP 2023"
 
-    e_steps: int = 5
-    m_steps: int = 1
+    e_steps: int = hyperparameter(5, low=1, doc="encoder-only updates per step (E)")
+    m_steps: int = hyperparameter(1, low=1, doc="decoder-only updates per step (M)")
 
-    def __post_init__(self):
-        if self.e_steps < 1 or self.m_steps < 1:
-            raise ShellVAEError(f"em needs e_steps >= 1 and m_steps >= 1; got {self.e_steps}, {self.m_steps}.")
-
-    def e_phase(self, model, optimizer, batch, ctx) -> None:
+    def e_phase(self, model, optimizer, batch, plan) -> None:
         x = batch
         for _ in range(self.e_steps):
-            self.encoder_step(model, optimizer, x, ctx)
-            x = self.inner_batch(batch, ctx)
+            self.encoder_step(model, optimizer, x, plan)
+            x = self.inner_batch(batch, plan)
 
-    def train_step(self, model, optimizer, batch, ctx):
-        self.e_phase(model, optimizer, batch, ctx)
+    def train_step(self, model, optimizer, batch, plan):
+        self.e_phase(model, optimizer, batch, plan)
         for _ in range(self.m_steps):
-            _, logs = self.decoder_step(model, optimizer, batch, ctx)
+            _, logs = self.decoder_step(model, optimizer, batch, plan)
         return logs

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from shellvae.collectives import global_batch_mean
-from shellvae.methods.base import Method
+from shellvae.distributed import global_batch_mean
+from shellvae.methods.base import Method, hyperparameter
 from shellvae.methods.registry import register
 from shellvae.model import VAEOutput
 from shellvae.objectives import kl_per_dim
@@ -24,7 +24,7 @@ class FreeBits(Method):
     summary = "free bits: the KL of each latent dimension is floored at `free_bits` nats (batch mean)"
     reference = "Kingma et al., NeurIPS 2016 (IAF)"
 
-    free_bits: float = 0.5  # lambda, nats per latent dimension
+    free_bits: float = hyperparameter(0.5, low=0.0, doc="lambda: the KL floor of each latent dimension, in nats")
 
     def kl_dims(self, out: VAEOutput) -> torch.Tensor:
         """The KL term of each latent dimension as the loss uses it, (d,): max(lambda, KL_j)."""

@@ -5,19 +5,19 @@ from __future__ import annotations
 import copy
 
 from shellvae.errors import ShellVAEError
+from shellvae.registry import Registry
 
-METHODS: dict[str, type] = {}
+METHODS: Registry = Registry("method")
 
 
 def register(cls):
-    if cls.name in METHODS:
-        raise RuntimeError(f"method name {cls.name!r} registered twice")
-    METHODS[cls.name] = cls
-    return cls
+    """Class decorator: make ``cls`` available by ``cls.name`` (``get_method``, ``--method``)."""
+    return METHODS.add(cls.name, cls)
 
 
 def get_method(method, **params):
-    """A fresh method instance from a name (with hyperparameters) or from an instance.
+    """A fresh method instance from a name (with hyperparameters, converted and range-checked) or
+    from an instance.
 
     An instance is copied: methods carry training state (a Lagrange multiplier, a mode), and
     fitting must neither change the caller's object nor start from a previous fit's state.
@@ -26,11 +26,5 @@ def get_method(method, **params):
         if params:
             raise ShellVAEError("pass hyperparameters either in the method instance or as params, not both.")
         return copy.deepcopy(method)
-    if method not in METHODS:
-        raise ShellVAEError(f"unknown method {method!r}; available: {', '.join(sorted(METHODS))}.")
     cls = METHODS[method]
-    try:
-        return cls(**params)
-    except TypeError as exc:
-        allowed = ", ".join(cls().params()) or "none"
-        raise ShellVAEError(f"bad hyperparameters for method {method!r}: {exc}. Allowed: {allowed}.") from None
+    return cls(**{key: cls.convert(key, value) for key, value in params.items()})

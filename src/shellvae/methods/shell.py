@@ -1,6 +1,6 @@
 """The paper's method: shell data, cluster-aware boundary penalty and decoder norm penalty.
 
-Spherical VAE with Cluster-Aware Feasible Regions (arXiv 2603.10935 v4), METHOD.md §3-4:
+Spherical VAE with Cluster-Aware Feasible Regions (arXiv 2603.10935 v4), docs/method.md §3-4:
 
     L = nll + beta * s_t * KL + lambda_b * L_b + lambda_n * L_n
 
@@ -11,6 +11,8 @@ F_eps = [W, delta - eps] (eps = eps_ratio * delta), L_n the decoder-norm penalty
 ``ShellBase`` holds what every shell variant shares (the KL schedule, stage one, L_clu and the
 norm penalty); a variant only says how the feasible region enters the loss (``region_terms``):
 a fixed-weight penalty here, a Lagrange multiplier in ``lagrange.py``, nothing in the ablations.
+The terms themselves come from the run's ``FeasibleRegion`` (``region.py``), the same object a
+user's own training loop would use.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from dataclasses import dataclass
 
 import torch
 
-from shellvae.collectives import global_batch_mean
-from shellvae.methods.base import Batch, Method, TrainContext
+from shellvae.distributed import global_batch_mean
+from shellvae.methods.base import Batch, Epoch, Method, Objective, Schedule, hyperparameter
 from shellvae.methods.registry import register
 from shellvae.model import VAEOutput
-from shellvae.objectives import boundary_penalty, cluster_loss, linear_ramp, norm_penalty
+from shellvae.objectives import linear_ramp
 
 
 @dataclass(repr=False)
@@ -31,34 +33,38 @@ class ShellBase(Method):
     """Shared by the shell methods (not registered itself)."""
 
     needs_centers = True
+    #: the paper's protocol for its method: two-stage training, stage one = the first 20% of epochs
+    paper_protocol = {"two_stage": 0.2}
 
-    beta_start: float = 0.1  # s_t ramps beta_start -> 1
-    two_stage: float = 0.0  # share of epochs in stage 1 (0: off; the paper's protocol uses 0.2)
-    lambda_n: float = 10.0
-    use_norm: bool = True
+    beta_start: float = hyperparameter(0.1, low=0.0, high=1.0, doc="s_t ramps beta_start -> 1 over training")
+    two_stage: float = hyperparameter(0.0, low=0.0, high=1.0, high_open=True,
+                                      doc="share of epochs in stage one (minimal KL weight, no penalties); 0: off")
+    lambda_n: float = hyperparameter(10.0, low=0.0, doc="weight of the decoder-norm penalty L_n")
+    use_norm: bool = hyperparameter(True, doc="whether L_n enters the loss")
 
-    def in_stage_one(self, ctx: TrainContext) -> bool:
-        return self.two_stage > 0 and ctx.epoch < round(self.two_stage * ctx.n_epochs)
+    def in_stage_one(self, epoch: Epoch) -> bool:
+        return self.two_stage > 0 and epoch.index < round(self.two_stage * epoch.total)
 
-    def kl_weight(self, ctx: TrainContext) -> float:
-        if self.in_stage_one(ctx):
-            return ctx.beta * self.beta_start
-        return ctx.beta * linear_ramp(ctx.progress, self.beta_start, 1.0)
+    def kl_weight(self, beta: float, epoch: Epoch) -> float:
+        if self.in_stage_one(epoch):
+            return beta * self.beta_start
+        return beta * linear_ramp(epoch.progress, self.beta_start, 1.0)
 
-    def region_terms(self, l_clu: torch.Tensor, ctx: TrainContext, on: bool) -> dict[str, tuple[float, torch.Tensor]]:
+    def schedule(self, beta: float, epoch: Epoch) -> Schedule:
+        return Schedule(kl_weight=self.kl_weight(beta, epoch), constraints_on=not self.in_stage_one(epoch))
+
+    def region_terms(self, l_clu: torch.Tensor, objective: Objective,
+                     on: bool) -> dict[str, tuple[float, torch.Tensor]]:
         """How the feasible region [W, delta - eps] enters the loss; ``on`` is False in stage one."""
         return {}
 
-    def schedule(self, ctx: TrainContext) -> dict:
-        return {**super().schedule(ctx), "stage_one": self.in_stage_one(ctx)}
-
-    def extra_terms(self, out: VAEOutput, batch: Batch, ctx: TrainContext):
-        on = not self.current(ctx)["stage_one"]
+    def extra_terms(self, out: VAEOutput, batch: Batch, objective: Objective, schedule: Schedule):
+        region, on = objective.region, schedule.constraints_on
         # the global batch's L_clu under DDP (L_b is nonlinear in it); this batch's otherwise
-        l_clu = global_batch_mean(cluster_loss(out.xhat, batch.centers), len(batch.x))
-        terms = {"l_clu": (0.0, l_clu), **self.region_terms(l_clu, ctx, on)}
+        l_clu = global_batch_mean(region.cluster_loss(out.xhat, batch.centers), len(batch.x))
+        terms = {"l_clu": (0.0, l_clu), **self.region_terms(l_clu, objective, on)}
         if self.use_norm:
-            terms["l_n"] = (self.lambda_n * on, norm_penalty(out.xhat, ctx.r_min, ctx.r_max))
+            terms["l_n"] = (self.lambda_n * on, region.norm_penalty(out.xhat))
         return terms
 
 
@@ -69,14 +75,17 @@ class Shell(ShellBase):
     summary = "spherical shell + cluster-aware boundary penalty + decoder norm penalty (full method)"
     reference = "arXiv 2603.10935 v4"
 
-    lambda_b: float = 10.0
-    eps_ratio: float = 0.05  # eps = eps_ratio * delta; 0 leaves the collapsed point on the boundary
-    use_boundary: bool = True
+    lambda_b: float = hyperparameter(10.0, low=0.0, doc="weight of the boundary penalty L_b")
+    eps_ratio: float = hyperparameter(0.05, low=0.0, high=1.0, high_open=True,
+                                      doc="training margin eps = eps_ratio * delta; 0 leaves collapse on the boundary")
+    use_boundary: bool = hyperparameter(True, doc="whether L_b enters the loss")
 
-    def eps(self, ctx: TrainContext) -> float:
-        return self.eps_ratio * ctx.delta
+    def eps(self, region) -> float:
+        """The training margin of the boundary penalty (not the certificate's margin)."""
+        return self.eps_ratio * region.delta_
 
-    def region_terms(self, l_clu, ctx, on):
+    def region_terms(self, l_clu, objective, on):
         if not self.use_boundary:
             return {}
-        return {"l_b": (self.lambda_b * on, boundary_penalty(l_clu, ctx.W, ctx.delta, self.eps(ctx)))}
+        region = objective.region
+        return {"l_b": (self.lambda_b * on, region.boundary_penalty(l_clu, self.eps(region)))}
