@@ -2,7 +2,7 @@
 # Issue 4's real-data runs: vanilla vs shell (K = 10, the paper's) vs shell (K = auto) vs
 # shell_lagrange (K = auto) on MNIST and Fashion-MNIST, latent 8, sigma^2 = 2 lambda_max, beta = 1.
 #   bash scripts/real_data.sh MNIST_DIR [EPOCHS] [OUT]
-# then: shellvae summarize OUT/*/*  (the table in the README)
+# then: shellvae summarize OUT/*/*  (the table in docs/results.md)
 set -euo pipefail
 mnist_dir=${1:?usage: scripts/real_data.sh MNIST_DIR [EPOCHS] [OUT]}
 epochs=${2:-30}

@@ -1,4 +1,4 @@
-"""The known outcome behind the paper (METHOD.md §5, §8): at sigma^2 = 2 lambda_max, beta = 1, the
+"""The known outcome behind the paper (docs/method.md §5, §8): at sigma^2 = 2 lambda_max, beta = 1, the
 vanilla VAE collapses on the synthetic mixture while the shell VAE keeps information and is certified."""
 
 import pytest
@@ -19,7 +19,7 @@ def outcomes():
 def test_sigma2_is_twice_lambda_max(outcomes):
     est, _, _ = outcomes["vanilla"]
     assert est.sigma2_ == pytest.approx(2.0 * est.lambda_max_)
-    assert 0.15 < est.lambda_max_ < 0.25  # METHOD.md §8 measured ~0.19
+    assert 0.15 < est.lambda_max_ < 0.25  # docs/method.md §8: the prototype measured ~0.19
 
 
 def test_vanilla_collapses(outcomes):

@@ -1,4 +1,4 @@
-"""ClusterGeometry (METHOD.md §2-3): T = W + delta, the feasible region, auto-K, collapse floor."""
+"""ClusterGeometry (docs/method.md §2-3): T = W + delta, the feasible region, auto-K, collapse floor."""
 
 import numpy as np
 import pytest

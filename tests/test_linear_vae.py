@@ -1,4 +1,4 @@
-"""The linear-VAE closed form (METHOD.md §5) reproduced by training: proves the KL metric and sigma^2 plumbing.
+"""The linear-VAE closed form (docs/method.md §5) reproduced by training: proves the KL metric and sigma^2 plumbing.
 
 For a linear Gaussian VAE with fixed decoder variance sigma^2 and KL weight beta, the optimum has
 KL = sum over eigenvalues lambda_j > beta sigma^2 of (1/2) log(lambda_j / (beta sigma^2)).

@@ -313,7 +313,7 @@ def test_lagrange_multiplier_is_saved_with_the_model(tiny_gmm, tmp_path):
 
 @pytest.mark.slow
 def test_lagrange_holds_the_constraint_in_the_extreme_violating_condition():
-    """sigma^2 = 10 lambda_max, beta = 10 (METHOD.md §5): vanilla collapses; the Lagrangian variant
+    """sigma^2 = 10 lambda_max, beta = 10 (docs/method.md §5): vanilla collapses; the Lagrangian variant
     keeps held-out L_clu below delta - eps with eps = (delta - W) / 2, and is certified."""
     data = make_gmm(6_000, seed=0)
     common = dict(n_clusters=8, sigma2_ratio=10, beta=10, epochs=30, random_state=0)

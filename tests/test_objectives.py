@@ -1,4 +1,4 @@
-"""Each term of the objective against its closed form (METHOD.md §3-4)."""
+"""Each term of the objective against its closed form (docs/method.md §3-4)."""
 
 import math
 

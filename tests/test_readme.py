@@ -1,27 +1,80 @@
-"""The README's Python examples run as written, and its method list matches the registry."""
+"""The documentation's Python examples run as written, its method table matches the registry, and
+it refers to nothing outside the project.
+
+Every ```python block of README.md and of the pages in docs/ runs, each page's blocks in order in
+one namespace. A block preceded by the line ``<!-- docs-test: skip (reason) -->`` is not run.
+"""
 
 import re
+
+import pytest
 
 from shellvae import METHODS
 from tests.conftest import REPO
 
-README = (REPO / "README.md").read_text()
-BUILT_IN = sorted(METHODS)  # before the README's example registers one of its own
+README = REPO / "README.md"
+DOCS = REPO / "docs"
+PAGES = [README, *sorted(DOCS.rglob("*.md"))]
+BUILT_IN = sorted(METHODS)  # before an example registers a method of its own
+
+SKIP = "<!-- docs-test: skip"
 
 
-def test_python_examples_run():
-    blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
-    assert blocks, "the README has no python example"
-    namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, "README.md", "exec"), namespace)
+def python_blocks(path):
+    """(code, skipped) for each ```python block of a Markdown file, in order."""
+    text = path.read_text()
+    blocks = []
+    for match in re.finditer(r"```python\n(.*?)```", text, flags=re.S):
+        preceding = text[:match.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        blocks.append((match.group(1), preceding.strip().startswith(SKIP)))
+    return blocks
+
+
+def _name(path):
+    return str(path.relative_to(REPO))
+
+
+@pytest.mark.parametrize("path", [p for p in PAGES if python_blocks(p)], ids=_name)
+def test_python_examples_run(path):
+    snapshot = dict(METHODS)
+    namespace: dict = {"__name__": "__docs_example__"}
+    try:
+        for code, skipped in python_blocks(path):
+            if not skipped:
+                exec(compile(code, _name(path), "exec"), namespace)
+    finally:  # an example may register a method: leave the registry as the other tests expect it
+        METHODS.clear()
+        METHODS.update(snapshot)
+
+
+def test_readme_has_a_python_example():
+    assert any(not skipped for _, skipped in python_blocks(README)), "the README has no python example"
+
+
+def test_skipped_copies_of_the_readme_example_are_identical():
+    readme_blocks = {code for code, _ in python_blocks(README)}
+    index = DOCS / "index.md"
+    for code, skipped in python_blocks(index):
+        if skipped:
+            assert code in readme_blocks, "docs/index.md's example must stay identical to the README's"
 
 
 def test_every_method_is_listed():
+    methods_page = (DOCS / "methods.md").read_text()
+    table = {m.group(1) for m in re.finditer(r"^\| `([a-z_0-9]+)` \|", methods_page, flags=re.M)}
     for name in BUILT_IN:
-        assert f"`{name}`" in README, f"method {name!r} missing from the README's method table"
+        assert name in table, f"method {name!r} missing from the method table of docs/methods.md"
 
 
 def test_setup_commands_present():
-    assert "pip install torch==2.13.0" in README
-    assert "shellvae demo" in README and "python -m pytest" in README
+    text = README.read_text()
+    assert 'pip install torch==2.13.0 -e . && shellvae demo' in text
+    assert 'pip install torch==2.13.0 -e ".[test]" && python -m pytest -q' in text
+
+
+def test_no_reference_to_files_outside_the_project():
+    """Users see the package and its docs, not the team's notes: the method is docs/method.md."""
+    assert (DOCS / "method.md").is_file()
+    notes = "METHOD" + ".md"  # the team's notes, which users never see (spelled so this file passes)
+    for path in [*PAGES, *sorted((REPO / "tests").glob("*.py"))]:
+        assert notes not in path.read_text(), f"{_name(path)} refers to {notes}; the method is docs/method.md"

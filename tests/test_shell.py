@@ -1,4 +1,4 @@
-"""SphericalShell (METHOD.md §1): norms in the shell, directions kept, exact inverse."""
+"""SphericalShell (docs/method.md §1): norms in the shell, directions kept, exact inverse."""
 
 import numpy as np
 import pytest

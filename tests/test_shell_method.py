@@ -1,4 +1,4 @@
-"""The shell method's schedule, two-stage option and penalty wiring (METHOD.md §4)."""
+"""The shell method's schedule, two-stage option and penalty wiring (docs/method.md §4)."""
 
 import pytest
 import torch

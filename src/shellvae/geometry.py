@@ -111,21 +111,35 @@ class ClusterGeometry:
 
     Parameters
     ----------
-    n_clusters : int >= 2, or "auto" for the smallest K on ``k_grid`` with
+    n_clusters : int or "auto"
+        K >= 2, or "auto" for the smallest K on ``k_grid`` with
         (delta - W) / T >= ``auto_margin`` (the region non-empty with a margin).
-    auto_margin : required width of the region, as a share of T, for "auto".
-    k_grid : K values tried by "auto" (default ``AUTO_K_GRID``, capped at n_samples - 1).
-    sweep_samples : "auto" sweeps on a seeded subset of this many samples (None: all), then fits
+    auto_margin : float
+        Required width of the region, as a share of T, for "auto".
+    k_grid : sequence of int, optional
+        K values tried by "auto" (default ``AUTO_K_GRID``, capped at n_samples - 1).
+    sweep_samples : int or None
+        "auto" sweeps on a seeded subset of this many samples (None: all), then fits
         the chosen K on all samples; the final region is re-checked there.
-    on_empty : "warn" or "raise" when the fitted region is empty (W >= delta).
-    kmeans : "full", "minibatch", "streaming", or "auto": in memory, minibatch above
+    on_empty : {"warn", "raise"}
+        What to do when the fitted region is empty (W >= delta).
+    kmeans : {"auto", "full", "minibatch", "streaming"}
+        "auto": in memory, minibatch above
         ``MINIBATCH_THRESHOLD`` samples; data not in memory (memmap, ``ShellView``) streams when
         larger than ``STREAM_BYTES`` as float64, and is read into memory otherwise.
-    n_init : K-means restarts; random_state : seed.
-    chunk_rows, stream_init_samples, stream_passes : streaming K-means (module docstring): rows
-        per chunk, rows of the subset that seeds the centres, most Lloyd passes over all rows
-        (fewer when no label changes).
+    n_init : int
+        K-means restarts.
+    random_state : int
+        Seed.
+    chunk_rows : int
+        Streaming K-means (module docstring): rows per chunk.
+    stream_init_samples : int
+        Streaming K-means: rows of the subset that seeds the centres.
+    stream_passes : int
+        Streaming K-means: most Lloyd passes over all rows (fewer when no label changes).
 
+    Notes
+    -----
     Learned attributes: ``labels_``, ``centers_`` (K, D), ``weights_``, ``mu_bar_``, ``T_``,
     ``W_``, ``delta_collapse_``, ``feasible_`` (W < delta), ``lambda_max_``, ``n_clusters_``,
     ``sweep_`` (list of dicts K, W, delta, width; only for "auto").

@@ -60,10 +60,17 @@ class SphericalShell:
 
     Parameters
     ----------
-    r_min, r_max : inner and outer shell radius (0 < r_min < r_max).
-    radius : "minmax" or "rank", how norms are mapped to radii (see module docstring).
-    zero_norm : "error" or "fixed", what to do with samples equal to the training mean.
+    r_min : float
+        Inner shell radius (0 < r_min < r_max).
+    r_max : float
+        Outer shell radius.
+    radius : {"minmax", "rank"}
+        How norms are mapped to radii (see module docstring).
+    zero_norm : {"error", "fixed"}
+        What to do with samples equal to the training mean.
 
+    Notes
+    -----
     Learned attributes: ``mean_`` (D,), ``norm_min_``, ``norm_max_``, ``norm_knots_`` (rank
     mode: increasing norms at ``quantile_knots_``), ``n_features_in_``.
     """
