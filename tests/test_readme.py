@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from shellvae import METHODS
+from shellvae import DATASETS, METHODS, METRICS
 from tests.conftest import REPO
 
 README = REPO / "README.md"
@@ -36,15 +36,17 @@ def _name(path):
 
 @pytest.mark.parametrize("path", [p for p in PAGES if python_blocks(p)], ids=_name)
 def test_python_examples_run(path):
-    snapshot = dict(METHODS)
+    registries = (METHODS, DATASETS, METRICS)
+    before = [set(r) for r in registries]
     namespace: dict = {"__name__": "__docs_example__"}
     try:
         for code, skipped in python_blocks(path):
             if not skipped:
                 exec(compile(code, _name(path), "exec"), namespace)
-    finally:  # an example may register a method: leave the registry as the other tests expect it
-        METHODS.clear()
-        METHODS.update(snapshot)
+    finally:  # an example may register a method, dataset or metric: leave the registries as other tests expect them
+        for registry, names in zip(registries, before):
+            for name in set(registry) - names:
+                registry.remove(name)
 
 
 def test_readme_has_a_python_example():

@@ -29,6 +29,11 @@ class Registry(Generic[T]):
         self._aliases.update({alias: name for alias in aliases})
         return entry
 
+    def remove(self, name: str) -> T:
+        """Take ``name`` (and its aliases) out again, e.g. after an example registered a throwaway entry."""
+        self._aliases = {alias: target for alias, target in self._aliases.items() if target != name}
+        return self._entries.pop(name)
+
     def canonical(self, name: str) -> str:
         """The registered name for ``name`` or one of its aliases; a clear error for anything else."""
         name = self._aliases.get(name, name)
