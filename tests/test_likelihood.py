@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from shellvae import ShellVAEError, SphericalShell
 from shellvae.likelihood import (
     data_log_likelihood,
+    default_decode_rows,
     elbo,
     gaussian_log_density,
     iw_log_likelihood,
@@ -79,6 +80,24 @@ def test_collapsed_model_numpy_input_and_small_decode_chunks():
     bound = iw_log_likelihood(encode, decode, X, 0.2, n_samples=20, batch_size=16, max_decode_rows=1)
     assert bound.shape == (50,) and bound.dtype == F64
     assert torch.allclose(bound, exact, rtol=1e-5)  # arrays run in float32
+
+
+def test_shell_views_are_read_a_batch_at_a_time():
+    from shellvae.shell import ShellView
+
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(60, 4))
+    shell = SphericalShell().fit(data)
+    encode, decode = collapsed_model(torch.zeros(4, dtype=F64), 2)
+    kwargs = dict(n_samples=5, batch_size=16, dtype=F64)
+    from_view = iw_log_likelihood(encode, decode, ShellView(data, shell), 0.3, **kwargs)
+    torch.testing.assert_close(from_view, iw_log_likelihood(encode, decode, shell.transform(data), 0.3, **kwargs))
+
+
+def test_default_decode_chunks_fit_a_cpu_cache_and_fill_an_accelerator():
+    assert default_decode_rows(32, "cpu") == 4096 and default_decode_rows(784, "cpu") == 2**20 // 784
+    assert default_decode_rows(32, "cuda") == 2**16 and default_decode_rows(784, "cuda") == 2**24 // 784
+    assert default_decode_rows(10**8, "cpu") == 1
 
 
 # -- linear Gaussian VAE: the exact marginal likelihood ----------------------------------------
