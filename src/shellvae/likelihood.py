@@ -127,6 +127,30 @@ def _decoded(decode: Decoder, z: torch.Tensor, n_features: int) -> torch.Tensor:
     return xhat
 
 
+def _posterior_draws(
+    encode: Encoder, decode: Decoder, x: torch.Tensor, n_samples: int, generator: torch.Generator,
+    max_decode_rows: int | None,
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """(mu, logvar, e, z, xhat) for z = mu + e * exp(logvar / 2) ~ q(z|x), a chunk of samples at a time.
+
+    mu, logvar: (B, d), the encoding of x; e, z: (chunk, B, d); xhat = decode(z): (chunk, B, D).
+    A chunk's samples are decoded as one (chunk * B, d) batch, vectorised, of at most
+    ``max_decode_rows`` rows (but one sample at least).
+    """
+    n_samples = _check_count(n_samples, "n_samples")
+    mu, logvar = _encoded(encode, x)
+    n_rows, n_features = x.shape
+    std = (0.5 * logvar).exp()
+    chunk = _decode_chunk(n_samples, x, max_decode_rows)
+    for start in range(0, n_samples, chunk):
+        s = min(chunk, n_samples - start)
+        eps = torch.randn((s, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+        z = mu + eps * std
+        xhat = _decoded(decode, z.reshape(s * n_rows, -1), n_features).reshape(s, n_rows, n_features)
+        yield mu, logvar, eps, z, xhat
+
+
+@torch.no_grad()
 def sample_log_weights(
     encode: Encoder,
     decode: Decoder,
@@ -142,25 +166,17 @@ def sample_log_weights(
     With z = mu + e * s (s = exp(logvar / 2), e ~ N(0, I)), the latent terms are
     log p(z) - log q(z|x) = -(1/2) sum_j (z_j^2 - e_j^2 - logvar_j) (the log(2 pi) terms cancel),
     computed from e itself rather than (z - mu) / s, which would lose digits when s is tiny.
-    Samples are decoded ``chunk`` at a time as one (chunk * B, d) batch: vectorised, with the
-    decoded (chunk * B, D) block bounded by ``max_decode_rows`` rows.
     """
-    mu, logvar = _encoded(encode, x)
-    n_rows, n_features = x.shape
-    std = (0.5 * logvar).exp()
-    chunk = _decode_chunk(n_samples, x, max_decode_rows)
+    sigma2 = _check_sigma2(sigma2)
     parts = []
-    for start in range(0, n_samples, chunk):
-        s = min(chunk, n_samples - start)
-        eps = torch.randn((s, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
-        z = mu + eps * std  # (s, B, d)
-        xhat = _decoded(decode, z.reshape(s * n_rows, -1), n_features).reshape(s, n_rows, n_features)
-        log_px_z = gaussian_log_density(x, xhat, sigma2)  # (s, B)
+    for _, logvar, eps, z, xhat in _posterior_draws(encode, decode, x, n_samples, generator, max_decode_rows):
+        log_px_z = gaussian_log_density(x, xhat, sigma2)  # (chunk, B)
         log_pz_minus_log_qz = -0.5 * (z.double().pow(2) - eps.double().pow(2) - logvar.double()).sum(dim=-1)
         parts.append(log_px_z + log_pz_minus_log_qz)
     return torch.cat(parts)
 
 
+@torch.no_grad()
 def iw_log_likelihood_batch(
     encode: Encoder,
     decode: Decoder,
@@ -177,6 +193,7 @@ def iw_log_likelihood_batch(
     return torch.logsumexp(log_w, dim=0) - math.log(n_samples)
 
 
+@torch.no_grad()
 def elbo_batch(
     encode: Encoder,
     decode: Decoder,
@@ -192,16 +209,9 @@ def elbo_batch(
     The KL is exact (closed form), so only the reconstruction term is estimated: lower variance
     than the K = 1 importance-weighted bound, which has the same expectation.
     """
-    mu, logvar = _encoded(encode, x)
-    n_rows, n_features = x.shape
-    std = (0.5 * logvar).exp()
-    chunk = _decode_chunk(n_samples, x, max_decode_rows)
-    total = torch.zeros(n_rows, dtype=torch.float64, device=x.device)
-    for start in range(0, n_samples, chunk):
-        s = min(chunk, n_samples - start)
-        eps = torch.randn((s, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
-        z = mu + eps * std
-        xhat = _decoded(decode, z.reshape(s * n_rows, -1), n_features).reshape(s, n_rows, n_features)
+    sigma2 = _check_sigma2(sigma2)
+    total = torch.zeros(len(x), dtype=torch.float64, device=x.device)
+    for mu, logvar, _, _, xhat in _posterior_draws(encode, decode, x, n_samples, generator, max_decode_rows):
         total += gaussian_log_density(x, xhat, sigma2).sum(dim=0)
     return total / n_samples - kl_to_standard_normal(mu, logvar)
 
