@@ -177,6 +177,63 @@ class SphericalShell:
         directions = Xs / np.maximum(rho, 1e-300)[:, None]
         return self.mean_ + directions * self._norm_of_unit_radius(u)[:, None]
 
+    # -- change of variables (docs/method.md §6) ----------------------------------------------
+    def outside_norm_range(self, X) -> np.ndarray:
+        """Bool (N,): rows whose distance to the training mean lies outside the training norms
+        [norm_min_, norm_max_]. The shell clips their radius, so there the map is not invertible and
+        ``log_abs_det_jacobian`` uses its linear extension (count these rows when you report it)."""
+        X = self._check_fitted(X)
+        norms = _norms(X - self.mean_, "X")
+        return (norms < self.norm_min_) | (norms > self.norm_max_)
+
+    def _unit_radius_slope(self, norms: np.ndarray) -> np.ndarray:
+        """d(unit radius)/d(norm): the slope of the linear segment holding each norm (minmax: the one
+        segment; rank: the interpolation segment, the right-hand one at a knot), and outside the
+        training range the slope of the nearest edge segment, i.e. of the map's linear extension."""
+        if self.radius == "rank":
+            k, q = self.norm_knots_, self.quantile_knots_
+            seg = np.clip(np.searchsorted(k, norms, side="right") - 1, 0, len(k) - 2)
+            return (q[seg + 1] - q[seg]) / (k[seg + 1] - k[seg])
+        return np.full_like(norms, 1.0 / (self.norm_max_ - self.norm_min_))
+
+    def log_abs_det_jacobian(self, X) -> np.ndarray:
+        """log|det J| of the shell map x -> x~ at each data-space row of X: (N,) float64.
+
+        The map is radial, f(x) = g(r) u with r = ||x - m||, u = (x - m) / r and g(r) = r_min +
+        (r_max - r_min) t(r) (t the unit radius). Its Jacobian g'(r) u u^T + (g(r) / r)(I - u u^T)
+        has eigenvalue g'(r) along u and g(r) / r on the D - 1 directions orthogonal to it, so
+
+            log|det J(x)| = log g'(r) + (D - 1) log(g(r) / r),
+
+        and log p_X(x) = log p_X~(f(x)) + log|det J(x)| (``likelihood.data_log_likelihood``).
+        g' is (r_max - r_min) / (norm_max_ - norm_min_) for minmax, (r_max - r_min) times the
+        interpolation segment's slope for rank.
+
+        Rows outside the training norm range (``outside_norm_range``) are clipped onto the shell's
+        edge, where g' = 0 and the map has no density to carry over. For them g' is the edge
+        segment's slope (the map's linear extension) and g(r) the clipped radius they actually get,
+        so the value is finite and continuous across the range's ends, never -inf or NaN; it is a
+        convention, so report how many rows it was used for. Raises ``ShellVAEError`` for a row at
+        the training mean (no direction: g(r) / r is infinite) and for a shell fitted on data of
+        a single norm (g' = 0 everywhere).
+        """
+        X = self._check_fitted(X)
+        if not self.norm_max_ > self.norm_min_:
+            raise ShellVAEError(
+                "every training sample had the same norm, so the shell maps all of them to one radius: "
+                "the map is not invertible and data-space likelihoods are undefined (use shell-space ones)."
+            )
+        norms = _norms(X - self.mean_, "X")
+        zero = norms <= 1e-12 * self.norm_max_
+        if zero.any():
+            raise ShellVAEError(
+                f"{int(zero.sum())} row(s) equal the training mean (rows {np.flatnonzero(zero)[:5].tolist()}...): "
+                "the shell map has no Jacobian there. Leave them out of data-space likelihoods."
+            )
+        radius = self.r_min + (self.r_max - self.r_min) * self._unit_radius(norms)
+        slope = (self.r_max - self.r_min) * self._unit_radius_slope(norms)
+        return np.log(slope) + (X.shape[1] - 1) * (np.log(radius) - np.log(norms))
+
     def state_dict(self) -> dict:
         keys = ["mean_", "norm_min_", "norm_max_", "n_features_in_"]
         if self.radius == "rank":
