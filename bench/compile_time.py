@@ -18,28 +18,31 @@ import statistics
 import torch
 from torch._dynamo.utils import counters
 
-from shellvae import ClusterGeometry, SphericalShell, get_method, load_dataset, make_gmm, mlp_vae
-from shellvae.methods import TrainContext
-from shellvae.train import TrainData, train
+from shellvae import ClusterGeometry, FeasibleRegion, SphericalShell, get_method, load_dataset, make_gmm, mlp_vae
+from shellvae.batches import TrainData
+from shellvae.methods import Objective
+from shellvae.train import train
 
 MNIST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mnist")
 
 
 def bench(name, X_raw, k, args):
-    X = SphericalShell().fit_transform(X_raw)
+    shell = SphericalShell().fit(X_raw)
+    X = shell.transform(X_raw)
     geometry = ClusterGeometry(k).fit(X)
+    region = FeasibleRegion.from_fitted(geometry, shell)
     print(f"\n[{name}] {len(X)} x {X.shape[1]}, batch 128, {args.epochs + 1} epochs per run")
     for method_name in args.methods.split(","):
         method = get_method(method_name)
-        data = TrainData.build(X, geometry, method)
-        ctx = TrainContext(sigma2=2 * geometry.lambda_max_, n_epochs=args.epochs + 1, W=geometry.W_,
-                           delta=geometry.delta_collapse_)
+        data = TrainData.build(X, region, method)
+        objective = Objective(sigma2=2 * geometry.lambda_max_, region=region)
         torch._dynamo.reset()
         graphs_before = counters["stats"]["unique_graphs"]
         times = {}
         for label in ("eager", "compiled", "eager again"):  # eager on both sides of the compiled run: drift shows
             torch.manual_seed(0)
-            history = train(mlp_vae(X.shape[1]), method, data, ctx, progress=False, compile=label == "compiled")
+            history = train(mlp_vae(X.shape[1]), method, data, objective, epochs=args.epochs + 1, batch_size=128,
+                            lr=1e-3, seed=0, progress=False, compile=label == "compiled")
             times[label] = [row["train_time_s"] for row in history]
         graphs = counters["stats"]["unique_graphs"] - graphs_before
         for label, t in times.items():

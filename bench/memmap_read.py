@@ -4,7 +4,7 @@ Trains the shell method one epoch at a time from a memory-mapped .npy with block
 ``--read-rows`` rows (the rows of several consecutive batches gathered, transformed and split
 back), against the in-memory ``TrainData``, interleaved, median of 3 epochs after a warm-up;
 prints each time as a ratio to the in-memory epoch. GMM (40,000 x 32) and a 20,000-row MNIST
-subset (784 wide). The default block, ``train.READ_BYTES`` of float64 rows, comes from this.
+subset (784 wide). The default block, ``batches.READ_BYTES`` of float64 rows, comes from this.
 
     python bench/memmap_read.py [--datasets gmm,mnist] [--gmm-rows 128,1024,4096,16384,32768]
                                 [--mnist-rows 128,512,1024,4096]
@@ -21,9 +21,10 @@ import time
 import numpy as np
 import torch
 
-from shellvae import ClusterGeometry, SphericalShell, get_method, load_dataset, make_gmm, mlp_vae
-from shellvae.methods import TrainContext
-from shellvae.train import MemmapTrainData, TrainData, train
+from shellvae import ClusterGeometry, FeasibleRegion, SphericalShell, get_method, load_dataset, make_gmm, mlp_vae
+from shellvae.batches import MemmapTrainData, TrainData
+from shellvae.methods import Objective
+from shellvae.train import train
 
 MNIST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mnist")
 
@@ -35,18 +36,19 @@ def bench(name: str, X: np.ndarray, k: int, read_rows: list[int], epochs: int) -
         mapped = np.load(path, mmap_mode="r")
         shell = SphericalShell().fit(mapped)
         geometry = ClusterGeometry(k).fit(shell.transform(X))
+        region = FeasibleRegion.from_fitted(geometry, shell)
         method = get_method("shell")
-        runs = {"in memory": TrainData.build(shell.transform(X), geometry, method)}
+        runs = {"in memory": TrainData.build(shell.transform(X), region, method)}
         for rows in read_rows:
-            runs[f"memmap, {rows} rows a read"] = MemmapTrainData.build(mapped, shell, geometry, method, read_rows=rows)
+            runs[f"memmap, {rows} rows a read"] = MemmapTrainData.build(mapped, region, method, read_rows=rows)
         models = {label: mlp_vae(X.shape[1]) for label in runs}
         times = {label: [] for label in runs}
         for epoch in range(epochs + 1):
             for label, data in runs.items():
-                ctx = TrainContext(sigma2=2 * geometry.lambda_max_, n_epochs=1, W=geometry.W_,
-                                   delta=geometry.delta_collapse_)
+                objective = Objective(sigma2=2 * geometry.lambda_max_, region=region)
                 t0 = time.perf_counter()
-                train(models[label], method, data, ctx, seed=epoch, progress=False)
+                train(models[label], method, data, objective, epochs=1, batch_size=128, lr=1e-3, seed=epoch,
+                      progress=False)
                 if epoch:
                     times[label].append(time.perf_counter() - t0)
     base = statistics.median(times["in memory"])

@@ -65,24 +65,27 @@ def child(config: str, workdir: str) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from shellvae import ShellVAE, get_method, mlp_vae
-    from shellvae.methods import TrainContext
-    from shellvae.train import MemmapTrainData, TrainData, train
+    from shellvae import FeasibleRegion, ShellVAE, get_method, mlp_vae
+    from shellvae.batches import MemmapTrainData, TrainData
+    from shellvae.methods import Objective
+    from shellvae.train import train
 
     with open(os.path.join(workdir, "fitted.pkl"), "rb") as f:
         shell, geometry = pickle.load(f)
+    region = FeasibleRegion.from_fitted(geometry, shell)
     path = os.path.join(workdir, "X.npy")
     method = get_method("shell")
     torch.manual_seed(0)
     model = mlp_vae(32)
-    ctx = TrainContext(sigma2=2 * geometry.lambda_max_, n_epochs=1, W=geometry.W_, delta=geometry.delta_collapse_)
+    objective = Objective(sigma2=2 * geometry.lambda_max_, region=region)
+    options = dict(epochs=1, batch_size=1024, lr=1e-3, seed=0, progress=False)
     t0 = time.perf_counter()
     if config == "in-memory":
-        data = TrainData.build(shell.transform(np.load(path)), geometry, method)
-        train(model, method, data, ctx, batch_size=1024, progress=False)
+        data = TrainData.build(shell.transform(np.load(path)), region, method)
+        train(model, method, data, objective, **options)
     elif config == "memmap":
-        data = MemmapTrainData.build(np.load(path, mmap_mode="r"), shell, geometry, method)
-        train(model, method, data, ctx, batch_size=1024, progress=False)
+        data = MemmapTrainData.build(np.load(path, mmap_mode="r"), region, method)
+        train(model, method, data, objective, **options)
     elif config == "estimator":
         ShellVAE("shell", n_clusters=8, epochs=1, batch_size=1024).fit(np.load(path))
     elif config == "estimator-memmap":

@@ -31,38 +31,49 @@ import time
 import numpy as np
 import torch
 
-from shellvae import ClusterGeometry, SphericalShell, get_method, make_gmm, mlp_vae
-from shellvae.methods import Batch, TrainContext
-from shellvae.train import _adam
+from shellvae import ClusterGeometry, FeasibleRegion, SphericalShell, get_method, make_gmm, mlp_vae
+from shellvae.acceleration import adam, compiled
+from shellvae.methods import Batch, Epoch, EpochPlan, Objective
 
 
 def setup():
     data = make_gmm(50_000, seed=0)
-    X = SphericalShell().fit(data.X_train).transform(data.X_train)
+    shell = SphericalShell().fit(data.X_train)
+    X = shell.transform(data.X_train)
     geometry = ClusterGeometry(8).fit(X)
+    region = FeasibleRegion.from_fitted(geometry, shell)
     Xt = torch.as_tensor(X, dtype=torch.float32)
-    C = torch.as_tensor(geometry.centers_, dtype=torch.float32)[torch.as_tensor(geometry.labels_)]
-    ctx = TrainContext(sigma2=2 * geometry.lambda_max_, n_epochs=10, W=geometry.W_, delta=geometry.delta_collapse_)
-    return Xt, C, ctx
+    C = region.centers(torch.arange(len(Xt)))  # every row's centre, (N, D)
+    objective = Objective(sigma2=2 * geometry.lambda_max_, region=region)
+    return Xt, C, objective
 
 
-def denormals(Xt, C, ctx, blocks: int = 80, steps: int = 25) -> None:
+def plan_of(method, objective: Objective, compile: bool = False) -> EpochPlan:
+    """What ``train()`` hands each step of the first of 10 epochs; ``compile``: the forward and loss
+    compiled as ``train(compile=True)`` compiles them."""
+    schedule = method.schedule(objective.beta, Epoch(0, 10))
+    return EpochPlan(objective, schedule, compiled(method.forward_loss, compile))
+
+
+def denormals(Xt, C, objective, blocks: int = 80, steps: int = 25) -> None:
     state = {}
     for name in ("vanilla", "shell"):
         for flush in (False, True):
             torch.manual_seed(0)
             model = mlp_vae(32)
-            state[(name, flush)] = (model, torch.optim.Adam(model.parameters(), lr=1e-3), get_method(name))
+            method = get_method(name)
+            state[(name, flush)] = (model, torch.optim.Adam(model.parameters(), lr=1e-3), method,
+                                    plan_of(method, objective))
     times = {key: [] for key in state}
     perm = torch.randperm(len(Xt), generator=torch.Generator().manual_seed(1))
     for block in range(blocks):
         start = (block * steps * 128) % (len(Xt) - steps * 128)
-        for (name, flush), (model, opt, method) in state.items():
+        for (name, flush), (model, opt, method, plan) in state.items():
             torch.set_flush_denormal(flush)
             t0 = time.process_time()
             for s in range(steps):
                 idx = perm[start + s * 128:start + (s + 1) * 128]
-                method.train_step(model, opt, Batch(Xt[idx], C[idx]), ctx)
+                method.train_step(model, opt, Batch(Xt[idx], C[idx]), plan)
             times[(name, flush)].append((time.process_time() - t0) / steps)
     torch.set_flush_denormal(False)
     quarter = blocks // 4
@@ -75,7 +86,7 @@ def denormals(Xt, C, ctx, blocks: int = 80, steps: int = 25) -> None:
         print(f"  {name}: last quarter without / with the flush: {off / on:.3f}")
 
 
-def profile_calls(Xt, C, ctx, steps: int = 100) -> None:
+def profile_calls(Xt, C, objective, steps: int = 100) -> None:
     from torch.profiler import ProfilerActivity, profile
 
     per_step = {}
@@ -83,12 +94,13 @@ def profile_calls(Xt, C, ctx, steps: int = 100) -> None:
         method = get_method(name)
         torch.manual_seed(0)
         model = mlp_vae(32)
-        opt = _adam(model, 1e-3)
+        opt = adam(model, 1e-3)
+        plan = plan_of(method, objective)
         perm = torch.randperm(len(Xt), generator=torch.Generator().manual_seed(1))
 
         def step(s):
             idx = perm[s * 128:(s + 1) * 128]
-            method.train_step(model, opt, Batch(Xt.index_select(0, idx), C.index_select(0, idx)), ctx)
+            method.train_step(model, opt, Batch(Xt.index_select(0, idx), C.index_select(0, idx)), plan)
 
         for s in range(50):
             step(s)
@@ -112,35 +124,35 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="count the ATen calls of a step instead")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    Xt, C, ctx = setup()
+    Xt, C, objective = setup()
     if args.denormals:
-        denormals(Xt, C, ctx)
+        denormals(Xt, C, objective)
         return
     if args.profile:
         torch.set_flush_denormal(True)  # as train() does
-        profile_calls(Xt, C, ctx)
+        profile_calls(Xt, C, objective)
         return
     torch.set_flush_denormal(True)  # as train() does
-    variants = {name: get_method(name) for name in ("vanilla", "shell", "shell_none", "shell_boundary", "shell_norm")}
+    variants = {name: (get_method(name), False)
+                for name in ("vanilla", "shell", "shell_none", "shell_boundary", "shell_norm")}
     for name in ("vanilla", "shell"):
-        method = get_method(name)
-        method.forward_loss = torch.compile(method.forward_loss)  # as train(compile=True) does
-        variants[f"{name} (compiled loss)"] = method
+        variants[f"{name} (compiled loss)"] = (get_method(name), True)  # compiled as train(compile=True) does
     state = {}
-    for name, method in variants.items():
+    for name, (method, compile) in variants.items():
         torch.manual_seed(0)
         model = mlp_vae(32)
-        state[name] = (model, _adam(model, 1e-3), method)  # the loop's optimiser: fused Adam
+        # the loop's optimiser: fused Adam
+        state[name] = (model, adam(model, 1e-3), method, plan_of(method, objective, compile))
     times = {name: [] for name in variants}
     perm = torch.randperm(len(Xt), generator=torch.Generator().manual_seed(1))
     steps = 25
     for block in range(args.blocks + 1):  # block 0: warm-up (compiles the compiled variants), not timed
         start = (block * steps * 128) % (len(Xt) - steps * 128)
-        for name, (model, opt, method) in state.items():
+        for name, (model, opt, method, plan) in state.items():
             t0 = time.process_time()
             for s in range(steps):
                 idx = perm[start + s * 128:start + (s + 1) * 128]
-                method.train_step(model, opt, Batch(Xt.index_select(0, idx), C.index_select(0, idx)), ctx)
+                method.train_step(model, opt, Batch(Xt.index_select(0, idx), C.index_select(0, idx)), plan)
             if block:
                 times[name].append((time.process_time() - t0) / steps)
     p20 = {name: float(np.percentile(t, 20)) for name, t in times.items()}

@@ -4,7 +4,7 @@ Both methods train the same MLP VAE (encoder 256-128, decoder 128-256, latent 8)
 shell data with the same batch order; the only difference is the objective (and, for shell, the
 per-row cluster centres it reads). Epochs are interleaved (vanilla, shell, vanilla, ...) so that
 load on a shared machine hits both alike; the first epoch of each is a discarded warm-up, and the
-ratio is of medians. Each epoch is one ``train()`` call with ``n_epochs=1`` (a fresh Adam each
+ratio is of medians. Each epoch is one ``train()`` call with ``epochs=1`` (a fresh Adam each
 call: its set-up is microseconds). Times are wall-clock and, in brackets, the process's CPU time,
 which shared-machine load disturbs less; the ratios are what to compare across machines.
 
@@ -33,9 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shellvae import ClusterGeometry, SphericalShell, get_method, load_dataset, make_gmm, mlp_vae
-from shellvae.methods import TrainContext
-from shellvae.train import MemmapTrainData, TrainData, train
+from shellvae import ClusterGeometry, FeasibleRegion, SphericalShell, get_method, load_dataset, make_gmm, mlp_vae
+from shellvae.batches import MemmapTrainData, TrainData
+from shellvae.methods import Objective
+from shellvae.train import train
 
 MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
@@ -50,6 +51,7 @@ def bench(name: str, X_raw: np.ndarray, k: int, args) -> dict[str, float]:
     shell = SphericalShell().fit(X_raw)
     X = shell.transform(X_raw)
     geometry = ClusterGeometry(k).fit(X)
+    region = FeasibleRegion.from_fitted(geometry, shell)
     runs = {}  # label -> (method, data, train() options)
     variants = [("", {})] + [(f" ({opt})", {opt: True}) for opt in ("amp", "compile") if getattr(args, opt)]
     if args.compile and args.compile_mode:
@@ -57,14 +59,14 @@ def bench(name: str, X_raw: np.ndarray, k: int, args) -> dict[str, float]:
     for suffix, options in variants:
         for method_name in ("vanilla", "shell"):
             method = get_method(method_name)
-            runs[method_name + suffix] = (method, TrainData.build(X, geometry, method, device=args.device), options)
+            runs[method_name + suffix] = (method, TrainData.build(X, region, method, device=args.device), options)
     tmp = None
     if args.memmap and name == "gmm":
         tmp = tempfile.TemporaryDirectory()
         path = os.path.join(tmp.name, "train.npy")
         np.save(path, X_raw)
         method = get_method("shell")
-        runs["shell (memmap)"] = (method, MemmapTrainData.build(np.load(path, mmap_mode="r"), shell, geometry, method,
+        runs["shell (memmap)"] = (method, MemmapTrainData.build(np.load(path, mmap_mode="r"), region, method,
                                                                 device=args.device), {})
     models = {}
     for label in runs:
@@ -75,12 +77,12 @@ def bench(name: str, X_raw: np.ndarray, k: int, args) -> dict[str, float]:
     cuda = torch.device(args.device).type == "cuda"
     for epoch in range(args.epochs + 1):
         for label, (method, data, options) in runs.items():
-            ctx = TrainContext(sigma2=2 * geometry.lambda_max_, n_epochs=1, W=geometry.W_,
-                               delta=geometry.delta_collapse_)
+            objective = Objective(sigma2=2 * geometry.lambda_max_, region=region)
             if cuda:
                 torch.cuda.synchronize()
             c0, w0 = time.process_time(), time.perf_counter()
-            train(models[label], method, data, ctx, batch_size=args.batch_size, seed=epoch, progress=False, **options)
+            train(models[label], method, data, objective, epochs=1, batch_size=args.batch_size, lr=1e-3, seed=epoch,
+                  progress=False, **options)
             if cuda:
                 torch.cuda.synchronize()
             if epoch > 0:

@@ -10,13 +10,13 @@ Fair by construction (the exact configuration is printed):
   beta = 1 minimises ||x - xhat||^2 / (2 sigma2) + const + KL: the same gradients;
 - pythae's own trainer (``BaseTrainer``: its DataLoader over ``BaseDataset``, its optimiser
   step, its per-step callbacks) against shellvae's loop (``train.train``); neither evaluates
-  (pythae gets no eval set, shellvae no X_val) and neither checkpoints during the timed epochs.
+  (pythae gets no eval set, shellvae no ``validate``) and neither checkpoints during the timed epochs.
 - one process, one torch thread (``--threads``), the CPU (``--device cuda``: the GPU for both,
   pythae's ``no_cuda=False``; clocks read after ``torch.cuda.synchronize``); epochs interleaved (pythae, shellvae,
   pythae, ...) so that machine load hits both alike; the first epoch of each is a warm-up.
 
 What is timed per epoch: ``BaseTrainer.train_step(epoch)`` (pythae's one pass over its
-DataLoader) and one ``train(..., n_epochs=1)`` call (shellvae's pass, incl. its per-epoch means
+DataLoader) and one ``train(..., epochs=1)`` call (shellvae's pass, incl. its per-epoch means
 and parameter check). A third contender, "shellvae (plain loop)", is shellvae with the unfused
 Adam and without the subnormal flush: what the loop alone, without those two, is worth.
 Also printed: whole ``BaseTrainer.train()`` runs (incl. pythae's per-epoch best-model copy and its
@@ -44,8 +44,9 @@ from torch import nn
 
 from shellvae import SphericalShell, get_method, load_dataset, make_gmm, mlp_vae
 from shellvae import train as train_module
-from shellvae.methods import TrainContext
-from shellvae.train import TrainData, train
+from shellvae.batches import TrainData
+from shellvae.methods import Objective
+from shellvae.train import train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MNIST_DIR = os.path.join(HERE, "..", "..", "shared", "data", "mnist")
@@ -102,13 +103,14 @@ def pythae_trainer(X: np.ndarray, reference: nn.Module, epochs: int, batch_size:
 
 @contextlib.contextmanager
 def plain_loop():
-    """shellvae's loop with the unfused Adam and without flushing subnormals."""
-    adam = train_module._adam
-    train_module._adam = lambda model, lr: torch.optim.Adam(model.parameters(), lr=lr)
+    """shellvae's loop with the unfused Adam and without flushing subnormals (the loop's optimiser is
+    ``acceleration.adam``, looked up in ``shellvae.train`` when ``train()`` runs)."""
+    adam = train_module.adam
+    train_module.adam = lambda model, lr: torch.optim.Adam(model.parameters(), lr=lr)
     try:
         yield
     finally:
-        train_module._adam = adam
+        train_module.adam = adam
 
 
 def sync(device: str) -> None:
@@ -119,9 +121,9 @@ def sync(device: str) -> None:
 
 def shellvae_epoch(model, data, epoch, batch_size, lr, plain):
     method = get_method("vanilla")
-    ctx = TrainContext(sigma2=1.0, beta=1.0, n_epochs=1)
+    objective = Objective(sigma2=1.0, beta=1.0)
     with plain_loop() if plain else contextlib.nullcontext():
-        train(model, method, data, ctx, batch_size=batch_size, lr=lr, seed=epoch, progress=False,
+        train(model, method, data, objective, epochs=1, batch_size=batch_size, lr=lr, seed=epoch, progress=False,
               flush_denormal=not plain)
 
 
@@ -171,8 +173,8 @@ def bench(name: str, X: np.ndarray, args) -> None:
             model.load_state_dict(reference.state_dict())
             model.to(dev)
             t0 = time.perf_counter()
-            train(model, get_method("vanilla"), data, TrainContext(sigma2=1.0, n_epochs=args.whole_epochs),
-                  batch_size=args.batch_size, lr=args.lr, progress=False)
+            train(model, get_method("vanilla"), data, Objective(sigma2=1.0), epochs=args.whole_epochs,
+                  batch_size=args.batch_size, lr=args.lr, seed=0, progress=False)
             sync(dev)
             whole["shellvae"].append(time.perf_counter() - t0)
         whole = {k: statistics.median(v) for k, v in whole.items()}

@@ -67,7 +67,7 @@ def main() -> int:
             on_gpu = next(est.model_.parameters()).device.type == torch.device(device).type
             kl_ok = method != "shell" or abs(metrics["kl"] - cpu_kl) <= 0.5 * cpu_kl
             check(name, cert.certified and on_gpu and kl_ok and np.isfinite(est.history_[-1]["train_loss"]),
-                  f"KL {metrics['kl']:.3f}, L_clu {metrics['l_clu']:.3f} vs delta {est.delta_collapse_:.3f}, "
+                  f"KL {metrics['kl']:.3f}, L_clu {metrics['l_clu']:.3f} vs delta {est.region_.delta_:.3f}, "
                   f"certified {cert.certified}, {est.history_[-1]['train_time_s']:.2f} s/epoch "
                   f"({time.perf_counter() - t0:.1f} s in all)")
             if name == "shell":
@@ -83,10 +83,10 @@ def main() -> int:
         straight = ShellVAE("shell", device=device, **params).fit(data.X_train)
         original = Method.after_epoch
 
-        def interrupt(self, ctx, row):  # dies in epoch 3: the checkpoint holds epoch 2
-            if ctx.epoch == 2:
+        def interrupt(self, row):  # dies in epoch 3: the checkpoint holds epoch 2
+            if row["epoch"] == 3:
                 raise KeyboardInterrupt
-            original(self, ctx, row)
+            original(self, row)
 
         Method.after_epoch = interrupt
         try:

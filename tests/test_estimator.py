@@ -103,7 +103,12 @@ def test_resume_reaches_the_uninterrupted_parameters(data, tmp_path, monkeypatch
 def test_method_instance_and_params(data):
     est = ShellVAE(Shell(lambda_b=1.0, eps_ratio=0.1), **FAST).fit(data.X_train)
     assert est.method_.lambda_b == 1.0
-    assert est.certify(data.X_test).eps == pytest.approx(0.1 * est.delta_collapse_)
+    # the certificate's margin is the certificate's, not the method's training margin (eps_ratio)
+    assert est.certify(data.X_test).eps == pytest.approx(0.05 * est.delta_collapse_)
+    vanilla = ShellVAE("vanilla", **FAST).fit(data.X_train)
+    assert vanilla.certify(data.X_test).eps == est.certify(data.X_test).eps  # one bar for every method
+    assert ShellVAE("vanilla", certificate_margin=0.2, **FAST).fit(data.X_train).certify(
+        data.X_test).eps == pytest.approx(0.2 * est.delta_collapse_)
     with pytest.raises(ShellVAEError, match="bad hyperparameters"):
         ShellVAE("shell", method_params={"lambda_q": 1}, **FAST).fit(data.X_train)
     with pytest.raises(ShellVAEError, match="unknown method"):

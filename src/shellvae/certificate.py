@@ -10,6 +10,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+#: the default certificate margin, as a share of delta: certified iff held-out L_clu is below the
+#: collapse floor by more than 5% of delta, i.e. the decoder recovers more than 5% of the
+#: between-cluster variance (cluster R^2 > 0.05). One bar for every method (docs/method.md §6).
+CERTIFICATE_MARGIN = 0.05
+
 
 @dataclass
 class Certificate:
@@ -52,10 +57,12 @@ class Certificate:
         return "\n".join(lines)
 
 
-def certify(metrics: dict, region, eps: float = 0.0) -> Certificate:
+def certify(metrics: dict, region, eps: float | None = None) -> Certificate:
     """The verdict from held-out ``evaluate`` metrics and the run's ``FeasibleRegion``: certified iff
-    the region is non-empty and L_clu < min(delta, collapse_floor) - eps."""
+    the region is non-empty and L_clu < min(delta, collapse_floor) - eps (default eps:
+    ``CERTIFICATE_MARGIN * delta``)."""
     W, delta = region.W_, region.delta_
+    eps = CERTIFICATE_MARGIN * delta if eps is None else eps
     bar = min(delta, metrics["collapse_floor"]) - eps
     reasons = []
     if not region.feasible_:

@@ -138,13 +138,16 @@ def main(threads):
 @click.option("--amp", is_flag=True, help="bf16 autocast of the forward on CUDA (no effect on the CPU).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt if present.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option("--certificate-margin", type=float, default=DEFAULTS["certificate_margin"], show_default=True,
+              help="The certificate's margin as a share of delta (the same for every method).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--distributed", "ddp", is_flag=True,
               help="Data-parallel training under torchrun (torchrun --nproc_per_node 2 -m shellvae train "
                    "--distributed ...): rank 0 fits the geometry and writes OUT; see docs/performance.md.")
 @clean_errors
 def train(data, data_dir, method, method_param, sigma2_ratio, sigma2, beta, epochs, batch_size, lr, seed, n_clusters,
-          latent_dim, arch, show, test_size, n_train, n_test, device, mmap, compile_, amp, resume, out, quiet, ddp):
+          latent_dim, arch, show, test_size, n_train, n_test, device, mmap, compile_, amp, resume, out,
+          certificate_margin, quiet, ddp):
     """Train one model; write OUT/metrics.json, OUT/history.csv and OUT/model.pt."""
     if ddp:
         if not distributed.launched_by_torchrun():
@@ -160,7 +163,8 @@ def train(data, data_dir, method, method_param, sigma2_ratio, sigma2, beta, epoc
                    n_clusters=parse_n_clusters(n_clusters), sigma2=sigma2, sigma2_ratio=sigma2_ratio, beta=beta,
                    epochs=epochs, batch_size=batch_size, lr=lr, random_state=seed, device=device,
                    checkpoint=str(Path(out) / "checkpoint.pt"), resume=resume, progress=not quiet,
-                   compile=True if compile_ == "default" else (compile_ or False), amp=amp)
+                   compile=True if compile_ == "default" else (compile_ or False), amp=amp,
+                   certificate_margin=certificate_margin)
     est.check_params()
     spec = dict(data=data, data_dir=data_dir, n_train=n_train, n_test=n_test, seed=seed, test_size=test_size)
     if mmap:
@@ -172,7 +176,7 @@ def train(data, data_dir, method, method_param, sigma2_ratio, sigma2, beta, epoc
         if show and dataset.image_shape is None:
             raise ShellVAEError(f"--show: {dataset.name!r} is not image data, there is nothing to show as images.")
         est.set_params(image_shape=dataset.image_shape)
-        record, cert = fit_and_record(est, dataset.X_train, dataset.X_test, dataset=dataset.name,
+        record, cert = fit_and_record(est, dataset.X_train, dataset.X_test, dataset.y_test, dataset=dataset.name,
                                       description=dataset.description)
         record["data_spec"] = spec
         if not main_rank:
@@ -303,7 +307,7 @@ def demo(epochs, n_samples, sigma2_ratio, seed, out, quiet):
                    f"beta = 1, {epochs} epochs each")
         rows, certificates = [], []
         for method, est in estimators.items():
-            record, cert = fit_and_record(est, data.X_train, data.X_test, dataset=data.name,
+            record, cert = fit_and_record(est, data.X_train, data.X_test, data.y_test, dataset=data.name,
                                           description=data.description)
             if folder is not None:
                 write_outputs(io.check_writable_folder(folder / method), est, record)
@@ -335,9 +339,12 @@ def demo(epochs, n_samples, sigma2_ratio, seed, out, quiet):
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Output folder: tables (.md, .csv), figures (.png), and cells/ (one JSON per training; a rerun "
                    "skips finished cells).")
+@click.option("--certificate-margin", type=click.FloatRange(0, 1), default=DEFAULTS["certificate_margin"],
+              show_default=True, help="The certificate's margin as a share of delta, for every method in every table "
+              "(recomputed from the stored cells: changing it retrains nothing).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @clean_errors
-def reproduce(experiment, profile, datasets, seeds, data_dir, jobs, out, quiet):
+def reproduce(experiment, profile, datasets, seeds, data_dir, jobs, out, certificate_margin, quiet):
     """Reproduce one of the paper's experiments (or the collapse phase transition), resumably.
 
     Trains on one torch thread per process (parallelism comes from --jobs) unless
@@ -361,11 +368,12 @@ def reproduce(experiment, profile, datasets, seeds, data_dir, jobs, out, quiet):
     args += [] if seeds is None else ["--seeds", str(seeds)]
     args += [a for k, v in dirs.items() for a in ("--data-dir", f"{k}={v}")]
     args += [] if jobs == 1 else ["--jobs", str(jobs)]
+    args += [] if certificate_margin == DEFAULTS["certificate_margin"] else ["--certificate-margin", str(certificate_margin)]
     args += ["--out", str(out)]
     with output_folder(out) as folder:
         report = run_experiment(experiment, profile, out=folder, datasets=chosen or None, seeds=seeds,
                                 data_dirs=dirs, jobs=jobs, progress=not quiet,
-                                command=" ".join(shlex.quote(a) for a in args))
+                                command=" ".join(shlex.quote(a) for a in args), certificate_margin=certificate_margin)
     click.echo(report.summary)
     click.echo("wrote " + ", ".join(str(f) for f in report.files))
 

@@ -19,16 +19,17 @@ from shellvae import checkpoint as checkpoints
 from shellvae import io
 from shellvae.acceleration import COMPILE_MODES
 from shellvae.batches import MemmapTrainData, TrainData
-from shellvae.certificate import Certificate, certify
+from shellvae.certificate import CERTIFICATE_MARGIN, Certificate, certify
 from shellvae.errors import ShellVAEError
 from shellvae.geometry import ClusterGeometry
 from shellvae.methods import Objective, get_method
+from shellvae.likelihood import IW_SAMPLES, IW_SAMPLES_PER_EPOCH
 from shellvae.metrics import cluster_sq_distances, encode_all, evaluate
 from shellvae.model import build_vae
 from shellvae.region import FeasibleRegion
 from shellvae.shell import R_MAX, R_MIN, ShellView, SphericalShell
 from shellvae.train import train
-from shellvae.validation import check_array, check_n_features, check_scalar
+from shellvae.validation import check_array, check_n_features, check_scalar, row_chunks
 
 
 class ShellVAE(BaseEstimator):
@@ -36,35 +37,68 @@ class ShellVAE(BaseEstimator):
 
     Parameters
     ----------
-    method : name of a registered method ("shell", "vanilla", ...) or a ``Method`` instance.
-    method_params : hyperparameters of the named method (e.g. ``{"lambda_b": 5.0}``).
-    latent_dim : latent dimension d.
-    n_clusters : K of the cluster geometry, or "auto" (smallest K with a non-empty region).
-    sigma2 : fixed decoder variance; if None, ``sigma2_ratio * lambda_max`` of the shell data.
-    sigma2_ratio : decoder variance as a multiple of lambda_max (2.0 = the paper's moderate
-        violating condition; vanilla VAEs collapse above 1 / beta).
-    beta : KL weight (methods may schedule it).
-    epochs, batch_size, lr : optimisation (Adam).
-    r_min, r_max, radius : the shell transform (see ``SphericalShell``).
-    arch : "mlp" (any flat data) or "conv" (images; needs ``image_shape``).
-    encoder_hidden, decoder_hidden : MLP widths.
-    image_shape : (channels, height, width) of image rows, for ``arch="conv"``.
-    random_state : seed of everything (split, K-means, init, batches, noise).
-    device : torch device for training ("cpu", "cuda", ...).
-    eval_every : held-out metrics every this many epochs (when ``fit`` gets ``X_val``).
-    checkpoint : path of an atomic per-epoch checkpoint; ``resume=True`` continues from it.
-    progress : show a progress bar.
-    compile : ``torch.compile`` the forward and the loss as one graph; True, or a mode of
-        ``COMPILE_MODES`` ("reduce-overhead": CUDA graphs, for small nets on a GPU). See ``train.train``.
-    amp : bf16 autocast of the forward on CUDA (no effect elsewhere).
+    method : str or Method
+        Name of a registered method ("shell", "vanilla", ...; see ``METHODS``) or a ``Method`` instance.
+    method_params : dict, optional
+        Hyperparameters of the named method, e.g. ``{"lambda_b": 5.0}``.
+    latent_dim : int
+        Latent dimension d.
+    n_clusters : int or "auto"
+        K of the cluster geometry; "auto" picks the smallest K with a non-empty region.
+    sigma2 : float, optional
+        Fixed decoder variance; if None, ``sigma2_ratio * lambda_max`` of the shell data.
+    sigma2_ratio : float
+        Decoder variance as a multiple of lambda_max (2.0 = the paper's moderate violating
+        condition; vanilla VAEs collapse above 1 / beta).
+    beta : float
+        KL weight (methods may schedule it).
+    epochs : int
+        Training epochs.
+    batch_size : int
+        Rows per optimisation step.
+    lr : float
+        Adam's step size.
+    r_min, r_max : float
+        Inner and outer radius of the shell (see ``SphericalShell``).
+    radius : str
+        How norms map to radii: "minmax" or "rank".
+    arch : str
+        "mlp" (any flat data) or "conv" (images; needs ``image_shape``).
+    encoder_hidden, decoder_hidden : tuple of int
+        MLP widths.
+    image_shape : tuple of int, optional
+        (channels, height, width) of image rows, for ``arch="conv"``.
+    random_state : int
+        Seed of everything (K-means, initialisation, batches, noise, metrics).
+    device : str
+        Torch device for training ("cpu", "cuda", ...).
+    eval_every : int
+        Held-out metrics every this many epochs (when ``fit`` gets ``X_val``).
+    checkpoint : str, optional
+        Path of an atomic per-epoch checkpoint; ``resume=True`` continues from it.
+    resume : bool
+        Continue from ``checkpoint`` if it exists.
+    progress : bool
+        Show a progress bar.
+    compile : bool or str
+        ``torch.compile`` the forward and the loss as one graph; True, or a mode of
+        ``COMPILE_MODES`` ("reduce-overhead": CUDA graphs, for small nets on a GPU).
+    amp : bool
+        bf16 autocast of the forward on CUDA (no effect elsewhere).
+    zero_norm : str
+        "error" or "fixed", for samples equal to the training mean (see ``SphericalShell``).
+    certificate_margin : float
+        The certificate's margin as a share of delta: certified iff held-out
+        L_clu < min(delta, collapse floor) - certificate_margin * delta. The same for every method
+        (a method's own training margin, e.g. ``eps_ratio``, does not change it).
 
-    zero_norm : "error" or "fixed", for samples equal to the training mean (see ``SphericalShell``).
-
+    Notes
+    -----
     A ``np.memmap`` X (e.g. ``np.load(path, mmap_mode="r")``) is never loaded whole: it is checked
     and the shell fitted in chunks, the cluster geometry streams over its rows when they would
     take more than ``geometry.STREAM_BYTES`` as float64 (or always, with
     ``fit(X, geometry=ClusterGeometry(K, kmeans="streaming"))``), and training reads it batch by
-    batch (``train.MemmapTrainData``). Under ``torchrun`` training is data-parallel and the
+    batch (``batches.MemmapTrainData``). Under ``torchrun`` training is data-parallel and the
     geometry is fitted on rank 0 only (``shellvae.distributed``).
     """
 
@@ -97,6 +131,7 @@ class ShellVAE(BaseEstimator):
         compile: bool = False,
         amp: bool = False,
         zero_norm: str = "error",
+        certificate_margin: float = CERTIFICATE_MARGIN,
     ):
         self.method = method
         self.method_params = method_params
@@ -124,6 +159,7 @@ class ShellVAE(BaseEstimator):
         self.compile = compile
         self.amp = amp
         self.zero_norm = zero_norm
+        self.certificate_margin = certificate_margin
 
     # -- fitting ------------------------------------------------------------------------------
     def check_params(self) -> None:
@@ -138,6 +174,8 @@ class ShellVAE(BaseEstimator):
             check_scalar(self.sigma2_ratio, "sigma2_ratio", fix="2.0 is the paper's moderate violating condition.")
         check_scalar(self.beta, "beta", low_open=False, fix="beta=0 turns the KL term off.")
         check_scalar(self.random_state, "random_state", integer=True, low_open=False, high=2**32 - 1)
+        check_scalar(self.certificate_margin, "certificate_margin", low_open=False, high=1.0,
+                     fix="It is a share of delta; 0.05 asks the decoder to recover 5% of the between-cluster variance.")
         if not (self.method_params is None or isinstance(self.method_params, dict)):
             raise ShellVAEError(
                 f"method_params={self.method_params!r}: give a dict, e.g. {{'lambda_b': 5.0}}, or None."
@@ -220,7 +258,11 @@ class ShellVAE(BaseEstimator):
         validate = None
         if X_val is not None:
             X_val_shell = self._shell_rows(X_val)
-            validate = lambda model: evaluate(model, X_val_shell, self.region_, seed=self.random_state)  # noqa: E731
+            log_det, outside = self._data_space_terms(X_val)
+
+            def validate(model):
+                return evaluate(model, X_val_shell, self.region_, sigma2=self.sigma2_, iw_samples=IW_SAMPLES_PER_EPOCH,
+                                log_det=log_det, outside_norm_range=outside, seed=self.random_state)
         self.history_ = train(
             self.model_, self.method_, data, self._objective(), epochs=self.epochs, batch_size=self.batch_size,
             lr=self.lr, seed=self.random_state, validate=validate, eval_every=self.eval_every,
@@ -281,10 +323,28 @@ class ShellVAE(BaseEstimator):
         z = torch.randn(n, self.latent_dim, generator=torch.Generator().manual_seed(seed))
         return self.inverse_transform(z.numpy())
 
-    def evaluate(self, X) -> dict:
-        """Held-out metrics of docs/method.md §6 on X (data space; a memory map is read batch by batch)."""
+    def evaluate(self, X, y=None, *, iw_samples: int = IW_SAMPLES) -> dict:
+        """Every held-out metric of docs/method.md §6 on X (data space; a memory map is read batch by
+        batch): KL, active units, MI, the likelihood (``elbo``, ``nll_iw`` with ``iw_samples``
+        importance samples per row, ``nll_iw_data``), reconstruction and cluster metrics, and with
+        class labels ``y`` the probes (``probe_accuracy``, ``knn_accuracy``, ``chance_accuracy``)."""
         self._check_fitted()
-        return evaluate(self.model_, self._shell_rows(X), self.region_, seed=self.random_state)
+        check_scalar(iw_samples, "iw_samples", integer=True)
+        if y is not None and len(y) != len(X):
+            raise ShellVAEError(f"y has {len(y)} labels for {len(X)} rows of X: give one label per row.")
+        log_det, outside = self._data_space_terms(X)
+        return evaluate(self.model_, self._shell_rows(X), self.region_, y=y, sigma2=self.sigma2_,
+                        iw_samples=iw_samples, log_det=log_det, outside_norm_range=outside, seed=self.random_state)
+
+    def _data_space_terms(self, X) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Per-row log|det J| of the shell map and whether the row is outside the training norm range
+        (None, None when the map has no Jacobian at some row: a row at the training mean)."""
+        try:
+            parts = [(self.shell_.log_abs_det_jacobian(block), self.shell_.outside_norm_range(block))
+                     for _, block in row_chunks(X)]
+        except ShellVAEError:
+            return None, None
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def cluster_sq_distances(self, X) -> np.ndarray:
         """||xhat_i - mu_c(i)||^2 of each row of X (data space), decoding the posterior mean: the
@@ -293,9 +353,10 @@ class ShellVAE(BaseEstimator):
         return cluster_sq_distances(self.model_, self._shell_rows(X), self.region_)
 
     def default_eps(self) -> float:
-        """The certificate margin used when none is given: the method's own eps, 0 if it has none."""
+        """The certificate margin used when none is given: ``certificate_margin * delta``, the same
+        for every method."""
         self._check_fitted()
-        return self.method_.eps(self.region_) if hasattr(self.method_, "eps") else 0.0
+        return self.certificate_margin * self.delta_collapse_
 
     def certify(self, X, eps: float | None = None, *, metrics: dict | None = None) -> Certificate:
         """Whether held-out X proves the model is not collapsed (see ``metrics.Certificate``).

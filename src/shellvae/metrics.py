@@ -23,12 +23,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
 
+from shellvae.likelihood import IW_SAMPLES, gaussian_log_density, iw_log_likelihood_batch, kl_to_standard_normal
 from shellvae.model import GaussianVAE
 from shellvae.objectives import cluster_sq_dist, kl_per_dim, mutual_information
+from shellvae.probes import chance_accuracy, knn_accuracy, probe_accuracy
 from shellvae.region import FeasibleRegion
 from shellvae.registry import Registry
 from shellvae.shell import ShellView
@@ -70,6 +73,8 @@ class EvalBatch:
     """One batch of held-out rows and what the model makes of them."""
 
     x: torch.Tensor  # (B, D) shell rows
+    mu: torch.Tensor  # (B, d) their posterior means
+    logvar: torch.Tensor  # (B, d) and log-variances
     xhat: torch.Tensor  # decoded from the posterior mean
     xhat_sampled: torch.Tensor  # decoded from a sampled z
     xhat_shuffled: torch.Tensor  # decoded from other rows' posterior means
@@ -77,6 +82,27 @@ class EvalBatch:
     centers: torch.Tensor  # (B, D) each row's cluster centre
     table: torch.Tensor  # (K, D) every centre
     region: FeasibleRegion
+    model: GaussianVAE
+    likelihood: Likelihood | None  # how to score the rows' likelihood (None: not asked for)
+    log_det: torch.Tensor | None  # (B,) log|det J| of the shell map at the rows' data-space points
+    outside: torch.Tensor | None  # (B,) rows outside the training norm range (log_det extended linearly)
+
+    @cached_property
+    def iw_log_likelihood(self) -> torch.Tensor:
+        """log p_K(x~) per row (Burda et al. 2016), once per batch for every metric that needs it."""
+        lk = self.likelihood
+        return iw_log_likelihood_batch(self.model.encode, self.model.decode, self.x, lk.sigma2, lk.iw_samples,
+                                       generator=lk.generator)
+
+
+@dataclass
+class Likelihood:
+    """What the likelihood metrics need: the decoder variance, the importance samples per row and
+    their own seeded generator (so asking for them leaves every other metric's draws as they were)."""
+
+    sigma2: float
+    iw_samples: int
+    generator: torch.Generator
 
 
 @dataclass
@@ -90,7 +116,7 @@ class EvalSet:
     cluster_counts: np.ndarray  # (K,) rows of the set in each cluster
     generator: torch.Generator
     mi_rows: torch.Tensor  # the seeded subset of rows the MI estimate uses
-    extra: dict = field(default_factory=dict)
+    y: np.ndarray | None = None  # class labels of the rows, when known (probes)
 
 
 # -- whole-set metrics of the latents -----------------------------------------------------------------
@@ -108,6 +134,31 @@ def _active_units(s: EvalSet) -> int:
 def _mutual_info(s: EvalSet) -> float:
     return mutual_information(s.mu[s.mi_rows], s.logvar[s.mi_rows], s.generator)
 
+
+
+# -- likelihood (docs/method.md §6; shellvae.likelihood) ------------------------------------------------
+@per_row("elbo", "held-out ELBO in nats per row (shell space; one sampled z, exact KL)")
+def _elbo(b: EvalBatch):
+    if b.likelihood is None:
+        return None
+    return gaussian_log_density(b.x, b.xhat_sampled, b.likelihood.sigma2) - kl_to_standard_normal(b.mu, b.logvar)
+
+
+@per_row("nll_iw", "importance-weighted bound on -log p(x~) in nats (shell space; Burda et al. 2016)")
+def _nll_iw(b: EvalBatch):
+    return None if b.likelihood is None else -b.iw_log_likelihood
+
+
+@per_row("nll_iw_data", "the same in data space: -log p(x~) - log|det J| of the shell map")
+def _nll_iw_data(b: EvalBatch):
+    if b.likelihood is None or b.log_det is None:
+        return None
+    return -(b.iw_log_likelihood + b.log_det)
+
+
+@per_row("outside_norm_range", "share of rows outside the training norm range (nll_iw_data extends the map there)")
+def _outside_norm_range(b: EvalBatch):
+    return None if b.outside is None else b.outside.double()
 
 
 # -- per-row metrics ---------------------------------------------------------------------------------
@@ -178,6 +229,22 @@ def _cluster_r2(s: EvalSet) -> float:
     return float(1.0 - s.means["l_clu"] / s.region.delta_) if s.region.delta_ > 0 else float("nan")
 
 
+# -- is the latent useful? (shellvae.probes; needs class labels) ------------------------------------------
+@whole_set("probe_accuracy", "logistic regression on the posterior means, 5-fold cross-validated accuracy")
+def _probe_accuracy(s: EvalSet):
+    return None if s.y is None else probe_accuracy(s.mu, s.y)
+
+
+@whole_set("knn_accuracy", "10-nearest-neighbour accuracy on the posterior means, 5-fold cross-validated")
+def _knn_accuracy(s: EvalSet):
+    return None if s.y is None else knn_accuracy(s.mu, s.y)
+
+
+@whole_set("chance_accuracy", "share of the most frequent class: what a collapsed latent scores")
+def _chance_accuracy(s: EvalSet):
+    return None if s.y is None else chance_accuracy(s.y)
+
+
 # -- the held-out pass -------------------------------------------------------------------------------
 def row_batches(X, batch_size: int, device) -> Iterator[torch.Tensor]:
     """Consecutive float32 batches of X's rows on ``device``: X a tensor, an array or a ``ShellView``
@@ -210,13 +277,20 @@ def active_units(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> 
 
 @torch.no_grad()
 def evaluate(model: GaussianVAE, X, region: FeasibleRegion, *, clusters: np.ndarray | None = None,
-             batch_size: int = 4096, seed: int = 0) -> dict[str, float]:
+             y=None, sigma2: float | None = None, iw_samples: int = IW_SAMPLES, log_det: np.ndarray | None = None,
+             outside_norm_range: np.ndarray | None = None, batch_size: int = 4096, seed: int = 0) -> dict:
     """Every registered metric on shell rows X (N, D): a tensor, an array or a ``ShellView``.
 
-    ``clusters``: each row's cluster (default: its nearest centre). Two passes over X: the first
-    encodes (keeping the (N, d) latents: the KL, active units and MI need them all, and the
-    shuffled-latent control decodes other rows' codes), the second decodes batch by batch and
-    sums every per-row metric. The result does not depend on ``batch_size`` beyond float rounding.
+    ``clusters``: each row's cluster (default: its nearest centre). ``y``: class labels of the rows
+    (for ``probe_accuracy`` / ``knn_accuracy``). ``sigma2``: the decoder variance, for the
+    likelihood metrics (``elbo``, ``nll_iw`` with ``iw_samples`` importance samples per row);
+    ``log_det`` (and ``outside_norm_range``): per-row log|det J| of the shell map at the rows'
+    data-space points, for ``nll_iw_data``. A metric whose input is not given is None.
+
+    Two passes over X: the first encodes (keeping the (N, d) latents: the KL, active units and MI
+    need them all, and the shuffled-latent control decodes other rows' codes), the second decodes
+    batch by batch and sums every per-row metric. The result does not depend on ``batch_size``
+    beyond float rounding, except the likelihood bounds' Monte Carlo draws.
     """
     was_training = model.training
     model.eval()
@@ -237,18 +311,30 @@ def evaluate(model: GaussianVAE, X, region: FeasibleRegion, *, clusters: np.ndar
     shuffled = torch.randperm(n, generator=gen, device=device)
     mi_rows = torch.randperm(n, generator=gen, device=device)[:MI_SAMPLES]
 
+    likelihood = None
+    if sigma2 is not None:
+        likelihood = Likelihood(sigma2, iw_samples, torch.Generator(device=device).manual_seed(seed + 1))
+    log_det, outside = (None if a is None else torch.as_tensor(np.asarray(a), device=device)
+                        for a in (log_det, outside_norm_range))
+
     rows_metrics = [m for m in METRICS.values() if m.kind == "per_row"]
     sums = np.zeros(len(rows_metrics))  # float64 on the host: one transfer a batch
+    missing: set[str] = set()
     for i, x in enumerate(row_batches(X, batch_size, device)):
         part = slice(i * batch_size, i * batch_size + len(x))
-        batch = EvalBatch(x, model.decode(mu[part]), model.decode(z[part]), model.decode(mu[shuffled[part]]),
-                          own[part], table[own[part]], table, region)
-        sums += torch.stack([m.compute(batch).sum() for m in rows_metrics]).double().cpu().numpy()
+        batch = EvalBatch(x, mu[part], logvar[part], model.decode(mu[part]), model.decode(z[part]),
+                          model.decode(mu[shuffled[part]]), own[part], table[own[part]], table, region, model,
+                          likelihood, None if log_det is None else log_det[part],
+                          None if outside is None else outside[part])
+        values = [m.compute(batch) for m in rows_metrics]
+        missing |= {m.name for m, v in zip(rows_metrics, values) if v is None}
+        totals = [torch.zeros((), device=device) if v is None else v.sum().double() for v in values]
+        sums += torch.stack(totals).cpu().numpy()
     model.train(was_training)
-    means = {m.name: float(total / (n * table.shape[1] if m.per == "value" else n))
+    means = {m.name: None if m.name in missing else float(total / (n * table.shape[1] if m.per == "value" else n))
              for m, total in zip(rows_metrics, sums)}
     counts = np.bincount(own.cpu().numpy(), minlength=len(table)).astype(np.float64)
-    whole = EvalSet(mu, logvar, means, region, counts, gen, mi_rows)
+    whole = EvalSet(mu, logvar, means, region, counts, gen, mi_rows, None if y is None else np.asarray(y))
     results = {}
     for metric in METRICS.values():
         results[metric.name] = means[metric.name] if metric.kind == "per_row" else metric.compute(whole)

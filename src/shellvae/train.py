@@ -100,7 +100,8 @@ def train(
             method.after_epoch(row)
             if validate is not None and ((index + 1) % eval_every == 0 or index + 1 == epochs):
                 t1 = time.perf_counter()
-                row.update({f"val_{k}": v for k, v in distributed.run_once(validate, model).items()})
+                metrics = distributed.run_once(validate, model)
+                row.update({f"val_{k}": v for k, v in metrics.items() if v is not None})
                 row["eval_time_s"] = time.perf_counter() - t1
             history.append(row)
             if checkpoint is not None:

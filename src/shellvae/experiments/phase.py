@@ -103,7 +103,7 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
     for r in records:
         r["cell"]["ratio"] = float(r["cell"]["condition"].split("=", 1)[1])
         r["cell"]["late_kl_change"] = late_change(r.get("history", [])) if r.get("status") == "ok" else None
-    rows = aggregate(records, ["dataset", "ratio", "label"])
+    rows = aggregate(records, ["dataset", "ratio", "label"], ctx.certificate_margin)
     for dataset in ctx.datasets:
         spectra = [r["spectrum"] for r in ok if r["cell"]["dataset"] == dataset]
         if not spectra:

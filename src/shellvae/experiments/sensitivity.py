@@ -52,7 +52,7 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
     for r in records:
         name, value = r["cell"]["label"].split("=")
         r["cell"]["sweep"], r["cell"]["value"] = name, float(value)
-    rows = aggregate(records, ["dataset", "sweep", "value"])
+    rows = aggregate(records, ["dataset", "sweep", "value"], ctx.certificate_margin)
     parts = [ctx.header(TITLE, [
         f"{CONDITION_TEXT[CONDITION]}; shell method, K = the paper's, two-stage training; r_max = {R_MAX}",
         f"r_min sweep at lambda_b = {DEFAULT_LAMBDA_B:g}; lambda_b sweep at r_min = {DEFAULT_R_MIN}; lambda_n = 10",

@@ -53,7 +53,7 @@ def _paper(condition, method, dataset, i):
 
 
 def report(ctx: RunContext, records: list[dict]) -> Report:
-    rows = aggregate(records, ["condition", "dataset", "method"])
+    rows = aggregate(records, ["condition", "dataset", "method"], ctx.certificate_margin)
     index = {(r["condition"], r["dataset"], r["method"]): r for r in rows}
     parts = [ctx.header(TITLE, [
         "KL: held-out mean of KL(q(z|x) || N(0, I)) in nats; AU: active units (Cov_x E[z_j] > 0.01) of 8 latent dims",

@@ -43,7 +43,7 @@ def _claim(method, i, fmt):
 
 
 def report(ctx: RunContext, records: list[dict]) -> Report:
-    rows = aggregate(records, ["condition", "dataset", "method"])
+    rows = aggregate(records, ["condition", "dataset", "method"], ctx.certificate_margin)
     parts = [ctx.header(TITLE, [
         f"paper: arXiv 2603.10935 v4 Table 2 ({paper.TABLE2_NOTE}); shown beside every dataset",
         ("coverage: share of held-out samples with W <= ||xhat_i - mu_c(i)||^2 <= delta; norm sat.: share of decoder "
