@@ -13,6 +13,7 @@ under ``OUT/cells`` (see ``cells.py``: resumable, one JSON per training) and wri
 | coverage | Figure 2 | per-sample cluster-aware loss against [W, delta] at inference |
 | sensitivity | Figure 3 | r_min and lambda_b sweeps |
 | phase | Li et al. 2025 | collapse onset against sigma^2 / lambda_max; linear VAE against its closed form |
+| recommend | beyond the paper | Table 1's trainings ranked by held-out likelihood among certified models |
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from shellvae import io
 from shellvae.certificate import CERTIFICATE_MARGIN
 from shellvae.errors import ShellVAEError
-from shellvae.experiments import coverage, dynamics, phase, sensitivity, table1, table2  # noqa: F401 (registers them)
+from shellvae.experiments import coverage, dynamics, phase, recommend, sensitivity, table1, table2  # noqa: F401 (registers them)
 from shellvae.experiments.cells import Cell, load_cell, run_cells
 from shellvae.experiments.common import EXPERIMENTS, Experiment, Report, RunContext, register_experiment
 from shellvae.experiments.profiles import PROFILES, Profile, get_profile
@@ -40,7 +41,7 @@ def run_experiment(name: str, profile: str | Profile = "quick", *, out, datasets
         raise ShellVAEError(f"--seeds {n_seeds}: need at least 1.")
     data_dirs = dict(data_dirs or {})
     chosen = list(datasets) if datasets else list(experiment.datasets)
-    if not datasets and "cifar10" in data_dirs and name in ("table1",):
+    if not datasets and "cifar10" in data_dirs and name in ("table1", "recommend"):
         chosen.append("cifar10")  # the paper's third column, when the user has the data
     ctx = RunContext(experiment=name, profile=prof, datasets=chosen, seeds=list(range(n_seeds)), out=Path(out),
                      data_dirs=data_dirs, command=command, certificate_margin=certificate_margin)

@@ -63,8 +63,8 @@ class RunContext:
         cond = CONDITIONS.get(condition, {})
         params = {**METHODS[method].paper_protocol, **(method_params or {})}
         conv = data_spec.arch == "conv"
-        settings = {key: DEFAULTS[key] for key in ("latent_dim", "batch_size", "lr", "r_min", "r_max", "radius",
-                                                   "eval_every")}
+        settings = {key: DEFAULTS[key] for key in ("latent_dim", "batch_size", "lr", "r_min", "r_max", "radius")}
+        settings["eval_every"] = self.profile.eval_every
         settings.update({
             "method_params": params or None, "n_clusters": data_spec.paper_k,
             "sigma2_ratio": sigma2_ratio if sigma2_ratio is not None else cond["sigma2_ratio"],

@@ -9,6 +9,8 @@ across r_min are in different shell spaces.
 from __future__ import annotations
 
 from shellvae import io
+from shellvae.methods import Shell
+from shellvae.shell import R_MAX, R_MIN
 from shellvae.experiments.common import (
     register_experiment,
     CONDITION_TEXT,
@@ -26,7 +28,7 @@ NAME = "sensitivity"
 TITLE = "Sensitivity to r_min and lambda_b (paper Figure 3)"
 DATASETS = ("synthetic",)
 CONDITION = "moderate"
-DEFAULT_R_MIN, R_MAX, DEFAULT_LAMBDA_B = 0.9, 1.1, 10.0
+DEFAULT_R_MIN, R_MAX, DEFAULT_LAMBDA_B = R_MIN, R_MAX, Shell().lambda_b
 VALUES = ["kl", "active_units", "feasible_coverage", "recon_mse", "norm_satisfaction", "l_clu", "certified", "W",
           "delta", "lambda_max"]
 
