@@ -23,7 +23,7 @@ LAYERS = [
     ("training", ["batches", "acceleration", "checkpoint", "train"]),
     ("metrics", ["metrics", "likelihood", "probes", "certificate"]),
     ("estimator", ["estimator", "results", "diagnose"]),
-    ("reports", ["report", "figures", "experiments"]),
+    ("reports", ["tables", "figures", "experiments"]),
     ("entry points", ["cli", "__main__", "__init__"]),
 ]
 RANK = {name: rank for rank, (_, names) in enumerate(LAYERS) for name in names}

@@ -23,7 +23,7 @@ from shellvae.errors import ShellVAEError
 from shellvae.estimator import ShellVAE
 from shellvae.experiments import EXPERIMENTS, PROFILES, run_experiment
 from shellvae.methods import METHODS
-from shellvae.report import load_metrics, markdown_table, write_history_csv
+from shellvae.tables import load_metrics, markdown_table, write_history_csv
 from shellvae.results import fit_and_record
 
 DEFAULTS = ShellVAE().get_params()

@@ -32,8 +32,8 @@ PAPER_METHOD = "shell"
 SIMPLE_BASELINES = ("free_bits", "bn_vae")
 
 
-def cells(ctx: RunContext):
-    return table1.cells(ctx)
+def cells(run: RunContext):
+    return table1.cells(run)
 
 
 def ranking(rows: list[dict]) -> list[tuple[str, dict]]:
@@ -70,17 +70,17 @@ def recommendation(ranked: list[tuple[str, dict]]) -> str:
     return " ".join(words)
 
 
-def report(ctx: RunContext, records: list[dict]) -> Report:
-    rows = aggregate(records, ["condition", "dataset", "method"], ctx.certificate_margin)
-    parts = [ctx.header(TITLE, [
+def write(run: RunContext, records: list[dict]) -> Report:
+    rows = aggregate(records, ["condition", "dataset", "method"], run.certificate_margin)
+    parts = [run.header(TITLE, [
         "rank: among methods certified in every seed, by held-out nll_iw (importance-weighted bound on -log p(x) in "
         "shell space, 500 samples; lower is better); '—': not certified in every seed (listed by nll_iw)",
         "probe: 5-fold cross-validated logistic-regression accuracy on the posterior means (chance: the majority class)",
-        *table1.skipped_note(ctx),
+        *table1.skipped_note(run),
     ])]
     verdict = {}
     for condition in table1.CONDITIONS:
-        for dataset in ctx.datasets:
+        for dataset in run.datasets:
             group = [r for r in rows if r["condition"] == condition and r["dataset"] == dataset]
             if not group:
                 continue
@@ -95,11 +95,11 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
             parts.append(f"**Recommendation.** {sentence}\n")
             verdict[f"{condition}/{dataset}"] = {"ranking": [r["method"] for rank, r in ranked if rank != "—"],
                                                  "recommendation": sentence}
-    path = ctx.out / f"{NAME}.md"
+    path = run.out / f"{NAME}.md"
     io.write_text(path, "\n".join(parts))
-    json_path = ctx.out / f"{NAME}.json"
+    json_path = run.out / f"{NAME}.json"
     io.write_json(json_path, verdict)
     return Report([path, json_path], summary=f"{len(records)} cells; wrote {path}", verdict=verdict)
 
 
-register_experiment(NAME, TITLE, "beyond the paper", DATASETS, cells, report)
+register_experiment(NAME, TITLE, "beyond the paper", DATASETS, cells, write)

@@ -36,24 +36,24 @@ AUTO_K = ("shell_lagrange",)
 
 
 
-def methods_for(ctx: RunContext, dataset: str) -> tuple[str, ...]:
+def methods_for(run: RunContext, dataset: str) -> tuple[str, ...]:
     """The methods run on ``dataset``: all, but those the profile leaves out there (compute)."""
-    return tuple(m for m in METHODS if m not in ctx.profile.skip.get(dataset, ()))
+    return tuple(m for m in METHODS if m not in run.profile.skip.get(dataset, ()))
 
 
-def cells(ctx: RunContext):
+def cells(run: RunContext):
     out = []
     for condition in CONDITIONS:
-        for dataset in ctx.datasets:
-            for method in methods_for(ctx, dataset):
-                for seed in ctx.seeds:
+        for dataset in run.datasets:
+            for method in methods_for(run, dataset):
+                for seed in run.seeds:
                     extra = {"n_clusters": "auto"} if method in AUTO_K else {}
-                    out.append(ctx.cell(dataset, condition, method, seed, **extra))
+                    out.append(run.cell(dataset, condition, method, seed, **extra))
     return out
 
 
-def skipped_note(ctx: RunContext) -> list[str]:
-    skipped = {d: ctx.profile.skip[d] for d in ctx.datasets if ctx.profile.skip.get(d)}
+def skipped_note(run: RunContext) -> list[str]:
+    skipped = {d: run.profile.skip[d] for d in run.datasets if run.profile.skip.get(d)}
     return [f"not run on {d} in this profile (compute): {', '.join(ms)}" for d, ms in skipped.items()]
 
 
@@ -62,10 +62,10 @@ def _paper(condition, method, dataset, i):
     return "—" if claim is None else f"{claim[i]:.2f}" if i == 0 else f"{claim[i]:.1f}"
 
 
-def report(ctx: RunContext, records: list[dict]) -> Report:
-    rows = aggregate(records, ["condition", "dataset", "method"], ctx.certificate_margin)
+def write(run: RunContext, records: list[dict]) -> Report:
+    rows = aggregate(records, ["condition", "dataset", "method"], run.certificate_margin)
     index = {(r["condition"], r["dataset"], r["method"]): r for r in rows}
-    parts = [ctx.header(TITLE, [
+    parts = [run.header(TITLE, [
         "KL: held-out mean of KL(q(z|x) || N(0, I)) in nats; AU: active units (Cov_x E[z_j] > 0.01) of 8 latent dims",
         ("paper: the number arXiv 2603.10935 v4 claims (its Table 1 has Synthetic, MNIST and CIFAR-10 columns, "
         "no Fashion-MNIST; '—' = no claim). Its beta-VAE's beta is lost in the text; ours uses KL weight "
@@ -73,30 +73,30 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
         "shell-family methods follow the paper's protocol: two-stage training, stage one = first 20% of epochs",
         ("K: the paper's (8 synthetic, 10 images); shell_lagrange uses n_clusters='auto' (smallest K with a "
         "non-empty region of width >= 5% of T)"),
-        *skipped_note(ctx),
+        *skipped_note(run),
     ])]
     for condition in CONDITIONS:
         parts.append(f"## {CONDITION_TEXT[condition]}\n")
         header = ["method"]
-        for dataset in ctx.datasets:
+        for dataset in run.datasets:
             header += [f"{dataset} KL", "paper", f"{dataset} AU", "paper"]
         body = []
         for method in METHODS:
-            if not any(method in methods_for(ctx, d) for d in ctx.datasets):
+            if not any(method in methods_for(run, d) for d in run.datasets):
                 continue
             line = [method + ("" if method in FAITHFUL else " (extra)")]
-            for dataset in ctx.datasets:
+            for dataset in run.datasets:
                 r = index.get((condition, dataset, method), {})
                 line += [pm(r, "kl"), _paper(condition, method, dataset, 0), pm(r, "active_units", 1),
                          _paper(condition, method, dataset, 1)]
             body.append(line)
         parts.append(md_table(header, body) + "\n")
 
-    parts += detail_tables(ctx, index)
+    parts += detail_tables(run, index)
 
     overhead = []
     for condition in CONDITIONS:
-        for dataset in ctx.datasets:
+        for dataset in run.datasets:
             v, sh = index.get((condition, dataset, "vanilla")), index.get((condition, dataset, "shell"))
             if v and sh and v["seconds_per_epoch_mean"] and sh["seconds_per_epoch_mean"]:
                 overhead.append(f"{dataset} {condition}: {sh['seconds_per_epoch_mean'] / v['seconds_per_epoch_mean']:.2f}x")
@@ -107,9 +107,9 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
     for row in rows:
         claim = paper.table1(row["condition"], row["method"], row["dataset"])
         row["paper_kl"], row["paper_active_units"] = claim if claim else (None, None)
-    files = [ctx.write_csv(NAME, rows, csv_columns(["condition", "dataset", "method"], VALUE_COLUMNS,
+    files = [run.write_csv(NAME, rows, csv_columns(["condition", "dataset", "method"], VALUE_COLUMNS,
                                                    ["paper_kl", "paper_active_units"]))]
-    path = ctx.out / f"{NAME}.md"
+    path = run.out / f"{NAME}.md"
     io.write_text(path, "\n".join(parts))
     files.insert(0, path)
     verdict = {f"{c}/{d}/{m}": {"kl": index[(c, d, m)]["kl_mean"], "certified": index[(c, d, m)]["certified_mean"]}
@@ -117,10 +117,10 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
     return Report(files, summary=f"{len(records)} cells; wrote {path}", verdict=verdict)
 
 
-def detail_tables(ctx: RunContext, index: dict) -> list[str]:
+def detail_tables(run: RunContext, index: dict) -> list[str]:
     """Per condition, dataset and method: likelihood and usefulness, then geometry, reconstruction and
     the controls (sampled z, shuffled latents), all held-out, mean ± std over seeds."""
-    keys = [(c, d, m) for c in CONDITIONS for d in ctx.datasets for m in METHODS if (c, d, m) in index]
+    keys = [(c, d, m) for c in CONDITIONS for d in run.datasets for m in METHODS if (c, d, m) in index]
     parts = ["## Likelihood, usefulness and certificate (held-out)\n",
              "ELBO and nll_iw in nats per sample in shell space (nll_iw: importance-weighted bound, 500 samples); "
              "nll_iw data: the same in data space (through the shell map's Jacobian), comparable across shells; "
@@ -159,4 +159,4 @@ def certified(r: dict) -> str:
     return share(r, "certified") + diverged
 
 
-register_experiment(NAME, TITLE, "Table 1", DATASETS, cells, report)
+register_experiment(NAME, TITLE, "Table 1", DATASETS, cells, write)
