@@ -255,7 +255,7 @@ def summarize(runs, out):
 @click.option("--sigma2-ratio", type=float, default=DEFAULTS["sigma2_ratio"], show_default=True)
 @click.option("--sigma2", type=float, default=None, help="Absolute decoder variance (overrides --sigma2-ratio).")
 @click.option("--beta", type=float, default=DEFAULTS["beta"], show_default=True)
-@click.option("--k-grid", default=None, help="Comma-separated K values (default: the auto-K grid up to 128).")
+@click.option("--k-grid", default=None, help="Comma-separated K values (default: the auto-K grid, as n_clusters='auto' searches it).")
 @click.option("--max-samples", type=click.IntRange(min=3), default=20_000, show_default=True,
               help="K-means on at most this many training rows (seeded subset).")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
@@ -263,10 +263,10 @@ def summarize(runs, out):
 @clean_errors
 def diagnose(data, data_dir, sigma2_ratio, sigma2, beta, k_grid, max_samples, seed, out):
     """Before training: lambda_max, the predicted collapse threshold, and W, delta across K."""
-    from shellvae.diagnose import DEFAULT_K_GRID
     from shellvae.diagnose import diagnose as run_diagnosis
+    from shellvae.geometry import AUTO_K_GRID
 
-    grid = DEFAULT_K_GRID
+    grid = AUTO_K_GRID
     if k_grid is not None:
         try:
             grid = [int(k) for k in k_grid.split(",") if k.strip()]
