@@ -129,14 +129,16 @@ def nearest_center(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return d2.argmin(axis=1)
 
 
-def collapse_floor(centers_of_samples: np.ndarray) -> float:
-    """min over constant outputs a of (1/N) sum_i ||a - mu_c(i)||^2 on *these* samples.
+def collapse_floor(centers: np.ndarray, counts: np.ndarray) -> float:
+    """min over constant outputs a of (1/N) sum_i ||a - mu_c(i)||^2 over samples of which ``counts[k]``
+    belong to the cluster with centre ``centers[k]``: the spread of their own centres.
 
     Any collapsed (constant) decoder has L_clu >= this value on the same samples. It equals
     delta on the training data; on held-out data it is the exact bar to beat.
     """
-    c = np.asarray(centers_of_samples, dtype=np.float64)
-    return float(np.mean(np.sum((c - c.mean(axis=0)) ** 2, axis=1)))
+    weights = np.asarray(counts, dtype=np.float64) / np.sum(counts)
+    c = np.asarray(centers, dtype=np.float64)
+    return float(weights @ np.sum((c - weights @ c) ** 2, axis=1))
 
 
 def covariance(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -482,16 +484,6 @@ class ClusterGeometry:
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise ShellVAEError(f"X has shape {X.shape}; the geometry was fitted on {self.n_features_in_} features.")
         return nearest_center(X, self.centers_)
-
-    def eps(self, eps_ratio: float = 0.0, alpha: float | None = None) -> float:
-        """The margin eps of F_eps: eps_ratio * delta, or alpha * (delta - W) when alpha is given."""
-        if alpha is not None:
-            return alpha * max(self.delta_collapse_ - self.W_, 0.0)
-        return eps_ratio * self.delta_collapse_
-
-    @property
-    def region(self) -> tuple[float, float]:
-        return self.W_, self.delta_collapse_
 
     def state_dict(self) -> dict:
         state = {k: getattr(self, k) for k in (
