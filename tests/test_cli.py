@@ -58,7 +58,7 @@ def test_bad_input_gives_a_clean_error(tmp_path):
     assert result.exit_code != 0 and "integer >= 2 or 'auto'" in result.output
     result = CliRunner().invoke(main, ["train", "--sigma2", "-1", "--n-train", "500", "--n-test", "100",
                                        "--out", str(tmp_path), "--quiet"])
-    assert result.exit_code == 1 and "sigma2=-1.0" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "--sigma2: sigma2=-1.0" in result.output and "Traceback" not in result.output
 
 
 def test_demo_prints_what_it_wrote(tmp_path):

@@ -24,7 +24,7 @@ LAYERS = [
     ("metrics", ["metrics", "likelihood", "probes", "certificate"]),
     ("estimator", ["estimator", "results", "diagnose"]),
     ("reports", ["tables", "figures", "experiments"]),
-    ("entry points", ["cli", "__main__", "__init__"]),
+    ("entry points", ["cli_inputs", "cli", "__main__", "__init__"]),
 ]
 RANK = {name: rank for rank, (_, names) in enumerate(LAYERS) for name in names}
 

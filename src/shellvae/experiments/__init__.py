@@ -24,7 +24,8 @@ from pathlib import Path
 from shellvae import io
 from shellvae.certificate import CERTIFICATE_MARGIN
 from shellvae.errors import ShellVAEError
-from shellvae.experiments import coverage, dynamics, phase, recommend, sensitivity, table1, table2  # noqa: F401 (registers them)
+# importing an experiment registers it; in this order, the order `shellvae reproduce --help` lists them
+from shellvae.experiments import table1, table2, dynamics, coverage, sensitivity, phase, recommend  # noqa: F401, I001
 from shellvae.experiments.cells import Cell, load_cell, run_cells
 from shellvae.experiments.common import EXPERIMENTS, Experiment, Report, RunContext, register_experiment
 from shellvae.experiments.profiles import PROFILES, Profile, get_profile
