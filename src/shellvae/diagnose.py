@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from shellvae.validation import check_array
+from shellvae.validation import check_array, check_scalar
 from shellvae.errors import ShellVAEError
 from shellvae.geometry import AUTO_K_GRID, search_grid, search_k
 from shellvae.kmeans import subset_rows
@@ -73,9 +73,10 @@ def diagnose(X, *, sigma2: float | None = None, sigma2_ratio: float = 2.0, beta:
     ``ClusterGeometry("auto", sweep_samples=max_samples, random_state=seed)`` searches.
     """
     X = check_array(X, "X", min_samples=3)
-    if beta < 0 or (sigma2 is not None and sigma2 <= 0) or sigma2_ratio <= 0:
-        raise ShellVAEError(f"need sigma2 > 0 (or sigma2_ratio > 0) and beta >= 0; got sigma2={sigma2}, "
-                            f"sigma2_ratio={sigma2_ratio}, beta={beta}.")
+    check_scalar(beta, "beta", low_open=False)
+    check_scalar(sigma2_ratio, "sigma2_ratio")
+    if sigma2 is not None:
+        check_scalar(sigma2, "sigma2")
     search_grid(k_grid, len(X))  # bad K values fail here, before the shell is fitted
     if max_samples is not None and max_samples < 3:
         raise ShellVAEError(f"max_samples={max_samples}: K-means needs at least 3 samples (or None for all).")
