@@ -209,9 +209,10 @@ def part_auto(args) -> None:
         print(f"  search: K = {geometry.n_clusters_}, on all rows W = {geometry.W_:.5f}, delta = "
               f"{geometry.delta_collapse_:.5f}, width = {width:.4f} T, {seconds:.1f} s")
         if old_fit:
-            print(f"  exhaustive: K = {old_fit['K']}, on all rows W = {old_fit['W']:.5f}, delta = {old_fit['delta']:.5f}, "
-                  f"width = {old_fit['width']:.4f} T, {old_seconds:.1f} s")
-            print(f"  (delta - W) difference: {width - old_fit['width']:+.4f} T; time ratio {old_seconds / seconds:.1f}x")
+            print(f"  exhaustive: K = {old_fit['K']}, on all rows W = {old_fit['W']:.5f}, "
+                  f"delta = {old_fit['delta']:.5f}, width = {old_fit['width']:.4f} T, {old_seconds:.1f} s")
+            print(f"  (delta - W) difference: {width - old_fit['width']:+.4f} T; "
+                  f"time ratio {old_seconds / seconds:.1f}x")
 
 
 def part_choices(args) -> None:

@@ -8,8 +8,8 @@ and delta exactly (float64) from the final labels over all rows. The search here
 
 1. **Projection.** Rows are centred and projected onto the top ``SEARCH_DIMS`` principal axes
    of the data (float32). K-means there costs D / SEARCH_DIMS less (12x on MNIST) and, on the
-   data measured (docs/performance.md), finds partitions as good as in full dimension: K-means'
-   own relaxation is PCA (Ding & He 2004), and the dropped directions hold mostly noise.
+   data measured (docs/performance.md), finds partitions as good as in full dimension; the
+   continuous relaxation of K-means is itself PCA (Ding & He 2004).
 2. **Restarts on a subset.** ``n_init`` greedy k-means++ seedings (Arthur & Vassilvitskii
    2007, with scikit-learn's 2 + log K candidates per centre), each followed by Lloyd
    iterations, on a seeded subset of rows; the best goes on to Lloyd iterations on all rows.
@@ -25,10 +25,11 @@ centred rows (centring keeps float32 accurate for data far from the origin); tor
 its own threads (``torch.set_num_threads``). Cluster sums for the centres are float64.
 
 A warm start is a set of centres to begin from instead of seeds: the auto-K search
-(``geometry.search_k``) continues k-means++ from the previous K's centres, and fits the chosen K
-on all rows from its subset centres. Empty clusters in the in-memory Lloyd loop move to the rows
-farthest from their centres, as scikit-learn does; in ``refine`` an empty cluster keeps its
-centre. Everything is seeded: the same data, parameters and torch thread count give the same labels.
+(``geometry.search_k``) continues k-means++ from the previous K's centres (beside ``n_init``
+fresh seedings), and fits the chosen K on all rows from its subset centres. Empty clusters in
+the in-memory Lloyd loop move to the rows farthest from their centres, as scikit-learn does; in
+``refine`` an empty cluster keeps its centre. Everything is seeded: the same data, parameters
+and torch thread count give the same labels.
 """
 
 from __future__ import annotations
