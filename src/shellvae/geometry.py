@@ -10,33 +10,33 @@ overall mean mu_bar. Then
 
 The identity holds for ANY labelling, provided mu_k are the means of the final clusters and
 mu_bar is the mean of x~, so both are recomputed here, in float64, from the final labels over
-all rows (``within_between``). The labels themselves come from the fast, approximate K-means of
-``shellvae.kmeans`` (float32 matrix products, restarts and the auto-K search on a subset, warm
-starts, early stopping): a worse partition can only narrow the region, never make it wrong.
+all rows (``within_between``). The labels themselves come from the fast K-means of
+``shellvae.kmeans`` (float32 matrix products in the top principal directions, restarts on a
+subset, warm starts, early stopping, then Lloyd passes in full dimension): a worse partition
+can only narrow the region, never make it wrong.
 
 The feasible region [W, delta) is non-empty iff W < delta. A constant decoder output a has
 cluster-aware loss delta + ||a - mu_bar||^2 >= delta, so a model with L_clu < delta is not
 collapsed; if W >= delta no model can certify itself that way, and we say so.
 
 ``n_clusters="auto"`` is one search (``search_k``): on a seeded subset of ``sweep_samples``
-rows, one chain of K-means fits along ``AUTO_K_GRID``, each warm-started from the previous K's
-centres, stopping at the first K whose region is at least ``auto_margin`` T wide; that K is then
-fitted on all rows, warm-started from its subset centres. ``diagnose`` prints the same search's
-table (the whole grid).
+rows, one chain of K-means fits along ``AUTO_K_GRID``, each the best of a warm start from the
+previous K's centres and ``n_init`` restarts, stopping at the first K whose region is at least
+``auto_margin`` T wide; that K is then fitted on all rows, warm-started from its subset
+centres. ``diagnose`` prints the same search's table (the whole grid).
 
 Data larger than memory (a memory-mapped array, or a ``shell.ShellView`` of one) is clustered
 by streaming: K-means on a seeded subset of ``stream_init_samples`` rows gives the starting
 centres, then Lloyd passes over all rows, ``chunk_rows`` at a time, move them (each pass:
-assign every row to its nearest centre with ``kmeans_lib.assign``, accumulate counts and float64
-sums, take the means). The last pass's labels and the means of those clusters are the result,
-and T, W, delta, mu_bar and lambda_max come from per-chunk sums (counts, sums, sum of squared
-norms, X^T X), so eq. 6 holds exactly as in memory. Only the labels (4 bytes a row) and a chunk
-are ever held.
+assign every row to its nearest centre, accumulate counts and float64 sums, take the means;
+``kmeans.refine``, the in-memory path's last stage too). The last pass's labels and the means
+of those clusters are the result, and T, W, delta, mu_bar and lambda_max come from per-chunk
+sums (counts, sums, sum of squared norms, X^T X), so eq. 6 holds exactly as in memory. Only the
+labels (4 bytes a row) and a chunk are ever held.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 
@@ -215,7 +215,7 @@ def search_k(X: np.ndarray, k_grid=None, *, margin: float | None = None, max_k: 
     Lloyd iterations from a warm start (the previous K's centres, plus k-means++ seeds for the
     new ones) and from ``n_init`` fresh k-means++ seedings; the lowest objective is kept and
     warm-starts the next K. (Warm starts alone were measured to get stuck: on the GMM at K below
-    its 8 components, the region came out up to 0.08 T narrower than with restarts.) T, W and
+    its 8 components, the region came out up to 0.075 T narrower than with restarts.) T, W and
     delta are then exact for the kept labels on X in full dimension. With ``margin``, the search
     stops at the first K whose width (delta - W) / T reaches it; without, it fits the whole grid
     (what ``diagnose`` prints). The same rows and settings give the same table, whoever asks.
@@ -260,8 +260,8 @@ class ClusterGeometry:
         ``MiniBatchKMeans`` (batch 4,096); "streaming": Lloyd passes over chunks (module
         docstring). "auto": "full" in memory; data not in memory (memmap, ``ShellView``) streams
         when larger than ``STREAM_BYTES`` as float64, and is read into memory otherwise.
-    n_init : k-means++ restarts of a fixed-K fit (each run on the subset; the best goes on);
-        random_state : seed.
+    n_init : k-means++ restarts (on the subset; the best goes on to all rows); in the auto-K
+        search, restarts beside the warm start at each K. random_state : seed (None: unseeded).
     max_iter, tol : Lloyd iterations stop after ``max_iter``, when no label changes, or when the
         objective falls by less than ``tol`` of itself in one iteration.
     search_dims : K-means searches in this many top principal directions, then refines the
@@ -327,8 +327,9 @@ class ClusterGeometry:
                          fix="It is the size of the subset K-means searches on (None: all rows).")
         check_scalar(self.tol, "tol", low=0, low_open=False,
                      fix="Lloyd iterations stop once the objective falls by less than tol of itself (0: never).")
-        if isinstance(self.random_state, bool) or not isinstance(self.random_state, (int, np.integer)):
-            raise ShellVAEError(f"random_state={self.random_state!r}: give an integer seed.")
+        if self.random_state is not None and (isinstance(self.random_state, bool)
+                                              or not isinstance(self.random_state, (int, np.integer))):
+            raise ShellVAEError(f"random_state={self.random_state!r}: give an integer seed (or None: unseeded).")
         if isinstance(self.n_clusters, str):
             if self.n_clusters != "auto":
                 raise ShellVAEError(f"n_clusters={self.n_clusters!r}: give an integer >= 2 or 'auto'.")
