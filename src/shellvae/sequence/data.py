@@ -177,6 +177,15 @@ class TopicChains:
             state = np.einsum("kv,kvw->kw", state, self.transition)
         return total
 
+    def expected_counts(self) -> np.ndarray:
+        """E[count of each content token | K = k] over a sequence, (K, V): the sum over positions of the
+        chain's state distributions (a perfect topic-aware decoder's bag of tokens)."""
+        state, total = self.start.copy(), np.zeros_like(self.start)
+        for _ in range(self.length):
+            total += state
+            state = np.einsum("kv,kvw->kw", state, self.transition)
+        return total
+
     def conditional_entropy(self) -> float:
         """H(X | K) = sum_k pi_k H(X | K = k), nats per sequence, exact."""
         return float(self.weights @ self.entropy_given_topic())

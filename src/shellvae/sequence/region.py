@@ -45,7 +45,7 @@ from shellvae.errors import EmptyFeasibleRegionWarning, ShellVAEError
 from shellvae.geometry import ClusterGeometry, collapse_floor
 from shellvae.objectives import cluster_loss, cluster_sq_dist
 from shellvae.region import FeasibleRegion
-from shellvae.sequence.data import PAD
+from shellvae.sequence.data import N_SPECIAL, PAD
 
 #: the certificate margin of the region, as a share of delta (the paper's eps_ratio, shellvae's default)
 REGION_MARGIN = 0.05
@@ -153,6 +153,33 @@ def region_metrics(bag_fn, X, mu: torch.Tensor, partner: torch.Tensor, region: S
     return {"bag_l_clu": l_clu, "bag_l_clu_shuffled": sums["shuffled"] / n, "bag_collapse_floor": floor,
             "bag_cluster_r2": 1.0 - l_clu / region.delta_, "bag_cluster_accuracy": sums["accuracy"] / n,
             "bag_delta": region.delta_, "bag_data_W": region.data_W_}
+
+
+@torch.no_grad()
+def teacher_forced_l_clu(logits_fn, X, region: SequenceRegion, batch_size: int = 1024) -> float:
+    """Held-out L_clu of the bags a decoder predicts under teacher forcing (the sum over positions of its
+    predicted distributions given the sequence's own prefix): the naive carry-over, which a z-free
+    language model already brings below delta (module docstring). ``logits_fn(x) -> (B, T, V)``."""
+    X = torch.as_tensor(np.asarray(X))
+    own = region.geometry_.predict(region.transform(X.numpy()))
+    table = torch.as_tensor(region.geometry_.centers_, dtype=torch.float32)
+    total = 0.0
+    for start in range(0, len(X), batch_size):
+        x = X[start:start + batch_size]
+        probs = logits_fn(x).softmax(dim=-1).cpu()
+        bag = (probs * (x != PAD).unsqueeze(-1)).sum(dim=1) * region.scale_
+        total += float(cluster_sq_dist(bag, table[torch.as_tensor(own[start:start + batch_size])]).sum())
+    return total / len(X)
+
+
+def topic_bag_l_clu(chains, X, topics, region: SequenceRegion) -> float:
+    """Held-out L_clu of the generator's own expected bags given each sequence's topic
+    (``TopicChains.expected_counts``): what a perfect topic-aware decoder scores. It lies below the
+    data's W, which is why W is not the region's lower edge here (module docstring)."""
+    counts = np.zeros((len(topics), region.vocab_size_))
+    counts[:, N_SPECIAL:N_SPECIAL + chains.n_content] = chains.expected_counts()[np.asarray(topics)]
+    own = region.geometry_.predict(region.transform(X))
+    return float(np.mean(np.sum((counts * region.scale_ - region.geometry_.centers_[own]) ** 2, axis=1)))
 
 
 def certify_region(metrics: dict, region: SequenceRegion, eps: float | None = None) -> Certificate:
