@@ -408,3 +408,21 @@ def test_cli_gives_a_clear_error(tmp_path, args, message):
     result = CliRunner().invoke(main, ["train", *[paths.get(a, a) for a in args], "--out", str(tmp_path / "run")])
     assert result.exit_code == 1 and "Error:" in result.output and message in result.output, result.output
     assert "Traceback" not in result.output
+
+
+def test_expected_counts_and_the_region_measurements(tiny):
+    chains = tiny.corpus
+    X, topics = chains.sample(20_000, np.random.default_rng(3))
+    bags = bag_of_tokens(X, 14)[:, N_SPECIAL:]
+    assert np.abs(bags[topics == 0].mean(axis=0) - chains.expected_counts()[0]).max() < 0.1
+    region = SequenceRegion(4, random_state=0).fit(tiny.X_train, 14)
+    # a "decoder" whose teacher-forced predictions are the true next-token distributions given the topic
+    from shellvae.sequence.region import teacher_forced_l_clu, topic_bag_l_clu
+    uniform = teacher_forced_l_clu(lambda x: torch.zeros(*x.shape, 14), tiny.X_test, region)
+    assert uniform > region.delta_  # a constant prediction cannot beat the collapse value
+    assert topic_bag_l_clu(chains, tiny.X_test, tiny.y_test, region) < region.delta_
+
+
+def test_transformer_decoder_trains_and_certifies(tiny):
+    est = small("free_bits", decoder="transformer", embed_dim=16).fit(tiny.X_train[:200])
+    assert est.certify(tiny.X_test[:100]).nll_lm > 0 and est.sample(2).shape == (2, 8)
