@@ -426,3 +426,15 @@ def test_expected_counts_and_the_region_measurements(tiny):
 def test_transformer_decoder_trains_and_certifies(tiny):
     est = small("free_bits", decoder="transformer", embed_dim=16).fit(tiny.X_train[:200])
     assert est.certify(tiny.X_test[:100]).nll_lm > 0 and est.sample(2).shape == (2, 8)
+
+
+def test_z_only_bag_depends_on_z_alone():
+    """Not on the tokens, nor on where a sequence ends: a decoder that ignores z gives one bag for all."""
+    torch.manual_seed(0)
+    model = sequence_vae(12, 6, 2, embed_dim=8, hidden_dim=8).eval()
+    z = torch.randn(1, 2).expand(2, 2)
+    x = torch.tensor([[5, 6, 7, 8, 9, EOS], [9, EOS, PAD, PAD, PAD, PAD]])
+    bag = model.z_only_bag(z, x)
+    assert torch.allclose(bag[0], bag[1]) and torch.allclose(bag.sum(dim=1), torch.full((2,), 6.0))
+    assert not torch.allclose(model.z_only_bag(z + 1, x), bag)
+    assert np.array_equal(bag_of_tokens(x.numpy(), 12)[1, [PAD, 9, EOS]], [4, 1, 1])

@@ -159,11 +159,11 @@ class SequenceVAEModel(nn.Module):
         return self.decoder(z, x)
 
     def z_only_bag(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The decoder's bag of tokens from z alone, (B, V): the expected token counts, i.e. the sum over x's
-        non-<pad> positions of its predicted distributions when its inputs carry no token
-        (``z_only_inputs``)."""
-        probs = self.decoder.run(z, z_only_inputs(x)).softmax(dim=-1)
-        return (probs * (x != PAD).unsqueeze(-1).to(probs.dtype)).sum(dim=1)
+        """The decoder's bag of tokens from z alone, (B, V): the expected token counts, i.e. the sum over all
+        T positions of its predicted distributions when its inputs carry no token (``z_only_inputs``).
+        Only x's length T is used: ``<pad>`` counts as a token, so the bag does not learn a sequence's
+        length from x (a decoder that ignores z gives the same bag for every sequence)."""
+        return self.decoder.run(z, z_only_inputs(x)).softmax(dim=-1).sum(dim=1)
 
     def log_likelihood(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log p(x|z) per sequence, (B,)."""

@@ -5,12 +5,12 @@ bounds L_clu = mean ||xhat_i - mu_c(i)||^2 of the decoder's output: a decoder ou
 not depend on z has L_clu >= delta (the spread of the cluster centres), so L_clu < delta - eps
 proves the output depends on z. For sequences:
 
-- the data: each sequence's **bag of tokens** b_i (V,), the count of each token id in it (over its
-  non-``<pad>`` positions), scaled so that the training bags' total variance is 1 (what the shell
-  map does for vectors: the penalties then have the paper's scale), clustered by K-means
-  (``ClusterGeometry``) into centres mu_k;
-- the decoder's output: its **z-only bag** bhat(z) = sum over the sequence's positions of the
-  decoder's predicted distributions when its inputs carry no token (``<bos>``, then ``<unk>``: word
+- the data: each sequence's **bag of tokens** b_i (V,), the count of each token id in it over its
+  T positions (``<pad>`` counted as a token: the length is part of the bag), scaled so that the
+  training bags' total variance is 1 (what the shell map does for vectors: the penalties then
+  have the paper's scale), clustered by K-means (``ClusterGeometry``) into centres mu_k;
+- the decoder's output: its **z-only bag** bhat(z) = sum over the T positions of the decoder's
+  predicted distributions when its inputs carry no token (``<bos>``, then ``<unk>``: word
   dropout with probability 1; ``SequenceVAEModel.z_only_bag``). It is a function of z alone, so a
   decoder that ignores z gives one bag for every sequence, with L_clu >= delta: the paper's
   argument holds as it is.
@@ -45,19 +45,18 @@ from shellvae.errors import EmptyFeasibleRegionWarning, ShellVAEError
 from shellvae.geometry import ClusterGeometry, collapse_floor
 from shellvae.objectives import cluster_loss, cluster_sq_dist
 from shellvae.region import FeasibleRegion
-from shellvae.sequence.data import N_SPECIAL, PAD
+from shellvae.sequence.data import N_SPECIAL
 
 #: the certificate margin of the region, as a share of delta (the paper's eps_ratio, shellvae's default)
 REGION_MARGIN = 0.05
 
 
 def bag_of_tokens(X, vocab_size: int) -> np.ndarray:
-    """Each sequence's token counts over its non-``<pad>`` positions, (N, vocab_size) float64."""
+    """Each sequence's token counts over all its T positions, ``<pad>`` included (so a bag also says how
+    long the sequence is), (N, vocab_size) float64."""
     X = np.asarray(X, dtype=np.int64)
     bags = np.zeros((len(X), vocab_size))
-    rows = np.repeat(np.arange(len(X)), X.shape[1])
-    keep = X.ravel() != PAD
-    np.add.at(bags, (rows[keep], X.ravel()[keep]), 1.0)
+    np.add.at(bags, (np.repeat(np.arange(len(X)), X.shape[1]), X.ravel()), 1.0)
     return bags
 
 
@@ -157,7 +156,7 @@ def region_metrics(bag_fn, X, mu: torch.Tensor, partner: torch.Tensor, region: S
 
 @torch.no_grad()
 def teacher_forced_l_clu(logits_fn, X, region: SequenceRegion, batch_size: int = 1024) -> float:
-    """Held-out L_clu of the bags a decoder predicts under teacher forcing (the sum over positions of its
+    """Held-out L_clu of the bags a decoder predicts under teacher forcing (the sum over the T positions of its
     predicted distributions given the sequence's own prefix): the naive carry-over, which a z-free
     language model already brings below delta (module docstring). ``logits_fn(x) -> (B, T, V)``."""
     X = torch.as_tensor(np.asarray(X))
@@ -166,8 +165,7 @@ def teacher_forced_l_clu(logits_fn, X, region: SequenceRegion, batch_size: int =
     total = 0.0
     for start in range(0, len(X), batch_size):
         x = X[start:start + batch_size]
-        probs = logits_fn(x).softmax(dim=-1).cpu()
-        bag = (probs * (x != PAD).unsqueeze(-1)).sum(dim=1) * region.scale_
+        bag = logits_fn(x).softmax(dim=-1).cpu().sum(dim=1) * region.scale_
         total += float(cluster_sq_dist(bag, table[torch.as_tensor(own[start:start + batch_size])]).sum())
     return total / len(X)
 
