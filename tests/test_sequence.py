@@ -16,7 +16,8 @@ from shellvae.errors import DataError, ShellVAEError
 from shellvae.sequence import (BOS, EOS, PAD, UNK, SequenceRegion, Vocabulary, bag_of_tokens, certify_region,
                                certify_sequence_model, check_tokens, iw_log_likelihood, load_text, make_topic_chains,
                                make_topic_corpus, paired_test, sequence_vae)
-from shellvae.sequence.data import N_SPECIAL, TopicChains, encode_lines
+from shellvae.sequence.data import N_SPECIAL, TopicChains
+from shellvae.sequence.inputs import encode_lines
 from shellvae.sequence.metrics import elbo, shuffled_order
 from shellvae.sequence.model import decoder_inputs, language_model
 

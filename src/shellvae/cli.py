@@ -27,7 +27,7 @@ from shellvae.cli_inputs import (IMAGE_FILES, RUN_FILES, FiniteFloat, FiniteFloa
 from shellvae.methods import METHODS
 from shellvae.results import fit_and_record
 from shellvae.sequence.cli import train_sequences
-from shellvae.sequence.data import is_sequence_spec
+from shellvae.sequence.inputs import is_sequence_spec
 from shellvae.tables import load_metrics, markdown_table, write_history_csv
 
 DEFAULTS = ShellVAE().get_params()

@@ -15,9 +15,9 @@ docs/sequences.md describes them, with the results on the generated corpus.
 from shellvae.sequence.certificate import (CERTIFICATE_ALPHA, CERTIFICATE_MARGIN, PairedTest, SequenceCertificate,
                                            certify_sequence_model, paired_test)
 from shellvae.sequence.data import (BOS, EOS, PAD, SPECIALS, UNK, SequenceDataset, TopicChains, Vocabulary,
-                                    build_vocabulary, encode_lines, load_sequences, load_text, make_topic_chains,
-                                    make_topic_corpus)
-from shellvae.sequence.estimator import SequenceVAE, check_tokens
+                                    make_topic_chains, make_topic_corpus)
+from shellvae.sequence.estimator import SequenceVAE
+from shellvae.sequence.inputs import build_vocabulary, check_tokens, encode_lines, load_sequences, load_text
 from shellvae.sequence.metrics import elbo, evaluate_sequences, iw_log_likelihood, perplexity
 from shellvae.sequence.model import (LanguageModel, SequenceVAEModel, language_model, sequence_vae, token_nll,
                                      token_nll_per_sequence)

@@ -17,7 +17,7 @@ from pathlib import Path
 from shellvae import io
 from shellvae.errors import ShellVAEError
 from shellvae.methods import METHODS
-from shellvae.sequence.data import is_sequence_spec, load_sequences
+from shellvae.sequence.inputs import is_sequence_spec, load_sequences
 from shellvae.sequence.estimator import SequenceVAE
 
 #: --seq-param keys: the sequence model's settings and the text loader's options, with their types

@@ -21,6 +21,7 @@ from shellvae.methods import Objective, get_method
 from shellvae.sequence.certificate import (CERTIFICATE_ALPHA, CERTIFICATE_MARGIN, SequenceCertificate,
                                            certify_sequence_model)
 from shellvae.sequence.data import BOS, EOS, N_SPECIAL, PAD, Vocabulary
+from shellvae.sequence.inputs import check_tokens
 from shellvae.sequence.metrics import IW_SAMPLES, evaluate_sequences
 from shellvae.sequence.model import DECODERS, LanguageModel, language_model, sequence_vae, token_nll
 from shellvae.sequence.region import SequenceRegion, certify_region, region_metrics
@@ -29,41 +30,6 @@ from shellvae.validation import check_scalar
 
 #: importance samples per sequence for the per-epoch held-out curve (``fit(X_val=...)``)
 IW_SAMPLES_PER_EPOCH = 10
-
-
-def check_tokens(X, name: str = "X", min_samples: int = 1) -> np.ndarray:
-    """Token rows as int64 (N, T): integers >= 0, ``<pad>`` (0) only after a sequence's end, at least one
-    token a row, no ``<bos>`` (2, the decoder's start symbol). Clear errors otherwise."""
-    try:
-        X = np.asarray(X)
-    except Exception as exc:
-        raise DataError(f"{name} could not be read as an array: {exc}") from None
-    if X.dtype.kind not in "iu":
-        if X.dtype.kind == "f" and X.size and np.isfinite(X).all() and (X == np.round(X)).all():
-            X = X.astype(np.int64)
-        else:
-            raise DataError(f"{name} has dtype {X.dtype}; expected integer token ids of shape (n_sequences, length) "
-                            "(shellvae.sequence.load_text turns a text file into them).")
-    if X.ndim != 2 or X.shape[0] < min_samples or X.shape[1] == 0:
-        raise DataError(f"{name} has shape {X.shape}; expected (n_sequences, length) with at least {min_samples} "
-                        "sequence(s) and 1 position.")
-    X = X.astype(np.int64, copy=False)
-    if X.min() < 0:
-        raise DataError(f"{name} holds a negative token id ({X.min()}); ids are 0 (<pad>), 1 (<unk>), 3 (<eos>) and "
-                        f"{N_SPECIAL}.. (words).")
-    if (X == BOS).any():
-        row = int(np.argwhere(X == BOS)[0, 0])
-        raise DataError(f"{name} row {row} holds id {BOS}, the reserved <bos> the decoder starts from; words start "
-                        f"at id {N_SPECIAL}.")
-    padded = X == PAD
-    if padded[:, 0].any():
-        raise DataError(f"{name} row {int(np.argmax(padded[:, 0]))} is empty (starts with <pad>): every sequence "
-                        "needs at least one token.")
-    inner = padded[:, :-1] & ~padded[:, 1:]
-    if inner.any():
-        row = int(np.argwhere(inner)[0, 0])
-        raise DataError(f"{name} row {row} has a token after <pad> (id 0): padding goes after a sequence's end only.")
-    return X
 
 
 class SequenceVAE(BaseEstimator):
