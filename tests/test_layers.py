@@ -17,7 +17,7 @@ LAYERS = [
     ("base", ["errors", "registry", "validation", "io", "distributed"]),
     ("data", ["data"]),
     ("shell transform", ["shell"]),
-    ("cluster geometry", ["kmeans", "geometry", "theory"]),
+    ("cluster geometry", ["variances", "kmeans", "autok", "geometry", "theory"]),
     ("model and objective", ["model", "objectives", "region"]),
     ("methods", ["methods"]),
     ("training", ["batches", "acceleration", "checkpoint", "train"]),
