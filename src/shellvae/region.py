@@ -14,6 +14,10 @@ variant. The estimator's shell methods use these same objects::
         mu, logvar = encoder(x); z = ...; xhat = decoder(z)
         l_clu = region.cluster_loss(xhat, centers)
         loss = nll + kl + 10 * region.boundary_penalty(l_clu, eps) + 10 * region.norm_penalty(xhat)
+        # or the Lagrangian variant: loss = nll + kl + dual.multiplier * region.constraint(l_clu, eps),
+        # then after the step dual.update(float(region.constraint(l_clu, eps)))   (dual = DualAscent())
+
+examples/plain_loop.py runs this loop; docs/custom_models.md explains it.
 """
 
 from __future__ import annotations
@@ -163,6 +167,10 @@ class FeasibleRegion:
     def norm_penalty(self, xhat: torch.Tensor) -> torch.Tensor:
         """L_n: mean squared distance of the decoder outputs' norms to [r_min, r_max] (eq. 9)."""
         return norm_penalty(xhat, self.r_min, self.r_max)
+
+    def constraint(self, l_clu: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+        """L_clu - (delta - eps): the Lagrangian variant's constraint, <= 0 inside the region's upper edge."""
+        return l_clu - (self.delta_ - eps)
 
     def eps_from_alpha(self, alpha: float) -> float:
         """eps = alpha (delta - W): the margin as a share of the region's width (0 for an empty region)."""
