@@ -169,7 +169,7 @@ def test_a_registered_architecture_is_saved_and_rebuilt_by_name(gmm, tmp_path):
         np.testing.assert_array_equal(loaded.transform(gmm.X_test), est.transform(gmm.X_test))
     finally:
         ARCHITECTURES.remove("test_resmlp")
-    with pytest.raises(ShellVAEError, match="arch='test_resmlp': choose one of mlp, conv"):
+    with pytest.raises(ShellVAEError, match="arch='test_resmlp': choose one of"):
         ShellVAE.load(tmp_path / "model.pt")  # its factory is gone: the file brings no code
 
 

@@ -3,6 +3,8 @@ show what they say they show."""
 
 import importlib.util
 
+import pytest
+
 from tests.conftest import REPO
 
 EXAMPLES = REPO / "examples"
@@ -20,8 +22,9 @@ def test_every_example_is_tested():
     assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
 
 
-def test_plain_loop_with_the_constraint_is_certified_and_without_it_collapses():
-    certs = load("plain_loop").main(quick=True)
+@pytest.mark.parametrize("lagrange", [False, True])
+def test_plain_loop_with_the_constraint_is_certified_and_without_it_collapses(lagrange):
+    certs = load("plain_loop").main(quick=True, lagrange=lagrange)
     assert certs["with the constraint"].certified
     assert not certs["plain VAE"].certified
 

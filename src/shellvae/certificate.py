@@ -189,6 +189,8 @@ def certify_model(encode: Callable, decode: Callable, X, *, shell: SphericalShel
                   device="cpu", batch_size: int = 4096, seed: int = 0) -> Certificate:
     """Certify any VAE, trained anywhere, on held-out data: the same ``Certificate`` as ``ShellVAE.certify``.
 
+    Put the model in ``eval()`` mode first; the callables run under ``torch.no_grad``.
+
     Parameters
     ----------
     encode : callable
@@ -214,8 +216,6 @@ def certify_model(encode: Callable, decode: Callable, X, *, shell: SphericalShel
     batch_size, seed : int
         Rows per call; seed of the sampled z and the shuffled-latent control (as ``ShellVAE``'s
         ``random_state``: the same seed gives the same certificate on the same weights).
-
-    Put the model in ``eval()`` mode first. The callables run under ``torch.no_grad``.
     """
     if space not in ("shell", "data"):
         raise ShellVAEError(f"space={space!r}: choose 'shell' (the callables take and give shell-space rows) or "

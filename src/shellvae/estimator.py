@@ -421,13 +421,16 @@ class ShellVAE(TransformerMixin, BaseEstimator):
         """Restore saved weights into ``model_``, or say which keys and shapes do not fit."""
         built = {k: tuple(v.shape) for k, v in self.model_.state_dict().items()}
         saved = {k: tuple(v.shape) for k, v in state.items()}
+        def listed(items: list[str], sep: str = ", ") -> str:
+            return sep.join(items[:3]) + (f" (and {len(items) - 3} more)" if len(items) > 3 else "")
+
         problems = []
         if missing := sorted(built.keys() - saved.keys()):
-            problems.append(f"missing from the file: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+            problems.append(f"missing from the file: {listed(missing)}")
         if extra := sorted(saved.keys() - built.keys()):
-            problems.append(f"not in the model built here: {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
+            problems.append(f"not in the model built here: {listed(extra)}")
         if wrong := [f"{k} saved {saved[k]}, built {built[k]}" for k in built if k in saved and saved[k] != built[k]]:
-            problems.append(f"other shapes: {'; '.join(wrong[:5])}{' ...' if len(wrong) > 5 else ''}")
+            problems.append(f"other shapes: {listed(wrong, '; ')}")
         if problems:
             networks = (f"the encoder and decoder given (trained: {custom['encoder']}, {custom['decoder']})" if custom
                         else f"arch={self.arch!r}")

@@ -39,13 +39,21 @@ from shellvae.validation import check_array
 class FeasibleRegion:
     """Shell transform + cluster geometry: the region F_eps = {W <= L_clu <= delta - eps}.
 
+    Fitted once on the training data; then, batch by batch: ``centers`` (by row index for training
+    rows, by nearest centre for new ones), ``cluster_loss`` (L_clu), ``boundary_penalty`` (L_b),
+    ``norm_penalty`` (L_n) and ``constraint`` (for ``DualAscent``). Learned attributes: ``shell_``,
+    ``geometry_``, ``W_``, ``delta_``, ``feasible_`` (W < delta).
+
     Parameters
     ----------
-    n_clusters : K of the geometry, or "auto" (see ``ClusterGeometry``).
-    r_min, r_max, radius, zero_norm : the shell transform (see ``SphericalShell``).
-    random_state : seed of K-means.
-
-    Learned attributes: ``shell_``, ``geometry_``, ``W_``, ``delta_``, ``feasible_`` (W < delta).
+    n_clusters : int or str
+        K of the geometry, or "auto" (see ``ClusterGeometry``).
+    r_min, r_max : float
+        The shell's radii (see ``SphericalShell``); also the norm penalty's.
+    radius, zero_norm : str
+        The shell transform's settings (see ``SphericalShell``).
+    random_state : int
+        Seed of K-means.
     """
 
     def __init__(self, n_clusters: int | str = 10, *, r_min: float = R_MIN, r_max: float = R_MAX,
