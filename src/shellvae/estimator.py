@@ -276,16 +276,16 @@ class ShellVAE(TransformerMixin, BaseEstimator):
             X_val = check_array(X_val, "X_val", dtype=None)
             check_n_features(X_val, "X_val", X.shape[1], type(self).__name__)
         self.method_ = get_method(self.method, **(self.method_params or {}))
+        torch.manual_seed(self.random_state)
+        model = self._build_model(X.shape[1]).to(self.device)
+        # the contract, on a dry forward of the first rows (their shapes are those of the shell rows), before
+        # K-means and training: a wrong network fails in a second, whatever the data's size
+        check_contract(model, torch.as_tensor(np.asarray(X[:8]), dtype=torch.float32, device=self.device))
         region = FeasibleRegion(self.n_clusters, r_min=self.r_min, r_max=self.r_max, radius=self.radius,
                                 zero_norm=self.zero_norm, random_state=self.random_state)
         self._set_region(region.fit(memmap if memmap is not None else X, geometry=geometry))
         self.sigma2_ = float(self.sigma2 if self.sigma2 is not None else self.sigma2_ratio * self.lambda_max_)
         self.n_features_in_ = X.shape[1]
-
-        torch.manual_seed(self.random_state)
-        model = self._build_model(X.shape[1]).to(self.device)
-        first = torch.as_tensor(self.region_.transform(X[:8]), dtype=torch.float32, device=self.device)
-        check_contract(model, first)  # a dry forward of the first rows, before training
         self.model_ = self.method_.prepare(model).to(self.device)
         if self.resume and Path(self.checkpoint).exists():
             self._check_checkpoint()
@@ -421,6 +421,7 @@ class ShellVAE(TransformerMixin, BaseEstimator):
         """Restore saved weights into ``model_``, or say which keys and shapes do not fit."""
         built = {k: tuple(v.shape) for k, v in self.model_.state_dict().items()}
         saved = {k: tuple(v.shape) for k, v in state.items()}
+
         def listed(items: list[str], sep: str = ", ") -> str:
             return sep.join(items[:3]) + (f" (and {len(items) - 3} more)" if len(items) > 3 else "")
 
