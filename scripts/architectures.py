@@ -1,14 +1,14 @@
 """Does the shell method work whatever the network? Issue 13's architecture table.
 
 ``shell`` and ``vanilla`` at the moderate violating condition (sigma^2 = 2 lambda_max, beta = 2),
-with three networks, three seeds each:
+with three networks on two datasets, three seeds each:
 
 - ``mlp``: the paper's MLP (shellvae's ``arch="mlp"``: 256-128 / 128-256) on the 8-component
   Gaussian mixture (32 dims);
 - ``resmlp``: a deeper, wider residual MLP with LayerNorm (width 256, 3 residual blocks of two
   layers each, per network), passed as your own modules, on the same mixture;
 - ``conv``: a deeper conv net (per network four conv layers, 16 and 32 channels; passed as your
-  own modules) on MNIST images.
+  own modules) on MNIST images, beside the paper's MLP on the same images.
 
 The networks are those of ``examples/custom_architecture.py``. Each dataset's shell and cluster
 geometry are fitted once (seed 0) and shared by every run on it, so runs differ only in the
@@ -49,14 +49,15 @@ METHODS = ("vanilla", "shell")
 IW_SAMPLES = 50  # importance samples per held-out row for nll_iw (the conv decoder is costly on a CPU)
 N_TRAIN, N_TEST = 10_000, 2_000
 
-#: name -> (dataset, epochs, what it is, networks(n_features) or None for shellvae's arch="mlp")
-ARCHITECTURES = {
-    "mlp": ("synthetic", 30, "the paper's MLP (arch='mlp': 256-128 / 128-256, ReLU)", None),
-    "resmlp": ("synthetic", 30, "residual MLP with LayerNorm: width 256, 3 residual blocks per network",
+NETWORKS = {  # name -> (what it is, networks(n_features) or None for shellvae's arch="mlp")
+    "mlp": ("the paper's MLP (arch='mlp': 256-128 / 128-256, ReLU)", None),
+    "resmlp": ("residual MLP with LayerNorm: width 256, 3 residual blocks per network",
                lambda D: (ResMLPEncoder(D, LATENT, 256, 3), ResMLPDecoder(LATENT, D, 256, 3))),
-    "conv": ("mnist", 10, "deeper conv net: per network 4 conv layers (3x3 and stride-2 4x4; 16, 32 channels)",
+    "conv": ("deeper conv net: per network 4 conv layers (3x3 and stride-2 4x4; 16, 32 channels)",
              lambda D: (ConvEncoder((1, 28, 28), LATENT, (16, 32)), ConvDecoder((1, 28, 28), LATENT, (16, 32)))),
 }
+#: the rows: (network, dataset) -> epochs
+ROWS = {("mlp", "synthetic"): 30, ("resmlp", "synthetic"): 30, ("mlp", "mnist"): 10, ("conv", "mnist"): 10}
 N_CLUSTERS = {"synthetic": 8, "mnist": "auto"}  # MNIST's K = 10 gives an empty region (docs/method.md §4)
 
 
@@ -66,8 +67,8 @@ def load(dataset: str, mnist_dir: str):
     return shellvae.load_dataset("mnist", mnist_dir, n_train=N_TRAIN, n_test=N_TEST, seed=0)
 
 
-def run(arch: str, method: str, seed: int, data, region: FeasibleRegion) -> dict:
-    dataset, epochs, _, networks = ARCHITECTURES[arch]
+def run(arch: str, dataset: str, method: str, seed: int, data, region: FeasibleRegion) -> dict:
+    epochs, networks = ROWS[arch, dataset], NETWORKS[arch][1]
     torch.manual_seed(seed)  # the networks' initial weights
     modules = {} if networks is None else dict(zip(("encoder", "decoder"), networks(data.X_train.shape[1])))
     params = dict(get_method(method).paper_protocol)
@@ -96,7 +97,8 @@ def table(records: list[dict], command: str, seeds: list[int]) -> str:
         "# Architectures: does the shell method work whatever the network?",
         "",
         "The paper says its method works with arbitrary neural architectures. `shell` and `vanilla` at the",
-        "moderate violating condition (sigma^2 = 2 lambda_max, beta = 2), with three networks. Made by:",
+        "moderate violating condition (sigma^2 = 2 lambda_max, beta = 2), with three networks: the paper's MLP and a",
+        "residual MLP on the Gaussian mixture, the paper's MLP and a deeper conv net on MNIST. Made by:",
         "",
         "```bash",
         command,
@@ -109,11 +111,11 @@ def table(records: list[dict], command: str, seeds: list[int]) -> str:
         "Each dataset's shell "
         "and cluster geometry are fitted once (seed 0) and shared by all its runs",
         f"- latent dim {LATENT}; Adam, lr 1e-3, batch 128; epochs: "
-        + ", ".join(f"{a} {spec[1]}" for a, spec in ARCHITECTURES.items())
+        + ", ".join(f"{a} on {d} {e}" for (a, d), e in ROWS.items())
         + "; `shell` with the paper's protocol (two-stage, stage one = the first 20% of epochs), "
           "lambda_b = lambda_n = 10, eps = 5% of delta",
         f"- seeds {', '.join(map(str, seeds))} (initialisation, batch order, noise); mean ± sample std over seeds",
-        "- networks: " + "; ".join(f"`{a}`: {spec[2]}" for a, spec in ARCHITECTURES.items())
+        "- networks: " + "; ".join(f"`{a}`: {spec[0]}" for a, spec in NETWORKS.items())
         + " (the last two are `examples/custom_architecture.py`'s, passed as `encoder=`, `decoder=`)",
         f"- held-out metrics: KL (nats), active units (of {LATENT}), `nll_iw`: importance-weighted bound on "
         f"-log p(x~) in shell space with {IW_SAMPLES} samples per row (nats; lower is better; comparable within a "
@@ -125,9 +127,9 @@ def table(records: list[dict], command: str, seeds: list[int]) -> str:
         "certified | fit s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for arch in ARCHITECTURES:
+    for arch, dataset in ROWS:
         for method in METHODS:
-            rows = [r for r in records if r["arch"] == arch and r["method"] == method]
+            rows = [r for r in records if (r["arch"], r["dataset"], r["method"]) == (arch, dataset, method)]
             if not rows:
                 continue
             col = {k: [r[k] for r in rows] for k in rows[0]}
@@ -158,27 +160,27 @@ def main() -> None:
     seeds = list(range(args.seeds))
     cache = Path(args.out) / "records.json"
     records = json.loads(cache.read_text()) if cache.exists() else []
-    done = {(r["arch"], r["method"], r["seed"]) for r in records}
+    done = {(r["arch"], r["dataset"], r["method"], r["seed"]) for r in records}
     datasets: dict = {}
-    for arch, (dataset, *_) in ARCHITECTURES.items():
+    for arch, dataset in ROWS:
         for method in METHODS:
             for seed in seeds:
-                if (arch, method, seed) in done:
+                if (arch, dataset, method, seed) in done:
                     continue
                 if dataset not in datasets:
                     data = load(dataset, args.mnist_dir)
                     region = FeasibleRegion(N_CLUSTERS[dataset], random_state=0).fit(data.X_train)
                     datasets[dataset] = data, region
                     print(f"{dataset}: {data.X_train.shape} train, {data.X_test.shape} test; {region}", flush=True)
-                record = run(arch, method, seed, *datasets[dataset])
+                record = run(arch, dataset, method, seed, *datasets[dataset])
                 records.append(record)
                 io.write_json(cache, records)
-                print(f"{arch} {method} seed {seed}: KL {record['kl']:.3f}, AU {record['active_units']}, nll_iw "
+                print(f"{arch} on {dataset}, {method} seed {seed}: KL {record['kl']:.3f}, AU {record['active_units']}, nll_iw "
                       f"{record['nll_iw']:.2f}, probe {record['probe_accuracy']:.3f}, certified {record['certified']}, "
                       f"{record['fit_seconds']:.0f} s", flush=True)
     records = [r for r in records if r["seed"] in seeds]
-    order = {a: i for i, a in enumerate(ARCHITECTURES)}
-    records.sort(key=lambda r: (order[r["arch"]], METHODS.index(r["method"]), r["seed"]))
+    order = {row: i for i, row in enumerate(ROWS)}
+    records.sort(key=lambda r: (order[r["arch"], r["dataset"]], METHODS.index(r["method"]), r["seed"]))
     command = "python scripts/architectures.py MNIST_DIR" + "".join(
         f" {flag} {shlex.quote(str(value))}" for flag, value, default in (
             ("--seeds", args.seeds, 3), ("--out", args.out, "runs/architectures")) if value != default)
