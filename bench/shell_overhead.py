@@ -49,9 +49,9 @@ def setup():
 
 
 def plan_of(method, objective: Objective, compile: bool = False) -> EpochPlan:
-    """What ``train()`` hands each step of the first of 10 epochs; ``compile``: the forward and loss
+    """What ``train()`` hands each step of the sixth of 10 epochs (after the two-stage protocol's stage one); ``compile``: the forward and loss
     compiled as ``train(compile=True)`` compiles them."""
-    schedule = method.schedule(objective.beta, Epoch(0, 10))
+    schedule = method.schedule(objective.beta, Epoch(5, 10))  # stage two: every penalty on
     return EpochPlan(objective, schedule, compiled(method.forward_loss, compile))
 
 

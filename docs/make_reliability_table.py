@@ -1,8 +1,9 @@
-"""Regenerate the generated part of docs/reliability.md: the bad-input table and the fuzzing count.
+"""Regenerate the generated part of docs/reliability.md: the bad-input table and the fuzzing counts.
 
     python docs/make_reliability_table.py
 
-Both come from the tests (``tests/test_reliability.py``: ``BAD_INPUTS``; ``tests/test_data_fuzz.py``),
+They come from the tests (``tests/test_reliability.py``: ``BAD_INPUTS``; ``tests/test_data_fuzz.py``;
+``tests/test_cli_fuzz.py``),
 so the doc shows the exact errors the code gives; ``test_reliability_doc_is_in_sync`` fails when it is stale.
 """
 
@@ -19,7 +20,7 @@ import torch  # noqa: E402
 torch.set_num_threads(1)  # as the tests (tests/conftest.py)
 
 from shellvae import io  # noqa: E402
-from tests.test_reliability import DOC, TABLE_END, TABLE_START, generated_block  # noqa: E402
+from tests.test_reliability import BAD_INPUTS, DOC, TABLE_END, TABLE_START, generated_block  # noqa: E402
 
 
 def main() -> None:
@@ -30,7 +31,7 @@ def main() -> None:
     if not pattern.search(doc):
         sys.exit(f"{DOC}: no {TABLE_START} ... {TABLE_END} markers to fill.")
     io.write_text(DOC, pattern.sub(lambda _: block, doc))
-    print(f"updated {DOC.relative_to(REPO)}: {block.count(chr(10)) - 4} bad inputs, fuzz summary")
+    print(f"updated {DOC.relative_to(REPO)}: {len(BAD_INPUTS)} bad inputs, the data and command-line fuzzing summaries")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from shellvae import ClusterGeometry, SphericalShell
 from shellvae.cli import main
 from shellvae.diagnose import diagnose
+from shellvae.geometry import AUTO_K_GRID
 
 
 def test_prediction_flips_at_lambda_max(small_gmm):
@@ -27,6 +29,17 @@ def test_sweep_reports_the_region(small_gmm):
         assert row["W"] + row["delta"] == pytest.approx(d.T, rel=1e-6)
     assert d.smallest_feasible_k() == 8  # 8 true components: K=2 lumps them, W > delta
     assert "EMPTY" in str(d) and "smallest K with a non-empty region: 8" in str(d)
+
+
+def test_sweep_is_the_auto_k_search(rng):
+    """diagnose's table and n_clusters="auto" come from one search: same subset, same rows of the table."""
+    X = (rng.normal(size=(3000, 6)) + 4 * rng.integers(0, 5, (3000, 1))).astype(np.float32)  # as diagnose reads it
+    d = diagnose(X, max_samples=800, seed=3)
+    geo = ClusterGeometry("auto", sweep_samples=800, random_state=3).fit(SphericalShell().fit_transform(X))
+    strip = [{key: row[key] for key in ("K", "W", "delta", "width")} for row in d.sweep]
+    assert strip[:len(geo.sweep_)] == geo.sweep_  # auto stops at its K; the table goes on
+    assert [row["K"] for row in d.sweep] == [k for k in AUTO_K_GRID if k < 800]  # one grid for both
+    assert d.smallest_feasible_k(margin=0.05 - 1e-12) == geo.n_clusters_
 
 
 def test_subsampling_is_stated(rng):

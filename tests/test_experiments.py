@@ -14,7 +14,7 @@ from shellvae.experiments import get_profile, run_experiment
 from shellvae.experiments.common import RunContext
 from shellvae.experiments.phase import collapse_onset, theory_kl
 from shellvae.experiments.profiles import phase_grid
-from shellvae.report import aggregate_seeds, format_mean_std, mean_std
+from shellvae.tables import aggregate_seeds, format_mean_std, mean_std
 
 #: smaller than the `test` profile: one epoch on a few hundred samples
 TINY = replace(get_profile("test"), sizes={"default": (200, 80), "synthetic": (300, 100)}, epochs={"default": 1},
@@ -47,15 +47,15 @@ def test_mean_std_and_aggregation():
 
 
 def test_cell_key_depends_on_the_training_only(tmp_path):
-    ctx = RunContext("table1", TINY, ["synthetic"], [0], tmp_path)
-    a = ctx.cell("synthetic", "moderate", "vanilla", 0)
+    run = RunContext("table1", TINY, ["synthetic"], [0], tmp_path)
+    a = run.cell("synthetic", "moderate", "vanilla", 0)
     same = RunContext("table2", TINY, ["synthetic"], [0], tmp_path).cell("synthetic", "moderate", "vanilla", 0,
                                                                         label="other label")
     assert a.key == same.key  # experiment and label are not part of the training
-    assert a.key != ctx.cell("synthetic", "moderate", "vanilla", 1).key
-    assert a.key != ctx.cell("synthetic", "extreme", "vanilla", 0).key
-    assert a.key != ctx.cell("synthetic", "moderate", "shell", 0).key
-    assert ctx.cell("synthetic", "moderate", "shell", 0).estimator["method_params"] == {"two_stage": 0.2}
+    assert a.key != run.cell("synthetic", "moderate", "vanilla", 1).key
+    assert a.key != run.cell("synthetic", "extreme", "vanilla", 0).key
+    assert a.key != run.cell("synthetic", "moderate", "shell", 0).key
+    assert run.cell("synthetic", "moderate", "shell", 0).estimator["method_params"] == {"two_stage": 0.2}
     assert a.key == RunContext("table1", TINY, ["synthetic"], [0], tmp_path).cell(
         "synthetic", "moderate", "vanilla", 0).key  # stable across contexts
 
@@ -69,15 +69,15 @@ def test_cells_share_one_cluster_geometry_through_the_output_folder(tmp_path, mo
     fits = []
     original = ClusterGeometry.fit
     monkeypatch.setattr(ClusterGeometry, "fit", lambda self, X, y=None: fits.append(self) or original(self, X))
-    ctx = RunContext("table2", TINY, ["synthetic"], [0, 1], tmp_path)
-    first = cells_mod.run_cell(ctx.cell("synthetic", "moderate", "shell", 0), tmp_path)
-    again = cells_mod.run_cell(ctx.cell("synthetic", "moderate", "em", 0), tmp_path)
+    run = RunContext("table2", TINY, ["synthetic"], [0, 1], tmp_path)
+    first = cells_mod.run_cell(run.cell("synthetic", "moderate", "shell", 0), tmp_path)
+    again = cells_mod.run_cell(run.cell("synthetic", "moderate", "em", 0), tmp_path)
     assert len(fits) == 1 and len(list((tmp_path / "geometries").glob("*.pt"))) == 1
     data = cells_mod.load_cell_data("synthetic", None, *TINY.size("synthetic"))
     fresh = ShellVAE("vanilla", n_clusters=8, random_state=0, epochs=1).fit(data.X_train).geometry_
     assert first["W"] == again["W"] == pytest.approx(fresh.W_, rel=1e-6)  # records keep 7 digits
     assert first["delta"] == again["delta"] == pytest.approx(fresh.delta_collapse_, rel=1e-6)
-    cells_mod.run_cell(ctx.cell("synthetic", "moderate", "shell", 1), tmp_path)  # another seed: its own K-means
+    cells_mod.run_cell(run.cell("synthetic", "moderate", "shell", 1), tmp_path)  # another seed: its own K-means
     assert len(fits) == 3 and len(list((tmp_path / "geometries").glob("*.pt"))) == 2
 
 
@@ -92,7 +92,10 @@ def test_table2_writes_paper_columns_and_resumes_without_retraining(tmp_path, mo
     assert "profile `test`" in md and "mean ± std over seeds" in md
     header = (tmp_path / "table2.csv").read_text().splitlines()[0]
     assert "kl_mean" in header and "kl_std" in header and "paper_coverage_pct" in header
-    assert report.verdict["synthetic/shell"]["kl"] >= 0
+    records = {r["cell"]["method"]: r for r in map(json.loads, (p.read_text() for p in stored))}
+    for method in ("shell", "shell_none"):  # the table's numbers are the stored cells' (one seed: no averaging)
+        assert report.verdict[f"synthetic/{method}"]["kl"] == pytest.approx(records[method]["kl"], rel=1e-12)
+        assert report.verdict[f"synthetic/{method}"]["recon_mse"] == pytest.approx(records[method]["recon_mse"])
 
     def boom(cell):
         raise AssertionError(f"{cell.name} was retrained")
@@ -105,11 +108,22 @@ def test_table2_writes_paper_columns_and_resumes_without_retraining(tmp_path, mo
 
 
 def test_figure_experiments_write_pngs(tmp_path):
+    import matplotlib.image
+
     for name in ("dynamics", "coverage", "sensitivity"):
         report = run_experiment(name, TINY, out=tmp_path, datasets=["synthetic"], progress=False)
         pngs = [f for f in report.files if f.suffix == ".png"]
-        assert pngs and all(f.stat().st_size > 1000 for f in pngs), name
+        assert pngs, name
+        for png in pngs:  # a real picture: readable, of a figure's size, not blank
+            pixels = matplotlib.image.imread(png)
+            assert pixels.shape[0] > 200 and pixels.shape[1] > 300 and pixels[..., :3].std() > 0.05, png
         assert (tmp_path / f"{name}.md").is_file()
+    # coverage's shares are those of its stored per-sample losses (run again: it trains nothing now)
+    verdict = run_experiment("coverage", TINY, out=tmp_path, datasets=["synthetic"], progress=False).verdict
+    run = RunContext("coverage", TINY, ["synthetic"], [0], tmp_path)
+    cell = cells_mod.load_cell(tmp_path, run.cell("synthetic", "moderate", "shell", 0))
+    d = np.asarray(cell["per_sample_cluster_sq_dist"])
+    assert verdict["synthetic/shell"]["inside"] == pytest.approx(float(((d >= cell["W"]) & (d <= cell["delta"])).mean()))
     # dynamics and coverage reuse cells of each other where the training is the same
     assert json.loads((tmp_path / "coverage_run.json").read_text())["runs"][-1]["trainings"] == 2
 

@@ -23,8 +23,8 @@ LAYERS = [
     ("training", ["batches", "acceleration", "checkpoint", "train"]),
     ("metrics", ["metrics", "likelihood", "probes", "certificate"]),
     ("estimator", ["estimator", "results", "diagnose"]),
-    ("reports", ["report", "figures", "experiments"]),
-    ("entry points", ["cli", "__main__", "__init__"]),
+    ("reports", ["tables", "figures", "experiments"]),
+    ("entry points", ["cli_inputs", "cli", "__main__", "__init__"]),
 ]
 RANK = {name: rank for rank, (_, names) in enumerate(LAYERS) for name in names}
 

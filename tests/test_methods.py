@@ -207,27 +207,27 @@ def test_bn_vae_prepare_is_deterministic_and_round_trips(tiny):
 @pytest.mark.parametrize("method", [Aggressive(max_inner_steps=5), EM(e_steps=3)], ids=["aggressive", "em"])
 def test_alternating_steps_freeze_the_other_half(tiny, method):
     model, optimizer, batch = tiny
-    ctx = plan(method, Objective(sigma2=1.0))
-    method.step_on(model.parameters(), model, optimizer, batch, ctx)  # a joint step: Adam has momentum everywhere
+    step = plan(method, Objective(sigma2=1.0))
+    method.step_on(model.parameters(), model, optimizer, batch, step)  # a joint step: Adam has momentum everywhere
     enc, dec = snapshot(model.encoder), snapshot(model.decoder)
     # the encoder phase of each method moves every encoder tensor and no decoder bit
     if isinstance(method, Aggressive):
-        assert 1 <= method.encoder_phase(model, optimizer, batch, ctx) <= 5
+        assert 1 <= method.encoder_phase(model, optimizer, batch, step) <= 5
     else:
-        method.e_phase(model, optimizer, batch, ctx)
+        method.e_phase(model, optimizer, batch, step)
     assert same(dec, snapshot(model.decoder)) and changed(enc, snapshot(model.encoder))
     enc, dec = snapshot(model.encoder), snapshot(model.decoder)
-    method.decoder_step(model, optimizer, batch, ctx)
+    method.decoder_step(model, optimizer, batch, step)
     assert same(enc, snapshot(model.encoder)) and changed(dec, snapshot(model.decoder))
 
 
 def test_em_step_is_e_phase_then_m_phase(tiny):
     model, optimizer, batch = tiny
     method, calls = EM(e_steps=4, m_steps=2), []
-    ctx = plan(method, Objective(sigma2=1.0))
+    step = plan(method, Objective(sigma2=1.0))
     method.encoder_step = lambda *a: calls.append("E") or EM.encoder_step(method, *a)
     method.decoder_step = lambda *a: calls.append("M") or EM.decoder_step(method, *a)
-    logs = method.train_step(model, optimizer, batch, ctx)
+    logs = method.train_step(model, optimizer, batch, step)
     assert calls == ["E"] * 4 + ["M"] * 2 and torch.isfinite(logs["loss"])
 
 
@@ -247,8 +247,8 @@ def test_inner_steps_use_fresh_batches_when_the_loop_offers_them(tiny):
 def test_aggressive_mode_ends_when_mutual_information_falls(tiny):
     model, optimizer, batch = tiny
     method = Aggressive(max_inner_steps=3, check_every=1)
-    ctx = plan(method, Objective(sigma2=1.0))
-    logs = method.train_step(model, optimizer, batch, ctx)
+    step = plan(method, Objective(sigma2=1.0))
+    logs = method.train_step(model, optimizer, batch, step)
     assert logs["aggressive"] == 1 and logs["inner_steps"] >= 1 and torch.isfinite(logs["mi"])
     for mi in (0.5, 0.8, 0.9):  # rising: stays aggressive
         method.after_epoch({"train_mi": mi})
@@ -258,7 +258,7 @@ def test_aggressive_mode_ends_when_mutual_information_falls(tiny):
     method.after_epoch({"train_mi": 2.0})  # no way back (He et al.)
     assert not method.aggressive
     enc = snapshot(model.encoder)
-    logs = method.train_step(model, optimizer, batch, ctx)  # joint step now
+    logs = method.train_step(model, optimizer, batch, step)  # joint step now
     assert logs["aggressive"] == 0 and logs["inner_steps"] == 0 and changed(enc, snapshot(model.encoder))
     restored = Aggressive()
     restored.load_state_dict(method.state_dict())

@@ -78,5 +78,11 @@ def test_no_reference_to_files_outside_the_project():
     """Users see the package and its docs, not the team's notes: the method is docs/method.md."""
     assert (DOCS / "method.md").is_file()
     notes = "METHOD" + ".md"  # the team's notes, which users never see (spelled so this file passes)
-    for path in [*PAGES, *sorted((REPO / "tests").glob("*.py"))]:
-        assert notes not in path.read_text(), f"{_name(path)} refers to {notes}; the method is docs/method.md"
+    shared = "../" + "shared"  # the team's folder beside the repository
+    code = [*(REPO / "src").rglob("*.py"), *(REPO / "tests").glob("*.py"), *(REPO / "bench").glob("*.py"),
+            *(p for p in (REPO / "scripts").glob("*") if p.is_file())]
+    for path in [*PAGES, *sorted(code)]:
+        text = path.read_text()
+        assert notes not in text, f"{_name(path)} refers to {notes}; the method is docs/method.md"
+        assert shared not in text or path.parent.name in ("tests", "bench", "scripts"), \
+            f"{_name(path)} points into {shared}, which users do not have"

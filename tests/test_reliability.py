@@ -173,6 +173,37 @@ def write_csv(c: Ctx) -> object:
 
 CLI_TRAIN = ("train", "--n-train", "300", "--n-test", "100", "--epochs", "1", "--quiet")
 
+
+def cli_files(c: Ctx) -> Path:
+    """A folder of CLI inputs: X.npy (not an array: a command that read it would fail on it, so these
+    cases show the command line is checked first), a regular file, a run folder with a damaged
+    metrics.json, one with a list in it, and one whose model is of non-image data."""
+    d = c.tmp / "cli-inputs"
+    if not d.exists():
+        d.mkdir()
+        (d / "X.npy").write_bytes(b"not an array")
+        (d / "afile").write_text("a regular file\n")
+        for name, metrics in [("damaged", "{bad"), ("list", "[1, 2]"),
+                              ("run", '{"data_spec": {"data": "synthetic", "n_train": 300}}')]:
+            (d / name).mkdir()
+            (d / name / "model.pt").write_bytes(c.model_file.read_bytes())
+            (d / name / "metrics.json").write_text(metrics)
+        (d / "taken" / "model.pt").mkdir(parents=True)
+    return d
+
+
+def issue_train(c: Ctx, *args: str) -> None:
+    """The issue's command line: ``shellvae train --data X.npy ... ARGS``."""
+    d = cli_files(c)
+    cli("train", "--data", str(d / "X.npy"), "--n-clusters", "auto", "--quiet", "--out", str(c.tmp / "cli"), *args)
+
+
+def cli_in(c: Ctx, *args: str) -> None:
+    """``cli`` with {D} standing for the folder of CLI inputs and {OUT} for a fresh output folder."""
+    d = cli_files(c)
+    cli(*(a.replace("{D}", str(d)).replace("{OUT}", str(c.tmp / "cli")) for a in args))
+
+
 BAD_INPUTS = [
     # data given to ShellVAE.fit (the same check_array guards every entry point and loader)
     Case("ShellVAE.fit", "NaN in X", fit(with_value(np.nan)), DataError, "X"),
@@ -317,6 +348,72 @@ BAD_INPUTS = [
          CliExit, "epochs"),
     Case("shellvae show", "a folder without model.pt", lambda c: (c.tmp / "empty").mkdir(exist_ok=True) or cli(
         "show", "--model", str(c.tmp / "empty")), CliExit, "model.pt"),
+    # the command line checks everything it can before reading data (issue 15; tests/test_cli_fuzz.py fuzzes it)
+    Case("shellvae train", "`-p lambda_b=abc` (issue 15: was a TypeError at the first step)", lambda c: issue_train(
+        c, "-p", "lambda_b=abc"), CliExit, "lambda_b"),
+    Case("shellvae train", "`--out afile/sub`, under a regular file (issue 15: was NotADirectoryError after K-means)",
+         lambda c: issue_train(c, "--out", str(cli_files(c) / "afile" / "sub")), CliExit, "afile"),
+    Case("shellvae train", "`-p lambda_b=-5`", lambda c: issue_train(c, "-p", "lambda_b=-5"), CliExit, "lambda_b"),
+    Case("shellvae train", "`--method free_bits -p free_bits=nan`", lambda c: issue_train(
+        c, "--method", "free_bits", "-p", "free_bits=nan"), CliExit, "free_bits"),
+    Case("shellvae train", "`--method shell_lagrange -p alpha=2x`", lambda c: issue_train(
+        c, "--method", "shell_lagrange", "-p", "alpha=2x"), CliExit, "alpha"),
+    Case("shellvae train", "`-p lambda_q=1`, an unknown key", lambda c: issue_train(c, "-p", "lambda_q=1"), CliExit,
+         "lambda_q"),
+    Case("shellvae train", "`--method cyclical -p n_cycles=2.5`", lambda c: issue_train(
+        c, "--method", "cyclical", "-p", "n_cycles=2.5"), CliExit, "n_cycles"),
+    Case("shellvae train", "`-p lambda_b=5 -p lambda_b=6`", lambda c: issue_train(
+        c, "-p", "lambda_b=5", "-p", "lambda_b=6"), CliExit, "twice"),
+    Case("shellvae train", "`-p lambda_b`, no value", lambda c: issue_train(c, "-p", "lambda_b"), CliExit, "-p"),
+    Case("shellvae train", "`--beta nan`", lambda c: issue_train(c, "--beta", "nan"), CliExit, "--beta"),
+    Case("shellvae train", "`--lr inf`", lambda c: issue_train(c, "--lr", "inf"), CliExit, "--lr"),
+    Case("shellvae train", "`--latent-dim 0`", lambda c: issue_train(c, "--latent-dim", "0"), CliExit, "--latent-dim"),
+    Case("shellvae train", "`--n-clusters 1`", lambda c: issue_train(c, "--n-clusters", "1"), CliExit, "--n-clusters"),
+    Case("shellvae train", "`--certificate-margin 2`", lambda c: issue_train(c, "--certificate-margin", "2"), CliExit,
+         "--certificate-margin"),
+    Case("shellvae train", "`--sigma2 1 --sigma2-ratio 2`", lambda c: issue_train(
+        c, "--sigma2", "1", "--sigma2-ratio", "2"), CliExit, "--sigma2"),
+    Case("shellvae train", "`--device cuda:99`", lambda c: issue_train(c, "--device", "cuda:99"), CliExit, "--device"),
+    Case("shellvae train", "`--data-dir` a missing folder", lambda c: issue_train(
+        c, "--data-dir", str(c.tmp / "nowhere")), CliExit, "--data-dir"),
+    Case("shellvae train", "`--out ''`", lambda c: issue_train(c, "--out", ""), CliExit, "--out"),
+    Case("shellvae train", "`--out /proc/...`, a folder that cannot be made", lambda c: issue_train(
+        c, "--out", "/proc/shellvae/run"), CliExit, "/proc/shellvae/run"),
+    Case("shellvae train", "`--out` holding a folder named model.pt", lambda c: issue_train(
+        c, "--out", str(cli_files(c) / "taken")), CliExit, "model.pt"),
+    Case("shellvae train", "`--n-clusters 1000` for 300 samples (known once the data is read)", lambda c: cli(
+        *CLI_TRAIN, "--n-clusters", "1000", "--out", str(c.tmp / "cli")), CliExit, "--n-clusters"),
+    Case("shellvae train", "`--arch conv` on non-image data (known once the data is read)", lambda c: cli(
+        *CLI_TRAIN, "--arch", "conv", "--out", str(c.tmp / "cli")), CliExit, "--arch conv"),
+    Case("shellvae diagnose", "`--sigma2-ratio nan`", lambda c: cli_in(c, "diagnose", "--data", "{D}/X.npy",
+                                                                          "--sigma2-ratio", "nan"),
+         CliExit, "--sigma2-ratio"),
+    Case("shellvae diagnose", "`--out` under a regular file", lambda c: cli_in(
+        c, "diagnose", "--data", "{D}/X.npy", "--out", "{D}/afile/diagnosis.json"), CliExit, "afile"),
+    Case("shellvae diagnose", "`--out` the --data file", lambda c: cli_in(
+        c, "diagnose", "--data", "{D}/X.npy", "--out", "{D}/X.npy"), CliExit, "--out"),
+    Case("shellvae demo", "`--sigma2-ratio -1`", lambda c: cli("demo", "--sigma2-ratio", "-1"), CliExit,
+         "--sigma2-ratio"),
+    Case("shellvae show", "a model of non-image data", lambda c: cli_in(c, "show", "--model", "{D}/run"), CliExit,
+         "not image data"),
+    Case("shellvae show", "a damaged metrics.json", lambda c: cli_in(c, "show", "--model", "{D}/damaged"), CliExit,
+         "metrics.json"),
+    Case("shellvae summarize", "a metrics.json holding a list", lambda c: cli_in(c, "summarize", "{D}/list"), CliExit,
+         "metrics.json"),
+    Case("shellvae summarize", "`--out` a run's own metrics.json", lambda c: cli_in(
+        c, "summarize", "{D}/run", "--out", "{D}/run/metrics.json"), CliExit, "--out"),
+    Case("shellvae reproduce", "an unknown experiment", lambda c: cli_in(c, "reproduce", "table3", "--out", "{OUT}"),
+         CliExit, "EXPERIMENT"),
+    Case("shellvae reproduce", "`--certificate-margin nan` (was accepted, and trained)", lambda c: cli_in(
+        c, "reproduce", "table1", "--certificate-margin", "nan", "--out", "{OUT}"), CliExit, "--certificate-margin"),
+    Case("shellvae reproduce", "`--datasets ,`", lambda c: cli_in(c, "reproduce", "table1", "--datasets", ",", "--out",
+                                                                  "{OUT}"), CliExit, "--datasets"),
+    Case("shellvae reproduce", "`--data-dir mnist=` a missing folder", lambda c: cli_in(
+        c, "reproduce", "table1", "--data-dir", f"mnist={c.tmp / 'nowhere'}", "--out", "{OUT}"), CliExit, "--data-dir"),
+    Case("shellvae reproduce", "`--seeds 0`", lambda c: cli_in(c, "reproduce", "table1", "--seeds", "0", "--out",
+                                                               "{OUT}"), CliExit, "--seeds"),
+    Case("shellvae reproduce", "`--out` under a regular file", lambda c: cli_in(
+        c, "reproduce", "table1", "--out", "{D}/afile/results"), CliExit, "afile"),
 ]
 
 
@@ -359,11 +456,24 @@ def fuzz_summary(tmp: Path) -> str:
             f"{fuzz.TIME_LIMIT_S:g} s.")
 
 
+def cli_fuzz_summary() -> str:
+    """tests/test_cli_fuzz.py's case counts (its tests check that exactly these many run)."""
+    from tests import test_cli_fuzz as fuzz
+
+    per_command = ", ".join(f"{n} {c}" for c, n in fuzz.EXAMPLES.items() if c != "global")
+    return (f"Command-line fuzzing (`tests/test_cli_fuzz.py`, hypothesis, seeded): {fuzz.N_CASES} bad command lines "
+            f"({per_command}, {fuzz.EXAMPLES['global']} with bad global options), each a valid command line with one "
+            "or two mutations; every one ends with exit 1 or 2 and one `Error:` line naming the problem, no traceback, "
+            f"no output folder left behind, in under {fuzz.TIME_LIMIT_S:g} s, and none reaches training (nor, when the "
+            "command line shows the problem, the data).")
+
+
 def generated_block(tmp: Path) -> str:
     """What docs/reliability.md holds between its markers."""
     (tmp / "cases").mkdir()
     (tmp / "fuzz").mkdir()
-    return f"{TABLE_START}\n{bad_input_table(make_ctx(tmp / 'cases'))}\n\n{fuzz_summary(tmp / 'fuzz')}\n{TABLE_END}"
+    return (f"{TABLE_START}\n{bad_input_table(make_ctx(tmp / 'cases'))}\n\n{fuzz_summary(tmp / 'fuzz')}\n\n"
+            f"{cli_fuzz_summary()}\n{TABLE_END}")
 
 
 def bad_input_table(ctx: Ctx) -> str:

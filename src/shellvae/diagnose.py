@@ -1,24 +1,23 @@
 """Before training: will a VAE collapse on this data, and can the shell method certify it?
 
 ``diagnose`` maps the data to the shell and reports lambda_max, the predicted collapse threshold
-for the given sigma^2 and beta (docs/method.md §5), the linear-VAE prediction of KL and active units,
-and the cluster geometry T, W, delta across a K sweep, so that K and sigma^2 can be chosen.
+for the given sigma^2 and beta (docs/method.md §5), the linear-VAE prediction of KL and active
+units, and the cluster geometry T, W, delta across a K sweep, so that K and sigma^2 can be chosen.
+The sweep is ``geometry.search_k``, the search behind ``ClusterGeometry(n_clusters="auto")``, on
+the same seeded subset: its table is the one auto-K reads (auto stops at the first K whose width
+reaches its margin; the table goes on through the grid).
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
-from shellvae.validation import check_array
-from shellvae.errors import EmptyFeasibleRegionWarning, ShellVAEError
-from shellvae.geometry import ClusterGeometry
-from shellvae.shell import SphericalShell
+from shellvae.validation import check_array, check_scalar
+from shellvae.errors import ShellVAEError
+from shellvae.geometry import AUTO_K_GRID, search_grid, search_k
+from shellvae.kmeans import subset_rows
+from shellvae.shell import R_MAX, R_MIN, SphericalShell
 from shellvae.theory import collapse_threshold, covariance_spectrum, linear_vae_active_units, linear_vae_kl
-
-DEFAULT_K_GRID = (2, 4, 8, 10, 16, 32, 64, 128)
 
 
 @dataclass
@@ -66,32 +65,29 @@ class Diagnosis:
 
 
 def diagnose(X, *, sigma2: float | None = None, sigma2_ratio: float = 2.0, beta: float = 1.0,
-             k_grid=DEFAULT_K_GRID, r_min: float = 0.9, r_max: float = 1.1, radius: str = "minmax",
+             k_grid=AUTO_K_GRID, r_min: float = R_MIN, r_max: float = R_MAX, radius: str = "minmax",
              max_samples: int | None = 20_000, seed: int = 0) -> Diagnosis:
-    """Diagnose X (N, D). K-means runs on at most ``max_samples`` rows (a seeded subset) to stay fast."""
+    """Diagnose X (N, D). K-means runs on at most ``max_samples`` rows (a seeded subset) to stay fast.
+
+    With the same shell settings, ``max_samples`` and ``seed``, the sweep is the one
+    ``ClusterGeometry("auto", sweep_samples=max_samples, random_state=seed)`` searches.
+    """
     X = check_array(X, "X", min_samples=3)
-    if beta < 0 or (sigma2 is not None and sigma2 <= 0) or sigma2_ratio <= 0:
-        raise ShellVAEError(f"need sigma2 > 0 (or sigma2_ratio > 0) and beta >= 0; got sigma2={sigma2}, "
-                            f"sigma2_ratio={sigma2_ratio}, beta={beta}.")
-    bad_k = [k for k in k_grid if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2]
-    if not list(k_grid) or bad_k:
-        raise ShellVAEError(f"k_grid={list(k_grid)}: give integers >= 2 (bad: {bad_k}).")
+    check_scalar(beta, "beta", low_open=False)
+    check_scalar(sigma2_ratio, "sigma2_ratio")
+    if sigma2 is not None:
+        check_scalar(sigma2, "sigma2")
+    search_grid(k_grid, len(X))  # bad K values fail here, before the shell is fitted
     if max_samples is not None and max_samples < 3:
         raise ShellVAEError(f"max_samples={max_samples}: K-means needs at least 3 samples (or None for all).")
     X_shell = SphericalShell(r_min, r_max, radius=radius).fit_transform(X)
     spectrum = covariance_spectrum(X_shell)
     lam = float(spectrum[0])
     s2 = float(sigma2 if sigma2 is not None else sigma2_ratio * lam)
-    used = X_shell
-    if max_samples is not None and len(X_shell) > max_samples:
-        used = X_shell[np.random.default_rng(seed).permutation(len(X_shell))[:max_samples]]
-    sweep = []
-    for k in sorted(k for k in k_grid if 2 <= k < len(used)):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", EmptyFeasibleRegionWarning)  # the table says it
-            geo = ClusterGeometry(k, random_state=seed).fit(used)
-        sweep.append(dict(K=k, W=geo.W_, delta=geo.delta_collapse_, width=(geo.delta_collapse_ - geo.W_) / geo.T_,
-                          feasible=bool(geo.feasible_)))
+    rows = subset_rows(len(X_shell), max_samples, seed)
+    used = X_shell if rows is None else X_shell[rows]
+    search = search_k(used, k_grid, random_state=seed)
+    sweep = [dict(row, feasible=bool(row["W"] < row["delta"])) for row in search.rows]
     threshold = collapse_threshold(lam, beta)
     return Diagnosis(
         n_samples=len(X), n_used=len(used), n_features=X.shape[1], lambda_max=lam, T=float(spectrum.sum()),

@@ -203,13 +203,13 @@ class _SumOverRanks(torch.autograd.Function):
     input, so each input's gradient is the sum of all ranks' output gradients."""
 
     @staticmethod
-    def forward(fn_ctx, tensor):
+    def forward(ctx, tensor):
         out = tensor.clone()
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
         return out
 
     @staticmethod
-    def backward(fn_ctx, grad):
+    def backward(ctx, grad):
         grad = grad.clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         return grad

@@ -182,6 +182,8 @@ class ShellVAE(TransformerMixin, BaseEstimator):
         data); the shell, geometry, model and method check their own."""
         for name in ("latent_dim", "epochs", "batch_size", "eval_every"):
             check_scalar(getattr(self, name), name, integer=True)
+        if self.n_clusters != "auto":
+            check_scalar(self.n_clusters, "n_clusters", integer=True, low=1, fix="Give an integer >= 2 or 'auto'.")
         check_scalar(self.lr, "lr", fix="Adam's usual step is 1e-3.")
         if self.sigma2 is not None:
             check_scalar(self.sigma2, "sigma2", fix="Or leave sigma2=None to use sigma2_ratio * lambda_max.")

@@ -67,10 +67,11 @@ def _sampled_latents(est, X: np.ndarray) -> np.ndarray:
     import torch
 
     from shellvae.metrics import encode_all
+    from shellvae.model import sample_posterior
 
     mu, logvar = encode_all(est.model_, torch.as_tensor(est.shell_.transform(X), dtype=torch.float32))
     gen = torch.Generator(device=mu.device).manual_seed(0)
-    return (mu + torch.randn(mu.shape, generator=gen, device=mu.device) * (0.5 * logvar).exp()).cpu().numpy()
+    return sample_posterior(mu, logvar, gen).cpu().numpy()
 
 
 # -- figures of ``shellvae reproduce`` (experiments/) ------------------------------------------------------

@@ -75,33 +75,52 @@ def _fsync_dir(folder: Path) -> None:
 
 def check_writable_folder(path) -> Path:
     """Make sure ``path`` is a folder this process can write to, creating it (and its parents) if
-    needed; a path under a file, or one that cannot be created or written, is refused by name."""
+    needed; a path under a file, or one that cannot be created or written, is refused by name
+    (and any folder made on the way is removed again)."""
     path = Path(path)
-    problem = None
-    for parent in (path, *path.parents):
-        if parent.exists() and not parent.is_dir():
-            problem = f"{parent} is a file, not a folder"
-            break
-    if problem is None:
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=path)
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as exc:
-            problem = exc.strerror or str(exc)
+    problem = _folder_problem(path)
     if problem is not None:
         raise ShellVAEError(f"cannot write the output folder {path}: {problem}. Choose another path.")
     return path
 
 
 def check_writable_file(path) -> Path:
-    """Make sure a file can be written at ``path`` (its folder is created if needed); refuse a folder."""
+    """Make sure a file can be written at ``path`` the way ``atomic_path`` writes it (its folder is
+    created if needed); refuse a folder, or a path whose folder or name cannot be written, by name."""
     path = Path(path)
-    if path.is_dir():
+    try:
+        folder = str(path) in ("", ".") or path.is_dir()
+    except (OSError, ValueError):
+        folder = False  # e.g. a name too long: the probe below names the problem
+    if folder:
         raise ShellVAEError(f"{path} is a folder; cannot write a file there. Give a file path.")
-    check_writable_folder(path.parent)
+    problem = _folder_problem(path.parent, probe_prefix=f".{path.name}.")
+    if problem is not None:
+        raise ShellVAEError(f"cannot write {path}: {problem}. Choose another path.")
     return path
+
+
+def _folder_problem(path: Path, probe_prefix: str = ".write-check.") -> str | None:
+    """Why ``path`` cannot be a writable folder (None if it is one now: it is created if needed). The
+    probe is a temporary file named like ``atomic_path``'s (``probe_prefix``), removed at once."""
+    try:
+        missing = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
+        for parent in (path, *path.parents):
+            if parent.exists() and not parent.is_dir():
+                return f"{parent} is a file, not a folder"
+    except (OSError, ValueError) as exc:  # e.g. a name too long, or a NUL byte
+        return getattr(exc, "strerror", None) or str(exc)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=probe_prefix, suffix=".tmp", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        for folder in missing:  # made here: remove them again, deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        return exc.strerror or str(exc)
+    return None
 
 
 def write_text(path, text: str) -> None:

@@ -43,11 +43,10 @@ from shellvae.errors import ShellVAEError
 Encoder = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 Decoder = Callable[[torch.Tensor], torch.Tensor]
 
-#: final metrics. The bound's gap to log p(x) shrinks like O(1/K) (Burda et al. 2016). Measured on
-#: one CPU thread, default MLP (bench/iw_time.py): 10,000 held-out rows take ~7 s of CPU time for
-#: the 32-dim mixture, ~24 s for MNIST (784 dims) at K = 500
+#: final metrics. The bound's gap to log p(x) shrinks like O(1/K) (Burda et al. 2016); its cost
+#: is measured by bench/iw_time.py (docs/performance.md)
 IW_SAMPLES = 500
-#: a per-epoch curve: 50x cheaper (0.13 s and 0.54 s for those 10,000 rows), same trend
+#: a per-epoch curve: 50x cheaper, the same trend
 IW_SAMPLES_PER_EPOCH = 10
 
 #: decoded values (rows x features) and rows held at once, by default. On a CPU a chunk that stays

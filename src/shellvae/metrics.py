@@ -33,8 +33,9 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from shellvae.geometry import collapse_floor
 from shellvae.likelihood import IW_SAMPLES, gaussian_log_density, iw_log_likelihood_batch, kl_to_standard_normal
-from shellvae.model import GaussianVAE
+from shellvae.model import GaussianVAE, sample_posterior
 from shellvae.objectives import cluster_sq_dist, kl_per_dim, mutual_information
 from shellvae.probes import chance_accuracy, knn_accuracy, probe_accuracy
 from shellvae.region import FeasibleRegion
@@ -219,11 +220,7 @@ def _norm_satisfaction(b: EvalBatch):
 # -- whole-set metrics of the reconstructions --------------------------------------------------------
 @whole_set("collapse_floor", "the lowest L_clu any constant decoder output reaches on these rows")
 def _collapse_floor(s: EvalSet) -> float:
-    # mean_i ||c_i - c_bar||^2 over the rows' own centres, from the clusters' sizes
-    weights = s.cluster_counts / s.cluster_counts.sum()
-    centers = np.asarray(s.region.geometry_.centers_, dtype=np.float64)
-    mean = weights @ centers
-    return float(weights @ np.sum((centers - mean) ** 2, axis=1))
+    return collapse_floor(s.region.geometry_.centers_, s.cluster_counts)
 
 
 @whole_set("margin", "delta - L_clu: how far below the collapse loss the model stays")
@@ -321,9 +318,11 @@ def evaluate(model: GaussianVAE, X, region: FeasibleRegion, *, clusters: np.ndar
     mu = torch.cat([c[0] for c in codes])
     logvar = None if codes[0][1] is None else torch.cat([c[1] for c in codes])
     own = torch.cat(own) if clusters is None else torch.as_tensor(np.asarray(clusters), device=device)
-    # the random draws, in a fixed order from one seeded generator (drawn with or without log-variances)
-    noise = torch.randn(mu.shape, generator=gen, device=device)
-    z = None if logvar is None else mu + noise * (0.5 * logvar).exp()
+    # the random draws, in a fixed order from one seeded generator
+    if logvar is not None:
+        z = sample_posterior(mu, logvar, gen)
+    else:  # no log-variances, no sampled z; the same draw is made, so the shuffles below are a full encoder's
+        z, _ = None, torch.randn(mu.shape, generator=gen, device=device, dtype=mu.dtype)
     shuffled = torch.randperm(n, generator=gen, device=device)
     mi_rows = torch.randperm(n, generator=gen, device=device)[:MI_SAMPLES]
 

@@ -54,6 +54,12 @@ def split_posterior(out) -> tuple[torch.Tensor, torch.Tensor]:
     return mu, logvar
 
 
+def sample_posterior(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """z = mu + sigma * epsilon, epsilon ~ N(0, I): a draw from q(z|x) (the reparameterisation trick).
+    ``generator``: a seeded stream for the draw (default: torch's global one)."""
+    return mu + torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype) * torch.exp(0.5 * logvar)
+
+
 class GaussianVAE(nn.Module):
     """q(z|x) = N(mu(x), diag(exp(logvar(x)))), p(z) = N(0, I), p(x|z) = N(decode(z), sigma^2 I)."""
 
@@ -65,7 +71,7 @@ class GaussianVAE(nn.Module):
         return split_posterior(self.encoder(x))
 
     def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return sample_posterior(mu, logvar)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)

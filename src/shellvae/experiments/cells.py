@@ -146,13 +146,19 @@ def load_geometry(path: Path) -> ClusterGeometry | None:
     if not path.is_file():
         return None
     try:
-        return ClusterGeometry.from_state_dict(io.from_safe(io.load(path, kind="geometry")["geometry"]))
+        geometry = ClusterGeometry.from_state_dict(io.from_safe(io.load(path, kind="geometry")["geometry"]))
     except (ShellVAEError, KeyError, TypeError, ValueError):
         return None  # unreadable: fitted again and rewritten
+    geometry.labels_ = np.asarray(geometry.labels_, dtype=np.int64)
+    return geometry
 
 
 def save_geometry(path: Path, geometry: ClusterGeometry) -> None:
-    io.save(path, {"geometry": io.to_safe(geometry.state_dict())}, kind="geometry")
+    """Kept beside the cells (and committed with them), so that a run resumed on another machine, or
+    after K-means changed, goes on with the same clusters. Labels in the smallest integer type."""
+    state = geometry.state_dict()
+    state["labels_"] = np.asarray(state["labels_"], dtype=np.min_scalar_type(max(int(geometry.n_clusters_) - 1, 0)))
+    io.save(path, {"geometry": io.to_safe(state)}, kind="geometry")
 
 
 # -- running one cell ---------------------------------------------------------------------------------

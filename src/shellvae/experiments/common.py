@@ -13,7 +13,7 @@ from shellvae.estimator import ShellVAE
 from shellvae.experiments.cells import Cell, resolve_data
 from shellvae.experiments.profiles import Profile
 from shellvae.methods import METHODS
-from shellvae.report import aggregate_seeds, format_mean_std, md_table, write_csv  # noqa: F401 (md_table: for the experiments)
+from shellvae.tables import aggregate_seeds, format_mean_std, md_table, write_csv  # noqa: F401 (md_table: for the experiments)
 from shellvae.region import FeasibleRegion
 from shellvae.registry import Registry
 from shellvae.results import columns
@@ -63,8 +63,8 @@ class RunContext:
         cond = CONDITIONS.get(condition, {})
         params = {**METHODS[method].paper_protocol, **(method_params or {})}
         conv = data_spec.arch == "conv"
-        settings = {key: DEFAULTS[key] for key in ("latent_dim", "batch_size", "lr", "r_min", "r_max", "radius",
-                                                   "eval_every")}
+        settings = {key: DEFAULTS[key] for key in ("latent_dim", "batch_size", "lr", "r_min", "r_max", "radius")}
+        settings["eval_every"] = self.profile.eval_every
         settings.update({
             "method_params": params or None, "n_clusters": data_spec.paper_k,
             "sigma2_ratio": sigma2_ratio if sigma2_ratio is not None else cond["sigma2_ratio"],
@@ -160,7 +160,7 @@ class Report:
 
 @dataclass(frozen=True)
 class Experiment:
-    """One reproducible experiment: ``cells(ctx)`` lists its trainings, ``report(ctx, records)``
+    """One reproducible experiment: ``cells(run)`` lists its trainings, ``write(run, records)``
     writes its tables and figures; ``datasets`` are its defaults, ``paper`` what it reproduces."""
 
     name: str
@@ -168,12 +168,12 @@ class Experiment:
     paper: str
     datasets: tuple[str, ...]
     cells: Callable[[RunContext], list[Cell]]
-    report: Callable[[RunContext, list[dict]], Report]
+    write: Callable[[RunContext, list[dict]], Report]
 
 
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")
 
 
-def register_experiment(name: str, title: str, paper: str, datasets: tuple, cells, report) -> Experiment:
+def register_experiment(name: str, title: str, paper: str, datasets: tuple, cells, write) -> Experiment:
     """Make an experiment ``shellvae reproduce NAME`` (called once at the end of its module)."""
-    return EXPERIMENTS.add(name, Experiment(name, title, paper, tuple(datasets), cells, report))
+    return EXPERIMENTS.add(name, Experiment(name, title, paper, tuple(datasets), cells, write))

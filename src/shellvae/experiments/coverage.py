@@ -18,7 +18,7 @@ import numpy as np
 from shellvae import io
 from shellvae.experiments import paper
 from shellvae.experiments.common import CONDITION_TEXT, Report, RunContext, md_table, register_experiment
-from shellvae.report import format_mean_std, mean_std
+from shellvae.tables import format_mean_std, mean_std
 
 NAME = "coverage"
 TITLE = "Feasible-region coverage at inference (paper Figure 2)"
@@ -27,9 +27,9 @@ CONDITION = "moderate"
 METHODS = ("vanilla", "shell")
 
 
-def cells(ctx: RunContext):
-    return [ctx.cell(dataset, CONDITION, method, seed)
-            for dataset in ctx.datasets for method in METHODS for seed in ctx.seeds]
+def cells(run: RunContext):
+    return [run.cell(dataset, CONDITION, method, seed)
+            for dataset in run.datasets for method in METHODS for seed in run.seeds]
 
 
 def shares(d: np.ndarray, W: float, delta: float) -> dict:
@@ -38,10 +38,10 @@ def shares(d: np.ndarray, W: float, delta: float) -> dict:
             "median": float(np.median(d)), "mean": float(d.mean())}
 
 
-def report(ctx: RunContext, records: list[dict]) -> Report:
+def write(run: RunContext, records: list[dict]) -> Report:
     from shellvae.figures import plot_coverage
 
-    parts = [ctx.header(TITLE, [
+    parts = [run.header(TITLE, [
         f"{CONDITION_TEXT[CONDITION]}; the paper's K (8 synthetic, 10 images)",
         ("per-sample loss ||xhat_i - mu_c(i)||^2 on the test split, decoded from the posterior mean; inside = "
         "W <= loss <= delta (the paper's feasible coverage); below delta = the sample is reconstructed closer to its "
@@ -49,7 +49,7 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
         f"paper: {100 * paper.COVERAGE:.1f}% of samples inside the region for its method (Figure 2)",
     ])]
     files, verdict = [], {}
-    for dataset in ctx.datasets:
+    for dataset in run.datasets:
         panels, body = {}, []
         for m in METHODS:
             ok = [r for r in records if r["cell"]["dataset"] == dataset and r["cell"]["method"] == m
@@ -70,9 +70,9 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
             verdict[f"{dataset}/{m}"] = {k: v[0] for k, v in agg.items()} | {"W": first["W"], "delta": first["delta"]}
         if not panels:
             continue
-        fig = ctx.out / f"{NAME}_{dataset}.png"
+        fig = run.out / f"{NAME}_{dataset}.png"
         plot_coverage(fig, panels, title=f"{dataset}, {CONDITION_TEXT[CONDITION].split(':')[0]} condition, "
-                                         f"held-out, seed {ctx.seeds[0]}")
+                                         f"held-out, seed {run.seeds[0]}")
         files.append(fig)
         parts.append(f"## {dataset}\n\n![coverage]({fig.name})\n")
         parts.append(md_table(["method", "seeds", "W", "delta", "inside [W, delta] %", "paper", "below W %",
@@ -80,11 +80,11 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
         if any(w >= d for _, w, d in panels.values()):
             parts.append("The region is EMPTY here (W >= delta): no sample can be inside it, and 'below W' and "
                          "'above delta' overlap. The guarantee does not apply at this K.\n")
-    path = ctx.out / f"{NAME}.md"
+    path = run.out / f"{NAME}.md"
     io.write_text(path, "\n".join(parts))
-    json_path = ctx.out / f"{NAME}.json"
+    json_path = run.out / f"{NAME}.json"
     io.write_json(json_path, verdict)
     return Report([path, json_path, *files], summary=f"wrote {path}", verdict=verdict)
 
 
-register_experiment(NAME, TITLE, "Figure 2", DATASETS, cells, report)
+register_experiment(NAME, TITLE, "Figure 2", DATASETS, cells, write)

@@ -13,7 +13,7 @@ import numpy as np
 
 from shellvae import io
 from shellvae.experiments.common import CONDITION_TEXT, Report, RunContext, md_table, register_experiment
-from shellvae.report import format_mean_std, mean_std
+from shellvae.tables import format_mean_std, mean_std
 
 NAME = "dynamics"
 TITLE = "Training dynamics with and without the norm constraint (paper Figure 1)"
@@ -24,9 +24,9 @@ SERIES = {"val_kl": "held-out KL (nats)", "train_l_b": "boundary penalty L_b (tr
           "val_norm_satisfaction": "norm satisfaction (held-out)", "train_l_n": "norm penalty L_n (train)"}
 
 
-def cells(ctx: RunContext):
-    return [ctx.cell(dataset, CONDITION, method, seed, eval_every=1)
-            for dataset in ctx.datasets for method in METHODS for seed in ctx.seeds]
+def cells(run: RunContext):
+    return [run.cell(dataset, CONDITION, method, seed, eval_every=1)
+            for dataset in run.datasets for method in METHODS for seed in run.seeds]
 
 
 def curves(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -55,19 +55,19 @@ def _tail_stats(records, key):
     return mean_std(means), mean_std(stds)
 
 
-def report(ctx: RunContext, records: list[dict]) -> Report:
+def write(run: RunContext, records: list[dict]) -> Report:
     from shellvae.figures import plot_dynamics
 
-    parts = [ctx.header(TITLE, [
+    parts = [run.header(TITLE, [
         (f"{CONDITION_TEXT[CONDITION]}; the paper's K (8 synthetic, 10 images); two-stage training (first 20% of "
         "epochs: minimal KL weight, no penalties); held-out metrics every epoch"),
         "tail: the second half of training; 'std within run' measures oscillation (mean over seeds ± std)",
     ])]
     files, verdict = [], {}
-    for dataset in ctx.datasets:
+    for dataset in run.datasets:
         by_method = {m: [r for r in records if r["cell"]["dataset"] == dataset and r["cell"]["method"] == m]
                      for m in METHODS}
-        fig = ctx.out / f"{NAME}_{dataset}.png"
+        fig = run.out / f"{NAME}_{dataset}.png"
         plot_dynamics(fig, {m: {k: curves(rs, k) for k in SERIES} for m, rs in by_method.items()}, SERIES,
                       title=f"{dataset}, {CONDITION_TEXT[CONDITION].split(':')[0]} condition")
         files.append(fig)
@@ -91,11 +91,11 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
                                          "final_norm_satisfaction": ns[0]}
         parts.append(f"## {dataset}\n\n![dynamics]({fig.name})\n")
         parts.append(md_table(header, body) + "\n")
-    path = ctx.out / f"{NAME}.md"
+    path = run.out / f"{NAME}.md"
     io.write_text(path, "\n".join(parts))
-    json_path = ctx.out / f"{NAME}.json"
+    json_path = run.out / f"{NAME}.json"
     io.write_json(json_path, verdict)
     return Report([path, json_path, *files], summary=f"wrote {path}", verdict=verdict)
 
 
-register_experiment(NAME, TITLE, "Figure 1", DATASETS, cells, report)
+register_experiment(NAME, TITLE, "Figure 1", DATASETS, cells, write)

@@ -43,19 +43,19 @@ def _condition(ratio: float) -> str:
     return f"ratio={ratio:g}"
 
 
-def cells(ctx: RunContext):
-    p = ctx.profile
+def cells(run: RunContext):
+    p = run.profile
     out = []
-    for dataset in ctx.datasets:
+    for dataset in run.datasets:
         for ratio in p.phase_ratios:
             cond = _condition(ratio)
-            for seed in ctx.seeds:
+            for seed in run.seeds:
                 common = {"sigma2_ratio": ratio, "beta": BETA}
-                out.append(ctx.cell(dataset, cond, "vanilla", seed, label="vanilla", epochs=p.phase_epochs,
+                out.append(run.cell(dataset, cond, "vanilla", seed, label="vanilla", epochs=p.phase_epochs,
                                     eval_every=max(1, p.phase_epochs // 20), **common))
-                out.append(ctx.cell(dataset, cond, "shell", seed, label="shell", epochs=p.phase_epochs,
+                out.append(run.cell(dataset, cond, "shell", seed, label="shell", epochs=p.phase_epochs,
                                     eval_every=max(1, p.phase_epochs // 20), **common))
-                out.append(ctx.cell(dataset, cond, "vanilla", seed, label="linear", epochs=p.linear_epochs,
+                out.append(run.cell(dataset, cond, "vanilla", seed, label="linear", epochs=p.linear_epochs,
                                     encoder_hidden=[], decoder_hidden=[], batch_size=256, lr=p.linear_lr,
                                     eval_every=max(1, p.linear_epochs // 20), **common))
     return out
@@ -95,7 +95,7 @@ def _late_changes(ok: list[dict], dataset: str, lo: float = 0.0, hi: float = np.
                 and lo <= r["cell"]["ratio"] <= hi] for m in MODELS}
 
 
-def report(ctx: RunContext, records: list[dict]) -> Report:
+def write(run: RunContext, records: list[dict]) -> Report:
     from shellvae.figures import plot_phase
 
     files, parts, verdicts = [], [], {}
@@ -103,8 +103,8 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
     for r in records:
         r["cell"]["ratio"] = float(r["cell"]["condition"].split("=", 1)[1])
         r["cell"]["late_kl_change"] = late_change(r.get("history", [])) if r.get("status") == "ok" else None
-    rows = aggregate(records, ["dataset", "ratio", "label"], ctx.certificate_margin)
-    for dataset in ctx.datasets:
+    rows = aggregate(records, ["dataset", "ratio", "label"], run.certificate_margin)
+    for dataset in run.datasets:
         spectra = [r["spectrum"] for r in ok if r["cell"]["dataset"] == dataset]
         if not spectra:
             continue
@@ -140,13 +140,13 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
             "linear_max_abs_error": float(np.nanmax(np.abs(err))) if finite.any() else None,
             "linear_max_rel_error_where_kl_ge_0.1": float(rel.max()) if len(rel) else None,
             "linear_tolerance": f"|KL_linear - KL_theory| <= {LINEAR_ABS_TOL} + {LINEAR_REL_TOL} * KL_theory",
-            "linear_pass": linear_pass, "epochs": epochs, "seeds": ctx.seeds,
+            "linear_pass": linear_pass, "epochs": epochs, "seeds": run.seeds,
             "max_late_kl_change": {m: (max(v) if v else None) for m, v in late.items()},
             "max_late_kl_change_near_threshold": {m: (max(v) if v else None) for m, v in late_near.items()},
             "ratios": ratios,
         }
         verdicts[dataset] = verdict
-        fig = ctx.out / f"{NAME}_{dataset}.png"
+        fig = run.out / f"{NAME}_{dataset}.png"
         plot_phase(fig, ratios, {m: (series[m], series_std[m]) for m in MODELS}, au,
                    theory=(dense, [theory_kl(spectrum, x) for x in dense],
                            [linear_vae_active_units(spectrum[:8], x * lam_max, BETA) for x in dense]),
@@ -192,20 +192,20 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
                     index[(x, m)]["closed_form_au"] = theory_au[i]
         parts.append(md_table(header, body) + "\n")
 
-    head = ctx.header(TITLE, [
+    head = run.header(TITLE, [
         (f"beta = {BETA}; vanilla and shell: the paper's MLP ([256, 128] / [128, 256]), 8 latent dims, batch 128, "
-        f"lr 1e-3, {ctx.profile.phase_epochs} epochs; shell with K = 8 and two-stage training"),
+        f"lr 1e-3, {run.profile.phase_epochs} epochs; shell with K = 8 and two-stage training"),
         (f"linear VAE: ShellVAE('vanilla', encoder_hidden=(), decoder_hidden=()), batch 256, "
-        f"lr {ctx.profile.linear_lr:g}, {ctx.profile.linear_epochs} epochs"),
+        f"lr {run.profile.linear_lr:g}, {run.profile.linear_epochs} epochs"),
         "closed form: docs/method.md §5 on the covariance spectrum of the shell training data (top 8 eigenvalues)",
         f"collapsed = held-out KL < {COLLAPSE_KL} nats (mean over seeds)",
-    ], epochs=f"{ctx.profile.phase_epochs} (vanilla, shell) / {ctx.profile.linear_epochs} (linear)")
-    path = ctx.out / f"{NAME}.md"
+    ], epochs=f"{run.profile.phase_epochs} (vanilla, shell) / {run.profile.linear_epochs} (linear)")
+    path = run.out / f"{NAME}.md"
     io.write_text(path, head + "\n" + "\n".join(parts))
-    csv_path = ctx.write_csv(NAME, rows, csv_columns(["dataset", "ratio", "label"],
+    csv_path = run.write_csv(NAME, rows, csv_columns(["dataset", "ratio", "label"],
                                                      ["kl", "active_units", "certified", "recon_mse"],
                                                      ["closed_form_kl", "closed_form_au"]))
-    json_path = ctx.out / f"{NAME}.json"
+    json_path = run.out / f"{NAME}.json"
     io.write_json(json_path, verdicts)
     lines = []
     for d, v in verdicts.items():
@@ -215,4 +215,4 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
     return Report([path, csv_path, json_path, *files], summary="\n".join(lines), verdict=verdicts)
 
 
-register_experiment(NAME, TITLE, "Li et al. 2025", DATASETS, cells, report)
+register_experiment(NAME, TITLE, "Li et al. 2025", DATASETS, cells, write)

@@ -9,6 +9,8 @@ across r_min are in different shell spaces.
 from __future__ import annotations
 
 from shellvae import io
+from shellvae.methods import Shell
+from shellvae.shell import R_MAX, R_MIN
 from shellvae.experiments.common import (
     register_experiment,
     CONDITION_TEXT,
@@ -26,44 +28,44 @@ NAME = "sensitivity"
 TITLE = "Sensitivity to r_min and lambda_b (paper Figure 3)"
 DATASETS = ("synthetic",)
 CONDITION = "moderate"
-DEFAULT_R_MIN, R_MAX, DEFAULT_LAMBDA_B = 0.9, 1.1, 10.0
+DEFAULT_R_MIN, R_MAX, DEFAULT_LAMBDA_B = R_MIN, R_MAX, Shell().lambda_b
 VALUES = ["kl", "active_units", "feasible_coverage", "recon_mse", "norm_satisfaction", "l_clu", "certified", "W",
           "delta", "lambda_max"]
 
 
-def cells(ctx: RunContext):
+def cells(run: RunContext):
     out = []
-    for dataset in ctx.datasets:
-        for seed in ctx.seeds:
-            for r_min in ctx.profile.r_min_grid:
-                out.append(ctx.cell(dataset, CONDITION, "shell", seed, label=f"r_min={r_min:g}", r_min=r_min,
+    for dataset in run.datasets:
+        for seed in run.seeds:
+            for r_min in run.profile.r_min_grid:
+                out.append(run.cell(dataset, CONDITION, "shell", seed, label=f"r_min={r_min:g}", r_min=r_min,
                                     r_max=R_MAX))
-            for lam in ctx.profile.lambda_b_grid:
+            for lam in run.profile.lambda_b_grid:
                 # the default lambda_b is left implicit, so the shared point is the same cell as Table 1's shell
                 params = None if lam == DEFAULT_LAMBDA_B else {"lambda_b": lam}
-                out.append(ctx.cell(dataset, CONDITION, "shell", seed, label=f"lambda_b={lam:g}",
+                out.append(run.cell(dataset, CONDITION, "shell", seed, label=f"lambda_b={lam:g}",
                                     method_params=params, r_min=DEFAULT_R_MIN, r_max=R_MAX))
     return out
 
 
-def report(ctx: RunContext, records: list[dict]) -> Report:
+def write(run: RunContext, records: list[dict]) -> Report:
     from shellvae.figures import plot_sensitivity
 
     for r in records:
         name, value = r["cell"]["label"].split("=")
         r["cell"]["sweep"], r["cell"]["value"] = name, float(value)
-    rows = aggregate(records, ["dataset", "sweep", "value"], ctx.certificate_margin)
-    parts = [ctx.header(TITLE, [
+    rows = aggregate(records, ["dataset", "sweep", "value"], run.certificate_margin)
+    parts = [run.header(TITLE, [
         f"{CONDITION_TEXT[CONDITION]}; shell method, K = the paper's, two-stage training; r_max = {R_MAX}",
         f"r_min sweep at lambda_b = {DEFAULT_LAMBDA_B:g}; lambda_b sweep at r_min = {DEFAULT_R_MIN}; lambda_n = 10",
         "the paper gives no numbers for Figure 3 (its text names an optimal r_min and lambda_b, both lost formulas)",
     ])]
     files = []
-    for dataset in ctx.datasets:
+    for dataset in run.datasets:
         sub = [r for r in rows if r["dataset"] == dataset]
         if not sub:
             continue
-        fig = ctx.out / f"{NAME}_{dataset}.png"
+        fig = run.out / f"{NAME}_{dataset}.png"
         plot_sensitivity(fig, {s: sorted([r for r in sub if r["sweep"] == s], key=lambda r: r["value"])
                                for s in ("r_min", "lambda_b")},
                          metrics={"kl": "held-out KL (nats)", "feasible_coverage": "feasible coverage",
@@ -78,11 +80,11 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
                 for s in ("r_min", "lambda_b") for r in sorted([r for r in sub if r["sweep"] == s],
                                                                key=lambda r: r["value"])]
         parts.append(md_table(header, body) + "\n")
-    path = ctx.out / f"{NAME}.md"
+    path = run.out / f"{NAME}.md"
     io.write_text(path, "\n".join(parts))
-    csv_path = ctx.write_csv(NAME, rows, csv_columns(["dataset", "sweep", "value"], VALUES))
+    csv_path = run.write_csv(NAME, rows, csv_columns(["dataset", "sweep", "value"], VALUES))
     verdict = {f"{r['dataset']}/{r['sweep']}={r['value']:g}": {k: r[f"{k}_mean"] for k in VALUES} for r in rows}
     return Report([path, csv_path, *files], summary=f"wrote {path}", verdict=verdict)
 
 
-register_experiment(NAME, TITLE, "Figure 3", DATASETS, cells, report)
+register_experiment(NAME, TITLE, "Figure 3", DATASETS, cells, write)

@@ -32,9 +32,9 @@ VALUES = ["kl", "active_units", "feasible_coverage", "norm_satisfaction", "recon
           "certified", "W", "delta", "n_clusters", "feasible", "diverged"]
 
 
-def cells(ctx: RunContext):
-    return [ctx.cell(dataset, condition, method, seed, **({"n_clusters": "auto"} if method in AUTO_K else {}))
-            for condition in CONDITIONS for dataset in ctx.datasets for method in METHODS for seed in ctx.seeds]
+def cells(run: RunContext):
+    return [run.cell(dataset, condition, method, seed, **({"n_clusters": "auto"} if method in AUTO_K else {}))
+            for condition in CONDITIONS for dataset in run.datasets for method in METHODS for seed in run.seeds]
 
 
 def _claim(method, i, fmt):
@@ -42,16 +42,16 @@ def _claim(method, i, fmt):
     return "—" if claim is None else format(claim[i], fmt)
 
 
-def report(ctx: RunContext, records: list[dict]) -> Report:
-    rows = aggregate(records, ["condition", "dataset", "method"], ctx.certificate_margin)
-    parts = [ctx.header(TITLE, [
+def write(run: RunContext, records: list[dict]) -> Report:
+    rows = aggregate(records, ["condition", "dataset", "method"], run.certificate_margin)
+    parts = [run.header(TITLE, [
         f"paper: arXiv 2603.10935 v4 Table 2 ({paper.TABLE2_NOTE}); shown beside every dataset",
         ("coverage: share of held-out samples with W <= ||xhat_i - mu_c(i)||^2 <= delta; norm sat.: share of decoder "
         "outputs with r_min <= ||xhat_i|| <= r_max; recon MSE: per dimension, shell space, posterior-mean decoding"),
         "K: the paper's (8 synthetic, 10 images) except shell_lagrange (n_clusters='auto'); two-stage training (20%)",
     ])]
     for condition in CONDITIONS:
-        for dataset in ctx.datasets:
+        for dataset in run.datasets:
             sub = [r for r in rows if r["condition"] == condition and r["dataset"] == dataset]
             if not sub:
                 continue
@@ -75,10 +75,10 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
         claim = paper.TABLE2.get(row["method"])
         row.update(zip(["paper_kl", "paper_coverage_pct", "paper_norm_satisfaction_pct", "paper_recon_error"],
                        claim if claim else (None,) * 4))
-    csv_path = ctx.write_csv(NAME, rows, csv_columns(["condition", "dataset", "method"], VALUES,
+    csv_path = run.write_csv(NAME, rows, csv_columns(["condition", "dataset", "method"], VALUES,
                                                      ["paper_kl", "paper_coverage_pct", "paper_norm_satisfaction_pct",
                                                       "paper_recon_error"]))
-    path = ctx.out / f"{NAME}.md"
+    path = run.out / f"{NAME}.md"
     io.write_text(path, "\n".join(parts))
     verdict = {f"{r['dataset']}/{r['method']}": {k: r[f"{k}_mean"] for k in ("kl", "feasible_coverage",
                                                                              "norm_satisfaction", "recon_mse")}
@@ -86,4 +86,4 @@ def report(ctx: RunContext, records: list[dict]) -> Report:
     return Report([path, csv_path], summary=f"{len(records)} cells; wrote {path}", verdict=verdict)
 
 
-register_experiment(NAME, TITLE, "Table 2", DATASETS, cells, report)
+register_experiment(NAME, TITLE, "Table 2", DATASETS, cells, write)

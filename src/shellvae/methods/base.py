@@ -30,11 +30,24 @@ from shellvae.objectives import gaussian_nll, kl_divergence
 @dataclass(frozen=True)
 class Objective:
     """The constants of a run's loss: decoder variance sigma^2, KL weight beta, and (for methods
-    that use it) the fitted ``FeasibleRegion`` with W, delta, the shell radii and the penalties."""
+    that use it) the fitted ``FeasibleRegion`` with W, delta, the shell radii and the penalties.
 
-    sigma2: float
+    ``reconstruction``: the reconstruction term -log p(x|z) as a batch mean, from the batch's rows
+    and the model's output; None is the Gaussian decoder of fixed variance ``sigma2``
+    (``objectives.gaussian_nll``). Another likelihood (e.g. a categorical decoder over tokens)
+    plugs in here, and every method works with it unchanged.
+    """
+
+    sigma2: float | None
     beta: float = 1.0
     region: object | None = None  # a region.FeasibleRegion (methods that need_centers)
+    reconstruction: Callable[[torch.Tensor, VAEOutput], torch.Tensor] | None = None
+
+    def nll(self, x: torch.Tensor, out: VAEOutput) -> torch.Tensor:
+        """-log p(x|z), batch mean."""
+        if self.reconstruction is not None:
+            return self.reconstruction(x, out)
+        return gaussian_nll(x, out.xhat, self.sigma2)
 
 
 @dataclass(frozen=True)
@@ -169,7 +182,7 @@ class Method:
 
     def loss(self, out: VAEOutput, batch: Batch, objective: Objective,
              schedule: Schedule) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        nll = gaussian_nll(batch.x, out.xhat, objective.sigma2)
+        nll = objective.nll(batch.x, out)
         kl = kl_divergence(out.mu, out.logvar)
         kl_used = self.kl_term(out, kl)
         total = nll + schedule.kl_weight * kl_used

@@ -6,7 +6,8 @@ Spherical VAE with Cluster-Aware Feasible Regions (arXiv 2603.10935 v4), docs/me
 
 with s_t ramping 0.1 -> 1 over training, L_b the boundary penalty on the batch's L_clu against
 F_eps = [W, delta - eps] (eps = eps_ratio * delta), L_n the decoder-norm penalty. With
-``two_stage`` > 0 the first share of epochs uses the smallest KL weight and no penalties.
+``two_stage`` > 0 (default 0.2, the paper's protocol) the first share of epochs uses the smallest
+KL weight and no penalties.
 
 ``ShellBase`` holds what every shell variant shares (the KL schedule, stage one, L_clu and the
 norm penalty); a variant only says how the feasible region enters the loss (``region_terms``):
@@ -37,8 +38,9 @@ class ShellBase(Method):
     paper_protocol = {"two_stage": 0.2}
 
     beta_start: float = hyperparameter(0.1, low=0.0, high=1.0, doc="s_t ramps beta_start -> 1 over training")
-    two_stage: float = hyperparameter(0.0, low=0.0, high=1.0, high_open=True,
-                                      doc="share of epochs in stage one (minimal KL weight, no penalties); 0: off")
+    two_stage: float = hyperparameter(0.2, low=0.0, high=1.0, high_open=True,
+                                      doc="share of epochs in stage one (minimal KL weight, no penalties); the "
+                                          "paper's protocol is 0.2; 0: off")
     lambda_n: float = hyperparameter(10.0, low=0.0, doc="weight of the decoder-norm penalty L_n")
     use_norm: bool = hyperparameter(True, doc="whether L_n enters the loss")
 

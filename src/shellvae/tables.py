@@ -52,7 +52,13 @@ def load_metrics(paths) -> list[dict]:
         file = path / "metrics.json" if path.is_dir() else path
         if not file.is_file():
             raise ShellVAEError(f"{file}: no metrics.json here (give folders written by 'shellvae train').")
-        rows.append(json.loads(file.read_text()))
+        try:
+            row = json.loads(file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ShellVAEError(f"{file}: not a readable metrics.json ({type(exc).__name__}: {exc}).") from None
+        if not isinstance(row, dict):
+            raise ShellVAEError(f"{file}: holds a JSON {type(row).__name__}, not the object 'shellvae train' writes.")
+        rows.append(row)
     return rows
 
 
