@@ -18,6 +18,12 @@ lambda_max), of scikit-learn ``KMeans`` with n_init = 3 and n_init = 1 (lloyd, i
 tol 1e-4, max_iter 300) followed by the same exact geometry, and of ``ClusterGeometry(K,
 search_dims=None)`` (no projection): GMM K = 8, MNIST K = 10 and K = 256.
 
+``--part choices``: the measurements behind the design (each on one dataset, one seed):
+the matrix product behind the assignment in torch and NumPy, float32 and float64; the auto-K
+search on MNIST's 20,000-row subset in full dimension and in 128, 64, 32 principal directions
+(time, widths); warm starts alone against warm starts plus 3 restarts at each K (GMM, MNIST);
+and the early-stop tolerance at K = 10 and K = 256 on MNIST (W over seeds 0-2, time).
+
 ``--part auto``: auto-K's choice against the exhaustive sweep, on each dataset: the new search's
 table, chosen K and its region on all rows, and the previous implementation's (independent
 scikit-learn ``KMeans`` fits, n_init = 3, on the same 20,000-row subset along the same grid, the
@@ -26,6 +32,7 @@ chosen K refitted on all rows; with ``--exhaustive`` only, since it takes 5-12 m
     python bench/kmeans_geometry.py --part ratio --repeats 3 --baseline
     python bench/kmeans_geometry.py --part sklearn
     python bench/kmeans_geometry.py --part auto --exhaustive
+    python bench/kmeans_geometry.py --part choices
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from threadpoolctl import threadpool_limits
 
 from shellvae import ClusterGeometry, SphericalShell, get_method, load_dataset, make_gmm, mlp_vae
 from shellvae.errors import EmptyFeasibleRegionWarning
-from shellvae.geometry import AUTO_K_GRID, SWEEP_SAMPLES, within_between
+from shellvae.geometry import AUTO_K_GRID, SWEEP_SAMPLES, search_k, within_between
 from shellvae.kmeans import subset_rows
 from shellvae.methods import TrainContext
 from shellvae.train import TrainData, train
@@ -120,29 +127,39 @@ def part_ratio(args) -> None:
     epoch = vanilla_epoch(X, geometry)
     epoch()  # warm-up
     quiet(contenders['ClusterGeometry("auto")'])
-    times = {"vanilla epoch": [], **{name: [] for name in contenders}}
+    wall = {"vanilla epoch": [], **{name: [] for name in contenders}}
+    cpu = {name: [] for name in wall}
     fits = {}
+
+    def measure(name, fn):
+        c0 = time.process_time()
+        result, seconds = timed(fn)
+        wall[name].append(seconds)
+        cpu[name].append(time.process_time() - c0)
+        return result
+
     for _ in range(args.repeats):
         for name, fit in contenders.items():
-            times["vanilla epoch"].append(timed(epoch)[1])
-            fits[name], seconds = timed(lambda: quiet(fit))
-            times[name].append(seconds)
+            measure("vanilla epoch", epoch)
+            fits[name] = measure(name, lambda: quiet(fit))
     if args.baseline:
-        times["vanilla epoch"].append(timed(epoch)[1])
-        fits["previous: KMeans(n_init=3)"], seconds = timed(lambda: sklearn_geometry(X, 10))
-        times["previous: KMeans(n_init=3)"] = [seconds]
-    epoch_s = statistics.median(times["vanilla epoch"])
-    print(f"\n[MNIST {X.shape[0]} x {X.shape[1]}] medians of {args.repeats} (vanilla epoch: "
-          f"{len(times['vanilla epoch'])} epochs, {', '.join(f'{t:.2f}' for t in times['vanilla epoch'])} s)")
-    print(f"  {'':28s} {'seconds':>8s} {'/ epoch':>8s} {'K':>4s} {'W':>8s} {'delta':>8s} {'width/T':>8s}")
-    print(f"  {'vanilla epoch':28s} {epoch_s:8.2f} {1.0:8.2f}")
+        wall["previous: KMeans(n_init=3)"], cpu["previous: KMeans(n_init=3)"] = [], []
+        measure("vanilla epoch", epoch)
+        fits["previous: KMeans(n_init=3)"] = measure("previous: KMeans(n_init=3)", lambda: sklearn_geometry(X, 10))
+    epoch_wall, epoch_cpu = statistics.median(wall["vanilla epoch"]), statistics.median(cpu["vanilla epoch"])
+    print(f"\n[MNIST {X.shape[0]} x {X.shape[1]}] medians of {args.repeats}; vanilla epochs (wall s): "
+          + ", ".join(f"{t:.2f}" for t in wall["vanilla epoch"]))
+    print(f"  {'':28s} {'wall s':>7s} {'/ epoch':>8s} {'CPU s':>7s} {'/ epoch':>8s} {'K':>4s} {'W':>8s} "
+          f"{'delta':>8s} {'width/T':>8s}")
+    print(f"  {'vanilla epoch':28s} {epoch_wall:7.2f} {1.0:8.2f} {epoch_cpu:7.2f} {1.0:8.2f}")
     for name in fits:
-        fit, seconds = fits[name], statistics.median(times[name])
+        fit, w, c = fits[name], statistics.median(wall[name]), statistics.median(cpu[name])
         if isinstance(fit, ClusterGeometry):
             fit = dict(K=fit.n_clusters_, W=fit.W_, delta=fit.delta_collapse_,
                        width=(fit.delta_collapse_ - fit.W_) / fit.T_)
-        print(f"  {name:28s} {seconds:8.2f} {seconds / epoch_s:8.2f} {fit['K']:4d} {fit['W']:8.5f} "
-              f"{fit['delta']:8.5f} {fit['width']:8.4f}   (runs: {', '.join(f'{t:.2f}' for t in times[name])})")
+        print(f"  {name:28s} {w:7.2f} {w / epoch_wall:8.2f} {c:7.2f} {c / epoch_cpu:8.2f} {fit['K']:4d} "
+              f"{fit['W']:8.5f} {fit['delta']:8.5f} {fit['width']:8.4f}   (wall: "
+              + ", ".join(f"{t:.2f}" for t in wall[name]) + ")")
 
 
 def part_sklearn(args) -> None:
@@ -192,14 +209,60 @@ def part_auto(args) -> None:
         print(f"  search: K = {geometry.n_clusters_}, on all rows W = {geometry.W_:.5f}, delta = "
               f"{geometry.delta_collapse_:.5f}, width = {width:.4f} T, {seconds:.1f} s")
         if old_fit:
-            print(f"  exhaustive: K = {old_fit['K']}, on all rows W = {old_fit['W']:.5f}, delta = {old_fit['delta']:.5f}, "
-                  f"width = {old_fit['width']:.4f} T, {old_seconds:.1f} s")
-            print(f"  (delta - W) difference: {width - old_fit['width']:+.4f} T; time ratio {old_seconds / seconds:.1f}x")
+            print(f"  exhaustive: K = {old_fit['K']}, on all rows W = {old_fit['W']:.5f}, "
+                  f"delta = {old_fit['delta']:.5f}, width = {old_fit['width']:.4f} T, {old_seconds:.1f} s")
+            print(f"  (delta - W) difference: {width - old_fit['width']:+.4f} T; "
+                  f"time ratio {old_seconds / seconds:.1f}x")
+
+
+def part_choices(args) -> None:
+    gemm_choice()
+    data = {name: shell_data(name, args) for name in ("gmm", "mnist")}
+    subsets = {name: X[subset_rows(len(X), SWEEP_SAMPLES, 0)] for name, X in data.items()}
+    grid = [k for k in AUTO_K_GRID if k <= 256]
+    print("\n[auto-K search on MNIST's 20,000-row subset, K = 2..256, n_init = 3: search dimensions]")
+    print(f"  {'search_dims':>11s} {'seconds':>8s}  width at K = 96, 128, 192, 256")
+    for dims in (None, 128, 64, 32):
+        search, seconds = timed(lambda: search_k(subsets["mnist"], grid, search_dims=dims))
+        widths = {row["K"]: row["width"] for row in search.rows}
+        print(f"  {str(dims):>11s} {seconds:8.1f}  " + ", ".join(f"{widths[k]:.4f}" for k in (96, 128, 192, 256)),
+              flush=True)
+    print("\n[warm starts alone (n_init = 0) against warm starts + 3 restarts at each K: width per K]")
+    for name, top in (("gmm", 8), ("mnist", 256)):
+        for n_init in (0, 3):
+            search, seconds = timed(lambda: search_k(subsets[name], [k for k in grid if k <= top], n_init=n_init))
+            print(f"  {name:>5s} n_init={n_init} {seconds:6.1f} s  "
+                  + " ".join(f"{row['K']}:{row['width']:.4f}" for row in search.rows), flush=True)
+    print("\n[early stop: ClusterGeometry(K, tol=..., random_state=0, 1, 2) on all of MNIST]")
+    print(f"  {'K':>4s} {'tol':>6s} {'median s':>8s} {'mean W':>9s} {'worst W':>9s}")
+    for k in (10, 256):
+        for tol in (1e-3, 1e-4, 1e-5):
+            runs = [timed(lambda: quiet(lambda: ClusterGeometry(k, tol=tol, random_state=seed).fit(data["mnist"])))
+                    for seed in range(3)]
+            Ws = [geometry.W_ for geometry, _ in runs]
+            print(f"  {k:4d} {tol:6.0e} {statistics.median(s for _, s in runs):8.2f} {np.mean(Ws):9.5f} "
+                  f"{max(Ws):9.5f}", flush=True)
+
+
+def gemm_choice() -> None:
+    """The assignment's matrix product, (65,536 x 784) @ (784 x 256), in torch and NumPy, float32 and float64."""
+    rng = np.random.default_rng(0)
+    X, C = rng.random((65_536, 784), dtype=np.float32), rng.random((256, 784), dtype=np.float32)
+    X64, C64 = X.astype(np.float64), C.astype(np.float64)
+    contenders = {"torch float32": (lambda: torch.from_numpy(X) @ torch.from_numpy(C).T),
+                  "NumPy float32": (lambda: X @ C.T),
+                  "torch float64": (lambda: torch.from_numpy(X64) @ torch.from_numpy(C64).T),
+                  "NumPy float64": (lambda: X64 @ C64.T)}
+    print("\n[(65,536 x 784) @ (784 x 256), best of 5]")
+    for name, product in contenders.items():
+        product()
+        seconds = min(timed(product)[1] for _ in range(5))
+        print(f"  {name:14s} {1e3 * seconds:7.1f} ms  {2 * 65_536 * 784 * 256 / seconds / 1e9:6.1f} GFLOP/s")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=("ratio", "sklearn", "auto"), default="ratio")
+    ap.add_argument("--part", choices=("ratio", "sklearn", "auto", "choices"), default="ratio")
     ap.add_argument("--repeats", type=int, default=3, help="--part ratio: timed fits of each kind")
     ap.add_argument("--baseline", action="store_true", help="--part ratio: also the previous K=10 fit, once")
     ap.add_argument("--exhaustive", action="store_true", help="--part auto: also the previous, exhaustive sweep")
@@ -211,7 +274,7 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
           f"torch {torch.__version__}, one thread (torch, BLAS, OpenMP)")
     with threadpool_limits(1):
-        {"ratio": part_ratio, "sklearn": part_sklearn, "auto": part_auto}[args.part](args)
+        {"ratio": part_ratio, "sklearn": part_sklearn, "auto": part_auto, "choices": part_choices}[args.part](args)
 
 
 if __name__ == "__main__":

@@ -147,7 +147,8 @@ def test_auto_refits_the_chosen_k_on_all_rows_from_its_subset_centres(rng, monke
     X = SphericalShell().fit_transform(rng.normal(size=(3000, 6)) + 4 * rng.integers(0, 4, (3000, 1)))
     starts = []
     fit_kmeans = kmeans_lib.fit_kmeans
-    monkeypatch.setattr(kmeans_lib, "fit_kmeans", lambda Z, k, **kw: starts.append(kw["init"]) or fit_kmeans(Z, k, **kw))
+    monkeypatch.setattr(kmeans_lib, "fit_kmeans",
+                        lambda Z, k, **kw: starts.append(kw["init"]) or fit_kmeans(Z, k, **kw))
     geo = ClusterGeometry("auto", sweep_samples=500).fit(X)
     search = search_k(X[np.sort(np.random.default_rng(0).permutation(3000)[:500])], margin=0.05)
     assert geo.sweep_ == search.rows and geo.n_clusters_ == search.geometry["K"] and len(geo.labels_) == 3000

@@ -14,14 +14,15 @@ from shellvae.methods import METHODS, Method, Shell, Vanilla, get_method, hyperp
 from shellvae.metrics import METRICS, evaluate, per_row, whole_set
 from shellvae.model import ARCHITECTURES, GaussianVAE, mlp_vae, register_architecture
 from shellvae.region import DualAscent, FeasibleRegion
+from shellvae.sequence import SequenceVAE, certify_sequence_model
 from shellvae.shell import SphericalShell
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ARCHITECTURES", "DATASETS", "METHODS", "METRICS", "Certificate", "ClusterGeometry", "DataError", "Dataset",
-    "DualAscent", "EmptyFeasibleRegionWarning", "FeasibleRegion", "GaussianVAE", "Method", "NonFiniteError", "Shell",
-    "ShellVAE", "ShellVAEError", "SphericalShell", "Vanilla", "certify", "certify_model", "evaluate", "get_method",
-    "hyperparameter", "load_dataset", "make_gmm", "mlp_vae", "per_row", "register", "register_architecture",
-    "register_dataset", "whole_set",
+    "DualAscent", "EmptyFeasibleRegionWarning", "FeasibleRegion", "GaussianVAE", "Method", "NonFiniteError",
+    "SequenceVAE", "Shell", "ShellVAE", "ShellVAEError", "SphericalShell", "Vanilla", "certify", "certify_model",
+    "certify_sequence_model", "evaluate", "get_method", "hyperparameter", "load_dataset", "make_gmm", "mlp_vae",
+    "per_row", "register", "register_architecture", "register_dataset", "whole_set",
 ]

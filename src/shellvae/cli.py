@@ -26,6 +26,8 @@ from shellvae.cli_inputs import (IMAGE_FILES, RUN_FILES, FiniteFloat, FiniteFloa
                                  same_file)
 from shellvae.methods import METHODS
 from shellvae.results import fit_and_record
+from shellvae.sequence.cli import train_sequences
+from shellvae.sequence.inputs import is_sequence_spec
 from shellvae.tables import load_metrics, markdown_table, write_history_csv
 
 DEFAULTS = ShellVAE().get_params()
@@ -34,7 +36,8 @@ DEMO_COLUMNS = ["method", "kl", "active_units", "mutual_info", "recon_mse", "l_c
                 "norm_satisfaction", "certified"]
 SUMMARY_COLUMNS = ["dataset", "method", "n_clusters", "W", "delta", "feasible", "kl", "active_units", "mutual_info",
                    "recon_mse", "l_clu", "eps", "cluster_accuracy", "certified", "epochs", "fit_seconds"]
-DATA_HELP = (", ".join(DATASETS) + ", or a .npy/.npz/.csv file of shape (N, D): "
+DATA_HELP = (", ".join(DATASETS) + ", or a .npy/.npz/.csv file of shape (N, D), or token sequences: a .txt file (one "
+             "sequence per line) or corpus:topics (generated; docs/sequences.md): "
              + "; ".join(f"{name}: {spec.summary}" for name, spec in DATASETS.items()))
 METHOD_HELP = "; ".join(f"{name}: {cls.summary} (DDP: {cls.ddp.split(':')[0]})" for name, cls in METHODS.items())
 
@@ -102,11 +105,23 @@ def main(threads):
 @click.option("--distributed", "ddp", is_flag=True,
               help="Data-parallel training under torchrun (torchrun --nproc_per_node 2 -m shellvae train "
                    "--distributed ...): rank 0 fits the geometry and writes OUT; see docs/performance.md.")
+@click.option("--seq-param", "seq_param", multiple=True, metavar="KEY=VALUE",
+              help="Token sequences only: a setting of the sequence model or the text loader, e.g. "
+                   "--seq-param word_dropout=0.25 (repeatable); see docs/sequences.md.")
 @clean_errors
 def train(data, data_dir, method, method_param, sigma2_ratio, sigma2, beta, epochs, batch_size, lr, seed, n_clusters,
           latent_dim, arch, show, test_size, n_train, n_test, device, mmap, compile_, amp, resume, out,
-          certificate_margin, quiet, ddp):
+          certificate_margin, quiet, ddp, seq_param):
     """Train one model; write OUT/metrics.json, OUT/history.csv and OUT/model.pt."""
+    if is_sequence_spec(data):  # token sequences: shellvae.sequence (docs/sequences.md)
+        command = click.get_current_context()
+        given = {name for name in command.params
+                 if command.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
+        with output_folder(out) as folder:
+            click.echo(train_sequences(command.params, given, out_folder=folder))
+        return
+    if seq_param:
+        raise ShellVAEError("--seq-param applies to token sequences only (--data FILE.txt or corpus:topics).")
     check_not_both("sigma2", "sigma2_ratio")
     if mmap and Path(data).suffix.lower() != ".npy":
         raise ShellVAEError(f"--mmap memory-maps .npy files; {data!r} is not one. Drop --mmap, or save the "

@@ -8,8 +8,8 @@ and delta exactly (float64) from the final labels over all rows. The search here
 
 1. **Projection.** Rows are centred and projected onto the top ``SEARCH_DIMS`` principal axes
    of the data (float32). K-means there costs D / SEARCH_DIMS less (12x on MNIST) and, on the
-   data measured (docs/performance.md), finds partitions as good as in full dimension: K-means'
-   own relaxation is PCA (Ding & He 2004), and the dropped directions hold mostly noise.
+   data measured (docs/performance.md), finds partitions as good as in full dimension; the
+   continuous relaxation of K-means is itself PCA (Ding & He 2004).
 2. **Restarts on a subset.** ``n_init`` greedy k-means++ seedings (Arthur & Vassilvitskii
    2007, with scikit-learn's 2 + log K candidates per centre), each followed by Lloyd
    iterations, on a seeded subset of rows; the best goes on to Lloyd iterations on all rows.
@@ -25,10 +25,11 @@ centred rows (centring keeps float32 accurate for data far from the origin); tor
 its own threads (``torch.set_num_threads``). Cluster sums for the centres are float64.
 
 A warm start is a set of centres to begin from instead of seeds: the auto-K search
-(``geometry.search_k``) continues k-means++ from the previous K's centres, and fits the chosen K
-on all rows from its subset centres. Empty clusters in the in-memory Lloyd loop move to the rows
-farthest from their centres, as scikit-learn does; in ``refine`` an empty cluster keeps its
-centre. Everything is seeded: the same data, parameters and torch thread count give the same labels.
+(``geometry.search_k``) continues k-means++ from the previous K's centres (beside ``n_init``
+fresh seedings), and fits the chosen K on all rows from its subset centres. Empty clusters in
+the in-memory Lloyd loop move to the rows farthest from their centres, as scikit-learn does; in
+``refine`` an empty cluster keeps its centre. Everything is seeded: the same data, parameters
+and torch thread count give the same labels.
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def kmeans_plusplus(X: torch.Tensor, x_sq: torch.Tensor, k: int, rng: np.random.
         chosen = list(centers)
         closest = assign(X, centers, x_sq)[1]
     while len(chosen) < k:
-        cumulative = torch.cumsum(closest.double(), 0).numpy()
+        cumulative = torch.cumsum(closest, 0, dtype=torch.float64).numpy()
         if cumulative[-1] <= 0:  # every row sits on a centre (fewer distinct rows than k): any row
             candidates = rng.integers(n, size=trials)
         else:
@@ -170,9 +171,10 @@ def kmeans_plusplus(X: torch.Tensor, x_sq: torch.Tensor, k: int, rng: np.random.
             candidates = np.minimum(candidates, n - 1)
         index = torch.from_numpy(candidates)
         cand = X[index]
-        dist = (x_sq[None, :] - 2 * cand @ X.T + x_sq[index][:, None]).clamp_(min=0)
-        new_closest = torch.minimum(closest[None, :], dist)
-        best = int(new_closest.double().sum(1).argmin())
+        # squared distances of every row to each candidate: one GEMM, as in ``assign``
+        dist = torch.addmm(x_sq.expand(trials, n), cand, X.T, alpha=-2).add_(x_sq[index][:, None]).clamp_(min=0)
+        new_closest = torch.minimum(closest[None, :], dist, out=dist)
+        best = int(new_closest.sum(1, dtype=torch.float64).argmin())
         chosen.append(cand[best])
         closest = new_closest[best]
     return torch.stack(chosen).clone()
@@ -242,7 +244,8 @@ def fit_kmeans(X: torch.Tensor, k: int, *, n_init: int = 3, search_rows: int | N
     x_sq = squared_norms(X)
     if init is not None:
         return lloyd(X, x_sq, init.clone(), max_iter, tol)
-    rows = subset_rows(len(X), search_rows, random_state)
+    # the restarts need a few rows per cluster, however small a subset was asked for
+    rows = subset_rows(len(X), None if search_rows is None else max(search_rows, 4 * k), random_state)
     S, s_sq = (X, x_sq) if rows is None else (X[torch.from_numpy(rows)], x_sq[torch.from_numpy(rows)])
     rng = np.random.default_rng(random_state)
     best = best_of(S, s_sq, (seed_centers(S, s_sq, k, rng) for _ in range(n_init)), max_iter, tol)

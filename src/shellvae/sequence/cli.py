@@ -1,0 +1,142 @@
+"""``shellvae train --data FILE.txt|corpus:topics ...``: the command line's sequence branch.
+
+``shellvae.cli``'s ``train`` command hands its options here when ``--data`` names token sequences
+(``data.is_sequence_spec``). Options the user gave that have no meaning for sequences (a decoder
+variance, image options, memory maps) are refused by name; options left at their defaults take
+``SequenceVAE``'s defaults, not ``ShellVAE``'s. ``--seq-param KEY=VALUE`` sets the sequence model
+and the text loader (``SEQ_PARAMS``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io as text_io
+import time
+from pathlib import Path
+
+from shellvae import io
+from shellvae.errors import ShellVAEError
+from shellvae.methods import METHODS
+from shellvae.sequence.inputs import is_sequence_spec, load_sequences
+from shellvae.sequence.estimator import SequenceVAE
+
+#: --seq-param keys: the sequence model's settings and the text loader's options, with their types
+SEQ_PARAMS = {"decoder": str, "embed_dim": int, "hidden_dim": int, "word_dropout": float, "certificate_alpha": float,
+              "language_model": bool, "iw_samples": int, "min_count": int, "max_vocab": int, "max_length": int,
+              "lowercase": bool}
+TEXT_OPTIONS = ("min_count", "max_vocab", "max_length", "lowercase")
+#: the train command's options that mean nothing for token sequences
+NOT_FOR_SEQUENCES = {"sigma2": "there is no Gaussian decoder (the decoder is categorical over tokens)",
+                     "sigma2_ratio": "there is no Gaussian decoder (the decoder is categorical over tokens)",
+                     "arch": "the sequence model is an LSTM encoder and an autoregressive decoder (--seq-param decoder=)",
+                     "show": "there are no images", "mmap": "token files are read whole",
+                     "compile_": "sequence models are not compiled", "amp": "sequence models train in float32",
+                     "resume": "sequence training keeps no checkpoint", "ddp": "sequence training is single-process",
+                     "data_dir": "give the .txt file itself as --data"}
+#: train-command option -> SequenceVAE parameter, used when given on the command line
+PASSED = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "latent_dim": "latent_dim", "beta": "beta",
+          "n_clusters": "n_clusters", "device": "device", "certificate_margin": "certificate_margin"}
+_BOOL = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def parse_seq_params(pairs) -> dict:
+    """``--seq-param KEY=VALUE`` pairs as typed values; a clear error for an unknown key or a bad value."""
+    params = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or key not in SEQ_PARAMS:
+            raise ShellVAEError(f"--seq-param {pair!r}: write KEY=VALUE with KEY one of {', '.join(SEQ_PARAMS)}.")
+        kind = SEQ_PARAMS[key]
+        try:
+            if kind is bool:
+                params[key] = _BOOL[raw.strip().lower()]
+            else:
+                params[key] = kind(raw.strip())
+        except (KeyError, ValueError):
+            expected = {bool: "true or false", int: "an integer", float: "a number", str: "text"}[kind]
+            raise ShellVAEError(f"--seq-param {key}={raw!r}: expected {expected}.") from None
+    return params
+
+
+def history_csv(history: list[dict]) -> str:
+    """The per-epoch history as CSV text (columns: every key any epoch has, in first-seen order)."""
+    columns = list(dict.fromkeys(k for row in history for k in row))
+    buffer = text_io.StringIO()
+    writer = csv.DictWriter(buffer, columns)
+    writer.writeheader()
+    writer.writerows(history)
+    return buffer.getvalue()
+
+
+def parse_method_params(method: str, pairs) -> dict:
+    """``-p KEY=VALUE`` pairs as the method's typed, range-checked hyperparameters."""
+    params = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ShellVAEError(f"-p {pair!r}: write KEY=VALUE, e.g. free_bits=0.25.")
+        params[key.strip()] = METHODS[method].convert(key.strip(), raw)
+    return params
+
+
+def train_sequences(options: dict, given: set, out_folder=None) -> str:
+    """Train a ``SequenceVAE`` from the train command's ``options`` (its parameters by name, as click
+    gives them; ``given``: those set on the command line) and write OUT/metrics.json,
+    OUT/history.csv, OUT/model.pt; returns the text to print. ``--method`` defaults to free_bits
+    here. Everything is checked before the data is read."""
+    data = options["data"]
+    if not is_sequence_spec(data):
+        raise ShellVAEError(f"--data {data!r} does not name token sequences (a .txt file or corpus:topics).")
+    for name in sorted(given & set(NOT_FOR_SEQUENCES)):
+        raise ShellVAEError(f"--{name.rstrip('_').replace('_', '-')} does not apply to token sequences: "
+                            f"{NOT_FOR_SEQUENCES[name]}.")
+    extra = parse_seq_params(options.get("seq_param", ()))
+    text_options = {k: extra.pop(k) for k in TEXT_OPTIONS if k in extra}
+    iw_samples = extra.pop("iw_samples", None)
+    settings = {PASSED[k]: options[k] for k in PASSED if k in given}
+    if "n_clusters" in settings:
+        try:
+            settings["n_clusters"] = int(settings["n_clusters"])
+        except ValueError:
+            raise ShellVAEError(f"--n-clusters {settings['n_clusters']!r}: give an integer >= 2 for sequences.") from None
+    method = options["method"] if "method" in given else "free_bits"
+    if method not in METHODS:
+        raise ShellVAEError(f"--method {method!r}: unknown; available: {', '.join(METHODS)}.")
+    method_params = parse_method_params(method, options.get("method_param", ()))
+    est = SequenceVAE(method, method_params=method_params, random_state=options["seed"],
+                      progress=not options.get("quiet", False), **settings, **extra)
+    est.check_params()
+    if iw_samples is not None and iw_samples < 1:
+        raise ShellVAEError(f"--seq-param iw_samples={iw_samples}: give a positive integer.")
+    out = io.check_writable_folder(out_folder or options["out"])
+    if data.startswith("corpus:") and text_options:
+        raise ShellVAEError(f"--seq-param {', '.join(text_options)}: text-file options; --data {data!r} is generated.")
+    dataset = load_sequences(data, n_train=options.get("n_train"), n_test=options.get("n_test"), seed=options["seed"],
+                             test_size=options.get("test_size", 0.2), **text_options)
+    start = time.perf_counter()
+    est.fit(dataset.X_train, vocab=dataset.vocab)
+    fit_seconds = time.perf_counter() - start
+    metrics = est.evaluate(dataset.X_test, dataset.y_test, oracle=dataset.corpus,
+                           **({} if iw_samples is None else {"iw_samples": iw_samples}))
+    cert = est.certify(dataset.X_test) if est.lm_ is not None else None
+    record = {"dataset": dataset.name, "description": dataset.description, "method": est.method_.name,
+              "method_params": est.method_.params(), "fit_seconds": fit_seconds, **metrics,
+              "certified": None if cert is None else cert.certified,
+              "certificate": None if cert is None else cert.to_dict(),
+              "data_spec": {"data": data, "n_train": options.get("n_train"), "n_test": options.get("n_test"),
+                            "seed": options["seed"], "test_size": options.get("test_size", 0.2), **text_options}}
+    if est.region_ is not None:
+        region_cert = est.certify_region(dataset.X_test, metrics=metrics)
+        record["region_certified"] = region_cert.certified
+    io.write_json(out / "metrics.json", record)
+    io.write_text(out / "history.csv", history_csv(est.history_))
+    est.save(out / "model.pt")
+    lines = [f"{dataset!r}: {dataset.description}",
+             f"{est.method_.name}: held-out NLL {metrics['nll_iw']:.3f} nats/sequence (perplexity "
+             f"{metrics['ppl_iw']:.3f}), KL {metrics['kl']:.3f}, MI {metrics['mutual_info']:.3f}, "
+             f"{metrics['active_units']} active units"
+             + (f"; oracle NLL {metrics['oracle_nll']:.3f}" if "oracle_nll" in metrics else ""),
+             str(cert) if cert is not None else "no language model (--seq-param language_model=false): no certificate",
+             f"wrote {Path(out) / 'metrics.json'}, {Path(out) / 'history.csv'}, {Path(out) / 'model.pt'}"]
+    return "\n".join(lines)
