@@ -559,10 +559,10 @@ def test_npy_images_are_flattened(tmp_path, shape, image_shape):
         (np.array([[1.0, np.inf], [2.0, 3.0]]), "nan or infinite"),
         (np.zeros((3, 2), complex), "complex"),
         (np.array([["a", "b"], ["c", "d"]]), "numeric"),
-        (np.zeros((0, 3)), "at least"),
+        (np.zeros((0, 3)), "a minimum of 1"),
         (np.zeros((1, 3)), "cannot split"),
         (np.array(3.0), "reshape it"),
-        (np.zeros((0, 5, 5)), "at least"),
+        (np.zeros((0, 5, 5)), "a minimum of 1"),
         (np.array([[1.0, 1e300], [2.0, 3.0]]), "float32's range"),
     ],
 )

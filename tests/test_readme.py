@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from shellvae import DATASETS, METHODS, METRICS
+from shellvae import ARCHITECTURES, DATASETS, METHODS, METRICS
 from tests.conftest import REPO
 
 README = REPO / "README.md"
@@ -36,14 +36,14 @@ def _name(path):
 
 @pytest.mark.parametrize("path", [p for p in PAGES if python_blocks(p)], ids=_name)
 def test_python_examples_run(path):
-    registries = (METHODS, DATASETS, METRICS)
+    registries = (METHODS, DATASETS, METRICS, ARCHITECTURES)
     before = [set(r) for r in registries]
     namespace: dict = {"__name__": "__docs_example__"}
     try:
         for code, skipped in python_blocks(path):
             if not skipped:
                 exec(compile(code, _name(path), "exec"), namespace)
-    finally:  # an example may register a method, dataset or metric: leave the registries as other tests expect them
+    finally:  # an example may register a method, dataset, metric or architecture: leave the registries as they were
         for registry, names in zip(registries, before):
             for name in set(registry) - names:
                 registry.remove(name)

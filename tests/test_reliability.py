@@ -18,10 +18,12 @@ from typing import Callable
 
 import numpy as np
 import pytest
+import scipy.sparse
 import torch
 from click.testing import CliRunner
+from torch import nn
 
-from shellvae import ClusterGeometry, NonFiniteError, ShellVAE, ShellVAEError, io, make_gmm
+from shellvae import ClusterGeometry, NonFiniteError, ShellVAE, ShellVAEError, certify_model, io, make_gmm
 from shellvae.cli import main
 from shellvae.data.arrays import load_array
 from shellvae.errors import DataError
@@ -135,6 +137,28 @@ def resume_other_architecture(c: Ctx):
     return ShellVAE(**{**FAST, "latent_dim": 3}, checkpoint=str(ckpt), resume=True).fit(c.X)
 
 
+def object_with_text(c: Ctx) -> np.ndarray:
+    X = c.X.astype(object)
+    X[3, 2] = "x"
+    return X
+
+
+def own_networks(encoder_out=4, decoder=None) -> dict:
+    """Your own encoder and decoder for the 8-feature data and latent_dim=2 (FAST)."""
+    return dict(encoder=nn.Linear(8, encoder_out), decoder=nn.Linear(2, 8) if decoder is None else decoder)
+
+
+def saved_custom_model(c: Ctx) -> Path:
+    ShellVAE(**FAST, **own_networks()).fit(c.X).save(c.tmp / "custom.pt")
+    return c.tmp / "custom.pt"
+
+
+def certify_other(c: Ctx, **kwargs):
+    m = c.fitted.model_
+    args = {"shell": c.fitted.shell_, "geometry": c.fitted.geometry_, **kwargs}
+    return certify_model(args.pop("encode", m.encode), args.pop("decode", m.decode), c.X, **args)
+
+
 def saved_array(name: str, array) -> Callable[[Ctx], object]:
     def run(c):
         np.save(c.tmp / name, array)
@@ -187,7 +211,8 @@ BAD_INPUTS = [
     Case("ShellVAE.fit", "1-D X", fit(lambda c: c.X[:, 0]), DataError, "X"),
     Case("ShellVAE.fit", "3-D X (images not flattened)", fit(lambda c: c.X.reshape(-1, 2, 4)), DataError, "X"),
     Case("ShellVAE.fit", "complex X", fit(lambda c: c.X.astype(np.complex64)), DataError, "X"),
-    Case("ShellVAE.fit", "object array", fit(lambda c: c.X.astype(object)), DataError, "X"),
+    Case("ShellVAE.fit", "object array with a text cell", fit(object_with_text), DataError, "X"),
+    Case("ShellVAE.fit", "sparse X", fit(lambda c: scipy.sparse.csr_matrix(c.X)), DataError, "sparse"),
     Case("ShellVAE.fit", "string array", fit(lambda c: c.X.astype(str)), DataError, "X"),
     Case("ShellVAE.fit", "ragged list", fit(lambda c: [[1.0, 2.0], [3.0]]), DataError, "X"),
     Case("ShellVAE.fit", "empty X, shape (0, 8)", fit(lambda c: c.X[:0]), DataError, "X"),
@@ -241,6 +266,17 @@ BAD_INPUTS = [
          ShellVAEError, "lambda_q"),
     Case("ShellVAE.fit", "method_params not a dict", fit(method_params=[1]), ShellVAEError, "method_params"),
     Case("ShellVAE.fit", "encoder_hidden=(0,)", fit(encoder_hidden=(0,)), ShellVAEError, "encoder_hidden"),
+    Case("ShellVAE.fit", "arch='transformer' (not registered)", fit(arch="transformer"), ShellVAEError, "arch"),
+    # your own networks (docs/custom_models.md)
+    Case("ShellVAE.fit", "encoder= without decoder=", fit(encoder=nn.Linear(8, 4)), ShellVAEError, "decoder="),
+    Case("ShellVAE.fit", "encoder= not a torch module", fit(encoder=lambda x: x, decoder=nn.Linear(2, 8)),
+         ShellVAEError, "nn.Module"),
+    Case("ShellVAE.fit", "encoder giving 3 values, latent_dim=2", fit(**own_networks(encoder_out=3)), ShellVAEError,
+         "(8, 4)"),
+    Case("ShellVAE.fit", "decoder giving (B, 2, 4) images", fit(**own_networks(
+        decoder=nn.Sequential(nn.Linear(2, 8), nn.Unflatten(1, (2, 4))))), ShellVAEError, "nn.Flatten()"),
+    Case("ShellVAE.fit", "encoder for 5 features, X has 8", fit(encoder=nn.Linear(5, 4), decoder=nn.Linear(2, 8)),
+         ShellVAEError, "encoder (Linear) failed"),
     Case("ShellVAE.fit", "resume=True without checkpoint", fit(resume=True), ShellVAEError, "checkpoint"),
     Case("ShellVAE.fit", "checkpoint is a folder", lambda c: fit(checkpoint=str(c.tmp))(c), ShellVAEError,
          "checkpoint"),
@@ -275,6 +311,18 @@ BAD_INPUTS = [
         c, lambda r: r["shell"].update(mean_=torch.zeros(3)), "shell.pt"), ShellVAEError, "shell.pt"),
     Case("ShellVAE.load", "a field removed", lambda c: edited_model(c, lambda r: r.pop("fitted"), "field.pt"),
          ShellVAEError, "field.pt"),
+    Case("ShellVAE.load", "your own networks, not passed again", lambda c: ShellVAE.load(saved_custom_model(c)),
+         ShellVAEError, "encoder=..."),
+    Case("ShellVAE.load", "your own networks, of other sizes", lambda c: ShellVAE.load(
+        saved_custom_model(c), **own_networks(encoder_out=6)), ShellVAEError, "encoder.weight saved (4, 8), built (6, 8)"),
+    Case("ShellVAE.load", "encoder= for a model of arch='mlp'", lambda c: ShellVAE.load(
+        c.model_file, **own_networks()), ShellVAEError, "arch='mlp'"),
+    # certifying a VAE shellvae did not train
+    Case("certify_model", "space='latent'", lambda c: certify_other(c, space="latent"), ShellVAEError, "space"),
+    Case("certify_model", "decode giving 5 features, X has 8", lambda c: certify_other(
+        c, decode=lambda z: torch.zeros(len(z), 5)), ShellVAEError, "decode returned (8, 5)"),
+    Case("certify_model", "shell not fitted", lambda c: certify_other(c, shell=c.fitted.shell_.__class__()),
+         ShellVAEError, "shell="),
     # loaders (600 damaged files more in tests/test_data_fuzz.py)
     Case("load_array", ".npy of complex numbers", saved_array("c.npy", np.ones((4, 2), complex)), DataError, "c.npy"),
     Case("load_array", ".csv with a text cell", write_csv, DataError, "typo.csv"),

@@ -13,6 +13,11 @@ class DataError(ShellVAEError):
     """A dataset file or array is missing, malformed, or unusable."""
 
 
+class DataTypeError(DataError, TypeError):
+    """An array holds a value of the wrong type (e.g. a dict in an object array); also a ``TypeError``,
+    as NumPy and scikit-learn raise for it."""
+
+
 class NonFiniteError(ShellVAEError, FloatingPointError):
     """Training produced a non-finite loss or gradient."""
 

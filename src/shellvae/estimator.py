@@ -4,16 +4,19 @@
 
 ``__init__`` stores hyperparameters only; ``fit`` learns ``region_`` (with its ``shell_`` and
 ``geometry_``), ``model_``, ``method_``, ``sigma2_``, ``lambda_max_``, ``W_``, ``delta_collapse_``
-and ``history_``.
+and ``history_``. The networks are shellvae's (``arch``: a registered architecture) or the user's
+own (``encoder=``, ``decoder=``; the contract is in ``model.py`` and docs/custom_models.md).
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, TransformerMixin
+from torch import nn
 
 from shellvae import checkpoint as checkpoints
 from shellvae import io
@@ -25,14 +28,14 @@ from shellvae.geometry import ClusterGeometry
 from shellvae.methods import Objective, get_method
 from shellvae.likelihood import IW_SAMPLES, IW_SAMPLES_PER_EPOCH
 from shellvae.metrics import cluster_sq_distances, encode_all, evaluate
-from shellvae.model import build_vae
+from shellvae.model import ARCHITECTURES, GaussianVAE, build_vae, check_contract
 from shellvae.region import FeasibleRegion
 from shellvae.shell import R_MAX, R_MIN, ShellView, SphericalShell
 from shellvae.train import train
 from shellvae.validation import check_array, check_n_features, check_scalar, row_chunks
 
 
-class ShellVAE(BaseEstimator):
+class ShellVAE(TransformerMixin, BaseEstimator):
     """A VAE trained on spherical-shell data with a cluster-aware non-collapse certificate.
 
     Parameters
@@ -63,9 +66,17 @@ class ShellVAE(BaseEstimator):
     radius : str
         How norms map to radii: "minmax" or "rank".
     arch : str
-        "mlp" (any flat data) or "conv" (images; needs ``image_shape``).
+        A registered architecture (``ARCHITECTURES``): "mlp" (any flat data), "conv" (images;
+        needs ``image_shape``), or a name added with ``register_architecture``. Ignored when
+        ``encoder`` and ``decoder`` are given.
+    encoder, decoder : torch.nn.Module, optional
+        Your own networks (give both). The encoder maps a float32 batch of shell-space rows
+        (B, D) to (mu, logvar), a tuple of two (B, latent_dim) tensors or one (B, 2 * latent_dim)
+        tensor; the decoder maps (B, latent_dim) to (B, D). Checked on the first rows before
+        training. ``fit`` trains copies (``model_.encoder``, ``model_.decoder``): the modules
+        given stay as they are, so fitting twice starts from the same weights.
     encoder_hidden, decoder_hidden : tuple of int
-        MLP widths.
+        MLP widths (passed to a registered architecture's factory if it names them).
     image_shape : tuple of int, optional
         (channels, height, width) of image rows, for ``arch="conv"``.
     random_state : int
@@ -119,6 +130,8 @@ class ShellVAE(BaseEstimator):
         r_max: float = R_MAX,
         radius: str = "minmax",
         arch: str = "mlp",
+        encoder: nn.Module | None = None,
+        decoder: nn.Module | None = None,
         encoder_hidden=(256, 128),
         decoder_hidden=(128, 256),
         image_shape=None,
@@ -147,6 +160,8 @@ class ShellVAE(BaseEstimator):
         self.r_max = r_max
         self.radius = radius
         self.arch = arch
+        self.encoder = encoder
+        self.decoder = decoder
         self.encoder_hidden = encoder_hidden
         self.decoder_hidden = decoder_hidden
         self.image_shape = image_shape
@@ -183,6 +198,7 @@ class ShellVAE(BaseEstimator):
                 f"method_params={self.method_params!r}: give a dict, e.g. {{'lambda_b': 5.0}}, or None."
             )
         get_method(self.method, **(self.method_params or {}))  # the method checks its hyperparameters
+        self._check_networks()
         SphericalShell(self.r_min, self.r_max, radius=self.radius, zero_norm=self.zero_norm).check_params()
         for name in ("encoder_hidden", "decoder_hidden"):
             widths = getattr(self, name)
@@ -200,6 +216,25 @@ class ShellVAE(BaseEstimator):
             raise ShellVAEError(
                 f"checkpoint={str(self.checkpoint)!r} is a folder; give a file path, e.g. 'run/checkpoint.pt'."
             )
+
+    def _check_networks(self) -> None:
+        for name in ("encoder", "decoder"):
+            module = getattr(self, name)
+            if module is not None and not isinstance(module, nn.Module):
+                raise ShellVAEError(f"{name}={type(module).__name__}(...): give a torch.nn.Module (or None to use "
+                                    "arch=...).")
+        if (self.encoder is None) != (self.decoder is None):
+            given = "encoder" if self.encoder is not None else "decoder"
+            raise ShellVAEError(f"only {given}= was given: give both encoder= and decoder= (your own networks), or "
+                                "neither (arch=... builds them).")
+        if self.encoder is None and self.arch not in ARCHITECTURES:
+            raise ShellVAEError(f"arch={self.arch!r}: choose one of {', '.join(ARCHITECTURES)}, register yours with "
+                                "shellvae.register_architecture, or pass encoder= and decoder=.")
+
+    @property
+    def custom_networks(self) -> bool:
+        """Whether the networks are the user's own modules (``encoder=``, ``decoder=``)."""
+        return self.encoder is not None
 
     def _check_device(self) -> None:
         try:
@@ -241,16 +276,19 @@ class ShellVAE(BaseEstimator):
         X = check_array(X, "X", min_samples=2, dtype=None, allow_constant=False)
         if X_val is not None:
             X_val = check_array(X_val, "X_val", dtype=None)
-            check_n_features(X_val, "X_val", X.shape[1], "X (the training data)")
+            check_n_features(X_val, "X_val", X.shape[1], type(self).__name__)
         self.method_ = get_method(self.method, **(self.method_params or {}))
+        torch.manual_seed(self.random_state)
+        model = self._build_model(X.shape[1]).to(self.device)
+        # the contract, on a dry forward of the first rows (their shapes are those of the shell rows), before
+        # K-means and training: a wrong network fails in a second, whatever the data's size
+        check_contract(model, torch.as_tensor(np.asarray(X[:8]), dtype=torch.float32, device=self.device))
         region = FeasibleRegion(self.n_clusters, r_min=self.r_min, r_max=self.r_max, radius=self.radius,
                                 zero_norm=self.zero_norm, random_state=self.random_state)
         self._set_region(region.fit(memmap if memmap is not None else X, geometry=geometry))
         self.sigma2_ = float(self.sigma2 if self.sigma2 is not None else self.sigma2_ratio * self.lambda_max_)
         self.n_features_in_ = X.shape[1]
-
-        torch.manual_seed(self.random_state)
-        self.model_ = self.method_.prepare(self._build_model(X.shape[1])).to(self.device)
+        self.model_ = self.method_.prepare(model).to(self.device)
         if self.resume and Path(self.checkpoint).exists():
             self._check_checkpoint()
         if memmap is not None:
@@ -277,9 +315,16 @@ class ShellVAE(BaseEstimator):
         self.lambda_max_ = self.geometry_.lambda_max_
         self.W_, self.delta_collapse_ = region.W_, region.delta_
 
-    def _build_model(self, input_dim: int):
+    def _build_model(self, input_dim: int) -> GaussianVAE:
+        if self.custom_networks:  # copies: the user's modules keep their weights, and a refit starts afresh
+            return GaussianVAE(copy.deepcopy(self.encoder), copy.deepcopy(self.decoder), self.latent_dim)
         return build_vae(self.arch, input_dim, self.latent_dim, encoder_hidden=self.encoder_hidden,
                          decoder_hidden=self.decoder_hidden, image_shape=self.image_shape)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]  # latents are float32, whatever X's dtype
+        return tags
 
     def _objective(self) -> Objective:
         return Objective(sigma2=self.sigma2_, beta=self.beta, region=self.region_)
@@ -293,8 +338,10 @@ class ShellVAE(BaseEstimator):
         """X's shell coordinates: a float32 tensor, or for a memory map a ``ShellView`` read batch by batch."""
         if isinstance(X, np.memmap):
             X = check_array(X, "X", dtype=None)  # checked in chunks, still mapped
-            check_n_features(X, "X", self.shell_.n_features_in_, "the data the shell was fitted on")
+            check_n_features(X, "X", self.n_features_in_, type(self).__name__)
             return ShellView(X, self.shell_)
+        X = check_array(X, "X", dtype=None)
+        check_n_features(X, "X", self.n_features_in_, type(self).__name__)
         return torch.as_tensor(self.shell_.transform(X), dtype=torch.float32)
 
     def transform(self, X) -> np.ndarray:
@@ -307,7 +354,7 @@ class ShellVAE(BaseEstimator):
         """Decode latents to data space (through the shell's inverse)."""
         self._check_fitted()
         Z = check_array(Z, "Z")
-        check_n_features(Z, "Z", self.latent_dim, "the latent space (latent_dim)")
+        check_n_features(Z, "Z", self.latent_dim, "the decoder (latent_dim)")
         Z = torch.as_tensor(Z, dtype=torch.float32, device=self.device)
         with torch.no_grad():
             xhat = self.model_.decode(Z).cpu().numpy()
@@ -372,14 +419,40 @@ class ShellVAE(BaseEstimator):
         return certify(self.evaluate(X) if metrics is None else metrics, self.region_, eps)
 
     # -- persistence --------------------------------------------------------------------------
+    def _load_weights(self, state: dict, path, custom: dict | None) -> None:
+        """Restore saved weights into ``model_``, or say which keys and shapes do not fit."""
+        built = {k: tuple(v.shape) for k, v in self.model_.state_dict().items()}
+        saved = {k: tuple(v.shape) for k, v in state.items()}
+
+        def listed(items: list[str], sep: str = ", ") -> str:
+            return sep.join(items[:3]) + (f" (and {len(items) - 3} more)" if len(items) > 3 else "")
+
+        problems = []
+        if missing := sorted(built.keys() - saved.keys()):
+            problems.append(f"missing from the file: {listed(missing)}")
+        if extra := sorted(saved.keys() - built.keys()):
+            problems.append(f"not in the model built here: {listed(extra)}")
+        if wrong := [f"{k} saved {saved[k]}, built {built[k]}" for k in built if k in saved and saved[k] != built[k]]:
+            problems.append(f"other shapes: {listed(wrong, '; ')}")
+        if problems:
+            networks = (f"the encoder and decoder given (trained: {custom['encoder']}, {custom['decoder']})" if custom
+                        else f"arch={self.arch!r}")
+            raise ShellVAEError(f"{path}: the saved weights do not fit the model built from {networks}: "
+                                f"{'; '.join(problems)}. Build the networks exactly as for training.")
+        self.model_.load_state_dict(state)
+
     def save(self, path) -> None:
         """Atomically save the fitted model with its shell, geometry and settings (no pickled code)."""
         self._check_fitted()
-        params = {k: v for k, v in self.get_params().items() if k != "method"}
+        params = {k: v for k, v in self.get_params().items() if k not in ("method", "encoder", "decoder")}
         for key in ("encoder_hidden", "decoder_hidden", "image_shape"):
             params[key] = None if params[key] is None else list(params[key])
+        custom = None  # the user's modules: their weights are saved, their code is not (load takes them again)
+        if self.custom_networks:
+            custom = {"encoder": type(self.encoder).__name__, "decoder": type(self.decoder).__name__}
         io.save(path, {
             "params": params,
+            "custom": custom,
             "method": {"name": self.method_.name, "params": self.method_.params(), "state": self.method_.state_dict()},
             "fitted": {"sigma2_": self.sigma2_, "n_features_in_": self.n_features_in_},
             "shell": io.to_safe(self.shell_.state_dict()),
@@ -389,13 +462,32 @@ class ShellVAE(BaseEstimator):
         }, kind="model")
 
     @classmethod
-    def load(cls, path, device: str = "cpu") -> "ShellVAE":
+    def load(cls, path, device: str = "cpu", *, encoder: nn.Module | None = None,
+             decoder: nn.Module | None = None) -> "ShellVAE":
+        """Load a model saved by ``save``. The file holds weights and settings, never code: a model
+        trained with your own ``encoder`` and ``decoder`` needs them again here (the same classes and
+        sizes; their weights are replaced by the saved ones), one trained with a registered ``arch``
+        needs that name registered. Weights that do not fit get an error naming the keys and shapes."""
         record = io.load(path, kind="model")  # refuses code, foreign files and other format versions
+        custom = record.get("custom")
+        given = encoder is not None or decoder is not None
+        if custom and not given:
+            raise ShellVAEError(
+                f"{path}: this model was trained with your own networks ({custom['encoder']}, {custom['decoder']}). "
+                "Loading never runs code from the file, so pass them again: ShellVAE.load(path, encoder=..., "
+                "decoder=...), built as for training (or register a factory with shellvae.register_architecture "
+                "and train with arch=NAME)."
+            )
+        if given and not custom:
+            raise ShellVAEError(f"{path}: this model uses shellvae's arch={record['params'].get('arch')!r}; load it "
+                                "without encoder= and decoder=.")
         try:
             params = record["params"]
             for key in ("encoder_hidden", "decoder_hidden", "image_shape"):
                 params[key] = None if params[key] is None else tuple(params[key])
-            est = cls(method=record["method"]["name"], **{**params, "device": device})
+            est = cls(method=record["method"]["name"], **{**params, "device": device, "encoder": encoder,
+                                                          "decoder": decoder})
+            est._check_networks()
             est.method_ = get_method(est.method, **record["method"]["params"])
             est.method_.load_state_dict(io.from_safe(record["method"]["state"]))
             est.sigma2_, est.n_features_in_ = record["fitted"]["sigma2_"], record["fitted"]["n_features_in_"]
@@ -403,10 +495,7 @@ class ShellVAE(BaseEstimator):
             geometry = ClusterGeometry.from_state_dict(io.from_safe(record["geometry"]))
             est._set_region(FeasibleRegion.from_fitted(geometry, shell))
             est.model_ = est.method_.prepare(est._build_model(est.n_features_in_))
-            try:
-                est.model_.load_state_dict(record["model"])
-            except RuntimeError as exc:
-                raise ShellVAEError(f"{path}: model weights do not match the saved architecture: {exc}") from None
+            est._load_weights(record["model"], path, custom)
             width = (est.n_features_in_,)
             if np.shape(est.shell_.mean_) != width or np.shape(est.geometry_.centers_)[1:] != width:
                 raise ShellVAEError(f"{path}: its shell or cluster centres do not have the model's "

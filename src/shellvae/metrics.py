@@ -17,6 +17,11 @@ whole set are held, never an (N, D) array of reconstructions, so held-out sets o
 ``shell.ShellView`` of a memory map included) are evaluated in ``batch_size`` rows of memory.
 Reconstructions decode the posterior mean (deterministic); the ``*_sampled`` variants decode a
 sampled z, because KL > 0 alone does not prove the latent is useful (docs/method.md §8).
+
+The model is anything with ``encode(x) -> (mu, logvar)``, ``decode(z)``, ``eval()`` / ``train()``
+and a ``device`` (or parameters): shellvae's ``GaussianVAE``, or ``certificate.certify_model``'s
+adapter around any VAE's callables. An encoder that gives no log-variances (logvar None) leaves
+the metrics of a sampled z, the KL, the MI and the likelihood None.
 """
 
 from __future__ import annotations
@@ -75,9 +80,9 @@ class EvalBatch:
 
     x: torch.Tensor  # (B, D) shell rows
     mu: torch.Tensor  # (B, d) their posterior means
-    logvar: torch.Tensor  # (B, d) and log-variances
+    logvar: torch.Tensor | None  # (B, d) and log-variances (None: the encoder gives none)
     xhat: torch.Tensor  # decoded from the posterior mean
-    xhat_sampled: torch.Tensor  # decoded from a sampled z
+    xhat_sampled: torch.Tensor | None  # decoded from a sampled z (None without log-variances)
     xhat_shuffled: torch.Tensor  # decoded from other rows' posterior means
     cluster: torch.Tensor  # (B,) each row's cluster
     centers: torch.Tensor  # (B, D) each row's cluster centre
@@ -111,7 +116,7 @@ class EvalSet:
     """The whole held-out set: latents, the per-row means, the region, the clusters' sizes."""
 
     mu: torch.Tensor
-    logvar: torch.Tensor
+    logvar: torch.Tensor | None
     means: dict[str, float]
     region: FeasibleRegion
     cluster_counts: np.ndarray  # (K,) rows of the set in each cluster
@@ -122,8 +127,8 @@ class EvalSet:
 
 # -- whole-set metrics of the latents -----------------------------------------------------------------
 @whole_set("kl", "mean KL(q(z|x) || N(0, I)) in nats, summed over latent dimensions")
-def _kl(s: EvalSet) -> float:
-    return float(kl_per_dim(s.mu, s.logvar).sum(-1).mean())
+def _kl(s: EvalSet) -> float | None:
+    return None if s.logvar is None else float(kl_per_dim(s.mu, s.logvar).sum(-1).mean())
 
 
 @whole_set("active_units", f"latent dimensions with Cov_x(E_q[z_j]) > {ACTIVE_UNIT_THRESHOLD} (Burda et al. 2015)")
@@ -132,8 +137,8 @@ def _active_units(s: EvalSet) -> int:
 
 
 @whole_set("mutual_info", f"I(x; z) in nats (He et al. 2019 estimator, {MI_SAMPLES} rows)")
-def _mutual_info(s: EvalSet) -> float:
-    return mutual_information(s.mu[s.mi_rows], s.logvar[s.mi_rows], s.generator)
+def _mutual_info(s: EvalSet) -> float | None:
+    return None if s.logvar is None else mutual_information(s.mu[s.mi_rows], s.logvar[s.mi_rows], s.generator)
 
 
 
@@ -170,7 +175,7 @@ def _recon_mse(b: EvalBatch):
 
 @per_row("recon_mse_sampled", "the same, decoding a sampled z", per="value")
 def _recon_mse_sampled(b: EvalBatch):
-    return (b.x - b.xhat_sampled).pow(2).sum(-1)
+    return None if b.xhat_sampled is None else (b.x - b.xhat_sampled).pow(2).sum(-1)
 
 
 @per_row("l_clu", "held-out L_clu = mean ||xhat_i - mu_c(i)||^2 (eq. 7), posterior-mean decoding")
@@ -180,7 +185,7 @@ def _l_clu(b: EvalBatch):
 
 @per_row("l_clu_sampled", "L_clu decoding a sampled z")
 def _l_clu_sampled(b: EvalBatch):
-    return cluster_sq_dist(b.xhat_sampled, b.centers)
+    return None if b.xhat_sampled is None else cluster_sq_dist(b.xhat_sampled, b.centers)
 
 
 @per_row("l_clu_shuffled", "L_clu decoding latents shuffled across rows (the control: a used latent loses here)")
@@ -195,6 +200,8 @@ def _cluster_accuracy(b: EvalBatch):
 
 @per_row("cluster_accuracy_sampled", "the same, decoding a sampled z")
 def _cluster_accuracy_sampled(b: EvalBatch):
+    if b.xhat_sampled is None:
+        return None
     return (torch.cdist(b.xhat_sampled, b.table).argmin(dim=1) == b.cluster).float()
 
 
@@ -243,6 +250,12 @@ def _chance_accuracy(s: EvalSet):
 
 
 # -- the held-out pass -------------------------------------------------------------------------------
+def model_device(model) -> torch.device:
+    """Where a model computes: its ``device`` attribute if it has one, else that of its parameters."""
+    device = getattr(model, "device", None)
+    return torch.device(device) if device is not None else next(model.parameters()).device
+
+
 def row_batches(X, batch_size: int, device) -> Iterator[torch.Tensor]:
     """Consecutive float32 batches of X's rows on ``device``: X a tensor, an array or a ``ShellView``
     (whose rows are read and shell-transformed a batch at a time)."""
@@ -257,7 +270,7 @@ def row_batches(X, batch_size: int, device) -> Iterator[torch.Tensor]:
 @torch.no_grad()
 def encode_all(model: GaussianVAE, X, batch_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior means and log-variances of all rows of X (see ``row_batches``), batched."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     parts = [model.encode(rows) for rows in row_batches(X, batch_size, device)]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
@@ -280,7 +293,8 @@ def evaluate(model: GaussianVAE, X, region: FeasibleRegion, *, clusters: np.ndar
 
     ``clusters``: each row's cluster (default: its nearest centre). ``y``: class labels of the rows
     (for ``probe_accuracy`` / ``knn_accuracy``). ``sigma2``: the decoder variance, for the
-    likelihood metrics (``elbo``, ``nll_iw`` with ``iw_samples`` importance samples per row);
+    likelihood metrics (``elbo``, ``nll_iw`` with ``iw_samples`` importance samples per row; they need
+    log-variances);
     ``log_det`` (and ``outside_norm_range``): per-row log|det J| of the shell map at the rows'
     data-space points, for ``nll_iw_data``. A metric whose input is not given is None.
 
@@ -291,7 +305,7 @@ def evaluate(model: GaussianVAE, X, region: FeasibleRegion, *, clusters: np.ndar
     """
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     gen = torch.Generator(device=device).manual_seed(seed)
     table = torch.as_tensor(region.geometry_.centers_, dtype=torch.float32, device=device)
     n = len(X)
@@ -301,15 +315,19 @@ def evaluate(model: GaussianVAE, X, region: FeasibleRegion, *, clusters: np.ndar
         codes.append(model.encode(rows))
         if clusters is None:
             own.append(torch.as_tensor(region.geometry_.predict(rows.cpu().numpy()), device=device))
-    mu, logvar = torch.cat([c[0] for c in codes]), torch.cat([c[1] for c in codes])
+    mu = torch.cat([c[0] for c in codes])
+    logvar = None if codes[0][1] is None else torch.cat([c[1] for c in codes])
     own = torch.cat(own) if clusters is None else torch.as_tensor(np.asarray(clusters), device=device)
     # the random draws, in a fixed order from one seeded generator
-    z = sample_posterior(mu, logvar, gen)
+    if logvar is not None:
+        z = sample_posterior(mu, logvar, gen)
+    else:  # no log-variances, no sampled z; the same draw is made, so the shuffles below are a full encoder's
+        z, _ = None, torch.randn(mu.shape, generator=gen, device=device, dtype=mu.dtype)
     shuffled = torch.randperm(n, generator=gen, device=device)
     mi_rows = torch.randperm(n, generator=gen, device=device)[:MI_SAMPLES]
 
     likelihood = None
-    if sigma2 is not None:
+    if sigma2 is not None and logvar is not None:
         likelihood = Likelihood(sigma2, iw_samples, torch.Generator(device=device).manual_seed(seed + 1))
     log_det, outside = (None if a is None else torch.as_tensor(np.asarray(a), device=device)
                         for a in (log_det, outside_norm_range))
@@ -319,7 +337,8 @@ def evaluate(model: GaussianVAE, X, region: FeasibleRegion, *, clusters: np.ndar
     missing: set[str] = set()
     for i, x in enumerate(row_batches(X, batch_size, device)):
         part = slice(i * batch_size, i * batch_size + len(x))
-        batch = EvalBatch(x, mu[part], logvar[part], model.decode(mu[part]), model.decode(z[part]),
+        batch = EvalBatch(x, mu[part], None if logvar is None else logvar[part], model.decode(mu[part]),
+                          None if z is None else model.decode(z[part]),
                           model.decode(mu[shuffled[part]]), own[part], table[own[part]], table, region, model,
                           likelihood, None if log_det is None else log_det[part],
                           None if outside is None else outside[part])
@@ -344,7 +363,7 @@ def cluster_sq_distances(model: GaussianVAE, X, region: FeasibleRegion, batch_si
     nearest centre): the per-row values whose mean ``evaluate`` reports as ``l_clu``."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     table = torch.as_tensor(region.geometry_.centers_, dtype=torch.float32, device=device)
     parts = []
     for rows in row_batches(X, batch_size, device):

@@ -14,6 +14,10 @@ variant. The estimator's shell methods use these same objects::
         mu, logvar = encoder(x); z = ...; xhat = decoder(z)
         l_clu = region.cluster_loss(xhat, centers)
         loss = nll + kl + 10 * region.boundary_penalty(l_clu, eps) + 10 * region.norm_penalty(xhat)
+        # or the Lagrangian variant: loss = nll + kl + dual.multiplier * region.constraint(l_clu, eps),
+        # then after the step dual.update(float(region.constraint(l_clu, eps)))   (dual = DualAscent())
+
+examples/plain_loop.py runs this loop; docs/custom_models.md explains it.
 """
 
 from __future__ import annotations
@@ -35,13 +39,21 @@ from shellvae.validation import check_array
 class FeasibleRegion:
     """Shell transform + cluster geometry: the region F_eps = {W <= L_clu <= delta - eps}.
 
+    Fitted once on the training data; then, batch by batch: ``centers`` (by row index for training
+    rows, by nearest centre for new ones), ``cluster_loss`` (L_clu), ``boundary_penalty`` (L_b),
+    ``norm_penalty`` (L_n) and ``constraint`` (for ``DualAscent``). Learned attributes: ``shell_``,
+    ``geometry_``, ``W_``, ``delta_``, ``feasible_`` (W < delta).
+
     Parameters
     ----------
-    n_clusters : K of the geometry, or "auto" (see ``ClusterGeometry``).
-    r_min, r_max, radius, zero_norm : the shell transform (see ``SphericalShell``).
-    random_state : seed of K-means.
-
-    Learned attributes: ``shell_``, ``geometry_``, ``W_``, ``delta_``, ``feasible_`` (W < delta).
+    n_clusters : int or str
+        K of the geometry, or "auto" (see ``ClusterGeometry``).
+    r_min, r_max : float
+        The shell's radii (see ``SphericalShell``); also the norm penalty's.
+    radius, zero_norm : str
+        The shell transform's settings (see ``SphericalShell``).
+    random_state : int
+        Seed of K-means.
     """
 
     def __init__(self, n_clusters: int | str = 10, *, r_min: float = R_MIN, r_max: float = R_MAX,
@@ -163,6 +175,10 @@ class FeasibleRegion:
     def norm_penalty(self, xhat: torch.Tensor) -> torch.Tensor:
         """L_n: mean squared distance of the decoder outputs' norms to [r_min, r_max] (eq. 9)."""
         return norm_penalty(xhat, self.r_min, self.r_max)
+
+    def constraint(self, l_clu: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+        """L_clu - (delta - eps): the Lagrangian variant's constraint, <= 0 inside the region's upper edge."""
+        return l_clu - (self.delta_ - eps)
 
     def eps_from_alpha(self, alpha: float) -> float:
         """eps = alpha (delta - W): the margin as a share of the region's width (0 for an empty region)."""

@@ -56,7 +56,8 @@ def result_record(est, X_test, y_test=None, *, dataset: str, fit_seconds: float 
         "certified": cert.certified, "fit_seconds": fit_seconds,
         "seconds_per_epoch": sum(times) / len(times) if times else None, "epochs": est.epochs,
         "method": est.method_.name, "dataset": dataset, "data_description": description,
-        "method_params": est.method_.params(), "seed": est.random_state, "arch": est.arch,
+        "method_params": est.method_.params(), "seed": est.random_state,
+        "arch": "custom" if est.custom_networks else est.arch,
         "n_test": len(X_test), "certificate": cert.to_dict(), "k_sweep": geometry.sweep_,
     }
     return record, cert

@@ -121,7 +121,7 @@ class SphericalShell:
         if not hasattr(self, "mean_"):
             raise ShellVAEError("This SphericalShell is not fitted yet: call fit(X) first.")
         X = check_array(X, name, dtype=np.float64)
-        check_n_features(X, name, self.n_features_in_, "the data the shell was fitted on")
+        check_n_features(X, name, self.n_features_in_, "the fitted shell")
         return X
 
     def _unit_radius(self, norms: np.ndarray) -> np.ndarray:

@@ -12,8 +12,9 @@ import numbers
 import warnings
 
 import numpy as np
+import scipy.sparse
 
-from shellvae.errors import DataError, ShellVAEError
+from shellvae.errors import DataError, DataTypeError, ShellVAEError
 
 
 #: data whose every varying feature spans fewer than this many rounding units (eps * max|x|) is
@@ -29,31 +30,48 @@ def check_array(X, name: str = "X", min_samples: int = 1, dtype=np.float32, allo
     """Validate a data matrix: 2-D, real, finite, non-empty. Returns it as ``dtype`` (no copy when it already is).
 
     ``dtype=None`` keeps float arrays as they are (no copy, no rounding) and converts the rest to
-    float64. Integer and bool arrays are converted; complex, object, string and date arrays are refused.
+    float64. Integer and bool arrays, and object arrays of numbers, are converted; complex, sparse, string
+    and date arrays are refused (the messages use scikit-learn's wording where its checks look for it).
     ``allow_constant=False`` also refuses data that is constant, or varies only at the rounding
     level of its dtype (see ``NEAR_CONSTANT_ULPS``): what fitting a shell needs.
     A ``np.memmap`` with ``dtype=None`` is checked ``CHUNK_ROWS`` rows at a time and returned
     as it is (still mapped, in its stored dtype): data larger than memory is never loaded whole.
     """
     mapped = X if isinstance(X, np.memmap) and dtype is None else None
+    if scipy.sparse.issparse(X):
+        raise DataError(
+            f"{name} is a sparse {type(X).__name__}: sparse input is not supported (the shell map makes every row "
+            "dense). Pass a dense array, X.toarray(), if it fits in memory."
+        )
     try:
         X = np.asarray(X)
     except Exception as exc:  # ragged lists, tensors on a GPU or with grad, and the like
         raise DataError(f"{name} could not be read as an array: {exc}") from exc
     if X.dtype.kind == "c":
         raise DataError(
-            f"{name} holds complex numbers (dtype {X.dtype}); shellvae needs real values: pass X.real or np.abs(X)."
+            f"{name} holds complex numbers (dtype {X.dtype}). Complex data not supported: shellvae needs real values; "
+            "pass X.real or np.abs(X)."
         )
+    if X.dtype == object:  # Python numbers (as scikit-learn accepts them); anything else is refused
+        try:
+            X = X.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            kind = DataTypeError if isinstance(exc, TypeError) else DataError
+            raise kind(f"{name} has dtype object with a value that is not a number ({exc}); fix that value, or "
+                       "convert with np.asarray(X, dtype=float).") from None
     if X.dtype.kind not in "biuf":
-        hint = " (Python objects: convert with np.asarray(X, dtype=float))" if X.dtype == object else ""
-        raise DataError(f"{name} has dtype {X.dtype}{hint}; expected a numeric array of shape (n_samples, n_features).")
+        raise DataError(f"{name} has dtype {X.dtype}; expected a numeric array of shape (n_samples, n_features).")
     if X.ndim != 2:
-        raise DataError(
-            f"{name} has shape {X.shape}; expected 2 dimensions (n_samples, n_features). "
-            "Flatten images first, e.g. X.reshape(len(X), -1)."
-        )
-    if X.shape[0] < min_samples or X.shape[1] == 0:
-        raise DataError(f"{name} has shape {X.shape}; need at least {min_samples} sample(s) and 1 feature.")
+        how = ("X.reshape(-1, 1) if it has one feature, X.reshape(1, -1) if it is one sample" if X.ndim < 2
+               else "flatten images first, e.g. X.reshape(len(X), -1)")
+        raise DataError(f"{name} has shape {X.shape}; expected 2 dimensions (n_samples, n_features). Reshape your "
+                        f"data: {how}.")
+    # the wording of scikit-learn's check_array, which its estimator checks look for
+    if X.shape[0] < min_samples:
+        raise DataError(f"{name} has {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of {min_samples} is "
+                        "required.")
+    if X.shape[1] == 0:
+        raise DataError(f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
     if mapped is not None:
         return _check_in_chunks(mapped, name, allow_constant)
     source = X
@@ -185,11 +203,12 @@ def check_distinct_count(n_distinct: int, n: int, name: str, need: int, why: str
 
 
 def check_n_features(X: np.ndarray, name: str, n_features: int, reference: str) -> None:
-    """Raise if X's width differs from the ``n_features`` of ``reference`` (what X must match)."""
+    """Raise if X's width differs from the ``n_features`` that ``reference`` (what X goes to) expects;
+    in scikit-learn's wording, which its estimator checks look for."""
     if X.shape[1] != n_features:
         raise DataError(
-            f"{name} has {X.shape[1]} features but {reference} has {n_features}: pass rows with those {n_features} "
-            "features (columns), in the same order."
+            f"{name} has {X.shape[1]} features, but {reference} is expecting {n_features} features as input: pass rows "
+            f"with those {n_features} features (columns), in the same order."
         )
 
 

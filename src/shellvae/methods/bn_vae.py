@@ -27,11 +27,12 @@ from torch import nn
 
 from shellvae.methods.base import Method, hyperparameter
 from shellvae.methods.registry import register
-from shellvae.model import GaussianVAE
+from shellvae.model import GaussianVAE, split_posterior
 
 
 class MeanBatchNorm(nn.Module):
-    """Wraps an encoder (B, D) -> (B, 2d): batch-normalises the mean half with a fixed scale gamma."""
+    """Wraps an encoder (B, D) -> (mu, logvar) (a pair, or one (B, 2d) tensor): batch-normalises mu with a
+    fixed scale gamma; gives one (B, 2d) tensor."""
 
     def __init__(self, encoder: nn.Module, latent_dim: int, gamma: float, eps: float = 1e-12):
         super().__init__()
@@ -41,7 +42,7 @@ class MeanBatchNorm(nn.Module):
         self.bn.weight.requires_grad_(False)  # no gradient, so Adam never moves it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mu, logvar = self.encoder(x).chunk(2, dim=-1)
+        mu, logvar = split_posterior(self.encoder(x))
         if self.training and len(mu) == 1:
             # one sample has no batch variance (the loop's last batch can be that small): use the
             # running statistics for it, without updating them

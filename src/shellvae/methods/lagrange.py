@@ -59,7 +59,7 @@ class ShellLagrange(ShellBase):
 
     def region_terms(self, l_clu, objective, on):
         region = objective.region
-        constraint = l_clu - (region.delta_ - self.eps(region))
+        constraint = region.constraint(l_clu, self.eps(region))
         lam = torch.tensor(self.multiplier, device=l_clu.device)
         return {"constraint": (self.multiplier * on, constraint), "lagrange_multiplier": (0.0, lam)}
 
