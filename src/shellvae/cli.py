@@ -25,6 +25,7 @@ from shellvae.cli_inputs import (IMAGE_FILES, RUN_FILES, FiniteFloat, FiniteFloa
                                  output_file, output_folder, parse_method_params, parse_n_clusters, read_json,
                                  same_file)
 from shellvae.methods import METHODS
+from shellvae.model import ARCHITECTURES
 from shellvae.results import fit_and_record
 from shellvae.sequence.cli import train_sequences
 from shellvae.sequence.inputs import is_sequence_spec
@@ -79,8 +80,9 @@ def main(threads):
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=DEFAULTS["random_state"], show_default=True)
 @click.option("--n-clusters", default=str(DEFAULTS["n_clusters"]), show_default=True, help="K, or 'auto'.")
 @click.option("--latent-dim", type=int, default=DEFAULTS["latent_dim"], show_default=True)
-@click.option("--arch", type=click.Choice(["mlp", "conv"]), default=DEFAULTS["arch"], show_default=True,
-              help="MLP for any data; conv (two Conv+ReLU, transposed convs back) for image data.")
+@click.option("--arch", type=click.Choice(ARCHITECTURES.names()), default=DEFAULTS["arch"], show_default=True,
+              help="The networks, from the registered architectures: "
+                   + "; ".join(f"{a.name}: {a.summary}" for a in ARCHITECTURES.values()))
 @click.option("--show", is_flag=True, help="Also write OUT/reconstructions.png and OUT/samples.png (image data).")
 @click.option("--test-size", type=FiniteFloatRange(0, 1, min_open=True, max_open=True), default=0.2,
               show_default=True, help="Held-out share for array files.")

@@ -18,9 +18,6 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from torch import nn
 
-from shellvae import checkpoint as checkpoints
-from shellvae import io
-from shellvae.acceleration import COMPILE_MODES
 from shellvae.batches import MemmapTrainData, TrainData
 from shellvae.certificate import CERTIFICATE_MARGIN, Certificate, certify
 from shellvae.errors import ShellVAEError
@@ -28,9 +25,11 @@ from shellvae.geometry import ClusterGeometry
 from shellvae.methods import Objective, get_method
 from shellvae.likelihood import IW_SAMPLES, IW_SAMPLES_PER_EPOCH
 from shellvae.metrics import cluster_sq_distances, encode_all, evaluate
-from shellvae.model import ARCHITECTURES, GaussianVAE, build_vae, check_contract
+from shellvae.estimator_checks import check_checkpoint, check_params
+from shellvae.model import GaussianVAE, build_vae, check_contract
+from shellvae.persistence import load_estimator, save_estimator
 from shellvae.region import FeasibleRegion
-from shellvae.shell import R_MAX, R_MIN, ShellView, SphericalShell
+from shellvae.shell import R_MAX, R_MIN, ShellView
 from shellvae.train import train
 from shellvae.validation import check_array, check_n_features, check_scalar, row_chunks
 
@@ -179,86 +178,13 @@ class ShellVAE(TransformerMixin, BaseEstimator):
     # -- fitting ------------------------------------------------------------------------------
     def check_params(self) -> None:
         """Check the hyperparameters the estimator itself uses (``fit`` does; the CLI does before reading
-        data); the shell, geometry, model and method check their own."""
-        for name in ("latent_dim", "epochs", "batch_size", "eval_every"):
-            check_scalar(getattr(self, name), name, integer=True)
-        if self.n_clusters != "auto":
-            check_scalar(self.n_clusters, "n_clusters", integer=True, low=1, fix="Give an integer >= 2 or 'auto'.")
-        check_scalar(self.lr, "lr", fix="Adam's usual step is 1e-3.")
-        if self.sigma2 is not None:
-            check_scalar(self.sigma2, "sigma2", fix="Or leave sigma2=None to use sigma2_ratio * lambda_max.")
-        else:
-            check_scalar(self.sigma2_ratio, "sigma2_ratio", fix="2.0 is the paper's moderate violating condition.")
-        check_scalar(self.beta, "beta", low_open=False, fix="beta=0 turns the KL term off.")
-        check_scalar(self.random_state, "random_state", integer=True, low_open=False, high=2**32 - 1)
-        check_scalar(self.certificate_margin, "certificate_margin", low_open=False, high=1.0,
-                     fix="It is a share of delta; 0.05 asks the decoder to recover 5% of the between-cluster variance.")
-        if not (self.method_params is None or isinstance(self.method_params, dict)):
-            raise ShellVAEError(
-                f"method_params={self.method_params!r}: give a dict, e.g. {{'lambda_b': 5.0}}, or None."
-            )
-        get_method(self.method, **(self.method_params or {}))  # the method checks its hyperparameters
-        self._check_networks()
-        SphericalShell(self.r_min, self.r_max, radius=self.radius, zero_norm=self.zero_norm).check_params()
-        for name in ("encoder_hidden", "decoder_hidden"):
-            widths = getattr(self, name)
-            if isinstance(widths, (str, bytes)) or not hasattr(widths, "__iter__"):
-                raise ShellVAEError(f"{name}={widths!r}: give the layer widths, e.g. (256, 128); () for a linear map.")
-            for i, width in enumerate(widths):
-                check_scalar(width, f"{name}[{i}]", integer=True)
-        if not (isinstance(self.compile, bool) or self.compile in COMPILE_MODES):
-            raise ShellVAEError(f"compile={self.compile!r}: give True, False or a torch.compile mode, one of "
-                                f"{', '.join(COMPILE_MODES)}.")
-        self._check_device()
-        if self.resume and self.checkpoint is None:
-            raise ShellVAEError("resume=True needs checkpoint=PATH, the file to continue from.")
-        if self.checkpoint is not None and Path(self.checkpoint).is_dir():
-            raise ShellVAEError(
-                f"checkpoint={str(self.checkpoint)!r} is a folder; give a file path, e.g. 'run/checkpoint.pt'."
-            )
-
-    def _check_networks(self) -> None:
-        for name in ("encoder", "decoder"):
-            module = getattr(self, name)
-            if module is not None and not isinstance(module, nn.Module):
-                raise ShellVAEError(f"{name}={type(module).__name__}(...): give a torch.nn.Module (or None to use "
-                                    "arch=...).")
-        if (self.encoder is None) != (self.decoder is None):
-            given = "encoder" if self.encoder is not None else "decoder"
-            raise ShellVAEError(f"only {given}= was given: give both encoder= and decoder= (your own networks), or "
-                                "neither (arch=... builds them).")
-        if self.encoder is None and self.arch not in ARCHITECTURES:
-            raise ShellVAEError(f"arch={self.arch!r}: choose one of {', '.join(ARCHITECTURES)}, register yours with "
-                                "shellvae.register_architecture, or pass encoder= and decoder=.")
+        data); the shell, geometry, model and method check their own (``estimator_checks.py``)."""
+        check_params(self)
 
     @property
     def custom_networks(self) -> bool:
         """Whether the networks are the user's own modules (``encoder=``, ``decoder=``)."""
         return self.encoder is not None
-
-    def _check_device(self) -> None:
-        try:
-            device = torch.device(self.device)
-        except (RuntimeError, TypeError) as exc:
-            raise ShellVAEError(f"device={self.device!r} is not a torch device ({exc}); use 'cpu' or 'cuda'.") from None
-        count = {"cuda": torch.cuda.device_count, "mps": lambda: int(torch.backends.mps.is_available())}
-        if device.type in count and (device.index or 0) >= count[device.type]():
-            raise ShellVAEError(f"device={self.device!r}: this machine has no such {device.type} device; use 'cpu'.")
-
-    def _check_checkpoint(self) -> None:
-        """Before resuming: the checkpoint must come from a run with this model and at most ``epochs`` epochs."""
-        saved, epoch = checkpoints.describe(self.checkpoint)
-        built = {k: tuple(v.shape) for k, v in self.model_.state_dict().items()}
-        problem = None
-        if saved != built:
-            problem = "its model has other layers or sizes"
-        elif not 0 <= epoch <= self.epochs:
-            problem = f"it holds epoch {epoch}, but epochs={self.epochs}"
-        if problem:
-            raise ShellVAEError(
-                f"checkpoint {self.checkpoint}: cannot resume, {problem}. Resume with the arguments of the interrupted "
-                "run, or delete the checkpoint to start afresh."
-            )
 
     def fit(self, X, y=None, *, X_val=None, geometry: ClusterGeometry | None = None) -> "ShellVAE":
         """Fit shell, geometry and VAE on X (N, D). ``X_val`` (held-out rows) adds per-epoch metrics.
@@ -290,7 +216,7 @@ class ShellVAE(TransformerMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         self.model_ = self.method_.prepare(model).to(self.device)
         if self.resume and Path(self.checkpoint).exists():
-            self._check_checkpoint()
+            check_checkpoint(self)
         if memmap is not None:
             data = MemmapTrainData.build(memmap, self.region_, self.method_, self.device)
         else:
@@ -418,48 +344,11 @@ class ShellVAE(TransformerMixin, BaseEstimator):
         check_scalar(eps, "eps", low_open=False)
         return certify(self.evaluate(X) if metrics is None else metrics, self.region_, eps)
 
-    # -- persistence --------------------------------------------------------------------------
-    def _load_weights(self, state: dict, path, custom: dict | None) -> None:
-        """Restore saved weights into ``model_``, or say which keys and shapes do not fit."""
-        built = {k: tuple(v.shape) for k, v in self.model_.state_dict().items()}
-        saved = {k: tuple(v.shape) for k, v in state.items()}
-
-        def listed(items: list[str], sep: str = ", ") -> str:
-            return sep.join(items[:3]) + (f" (and {len(items) - 3} more)" if len(items) > 3 else "")
-
-        problems = []
-        if missing := sorted(built.keys() - saved.keys()):
-            problems.append(f"missing from the file: {listed(missing)}")
-        if extra := sorted(saved.keys() - built.keys()):
-            problems.append(f"not in the model built here: {listed(extra)}")
-        if wrong := [f"{k} saved {saved[k]}, built {built[k]}" for k in built if k in saved and saved[k] != built[k]]:
-            problems.append(f"other shapes: {listed(wrong, '; ')}")
-        if problems:
-            networks = (f"the encoder and decoder given (trained: {custom['encoder']}, {custom['decoder']})" if custom
-                        else f"arch={self.arch!r}")
-            raise ShellVAEError(f"{path}: the saved weights do not fit the model built from {networks}: "
-                                f"{'; '.join(problems)}. Build the networks exactly as for training.")
-        self.model_.load_state_dict(state)
-
+    # -- persistence (persistence.py) ------------------------------------------------------------
     def save(self, path) -> None:
         """Atomically save the fitted model with its shell, geometry and settings (no pickled code)."""
         self._check_fitted()
-        params = {k: v for k, v in self.get_params().items() if k not in ("method", "encoder", "decoder")}
-        for key in ("encoder_hidden", "decoder_hidden", "image_shape"):
-            params[key] = None if params[key] is None else list(params[key])
-        custom = None  # the user's modules: their weights are saved, their code is not (load takes them again)
-        if self.custom_networks:
-            custom = {"encoder": type(self.encoder).__name__, "decoder": type(self.decoder).__name__}
-        io.save(path, {
-            "params": params,
-            "custom": custom,
-            "method": {"name": self.method_.name, "params": self.method_.params(), "state": self.method_.state_dict()},
-            "fitted": {"sigma2_": self.sigma2_, "n_features_in_": self.n_features_in_},
-            "shell": io.to_safe(self.shell_.state_dict()),
-            "geometry": io.to_safe(self.geometry_.state_dict()),
-            "model": {k: v.cpu() for k, v in self.model_.state_dict().items()},
-            "history": self.history_,
-        }, kind="model")
+        save_estimator(self, path)
 
     @classmethod
     def load(cls, path, device: str = "cpu", *, encoder: nn.Module | None = None,
@@ -468,43 +357,4 @@ class ShellVAE(TransformerMixin, BaseEstimator):
         trained with your own ``encoder`` and ``decoder`` needs them again here (the same classes and
         sizes; their weights are replaced by the saved ones), one trained with a registered ``arch``
         needs that name registered. Weights that do not fit get an error naming the keys and shapes."""
-        record = io.load(path, kind="model")  # refuses code, foreign files and other format versions
-        custom = record.get("custom")
-        given = encoder is not None or decoder is not None
-        if custom and not given:
-            raise ShellVAEError(
-                f"{path}: this model was trained with your own networks ({custom['encoder']}, {custom['decoder']}). "
-                "Loading never runs code from the file, so pass them again: ShellVAE.load(path, encoder=..., "
-                "decoder=...), built as for training (or register a factory with shellvae.register_architecture "
-                "and train with arch=NAME)."
-            )
-        if given and not custom:
-            raise ShellVAEError(f"{path}: this model uses shellvae's arch={record['params'].get('arch')!r}; load it "
-                                "without encoder= and decoder=.")
-        try:
-            params = record["params"]
-            for key in ("encoder_hidden", "decoder_hidden", "image_shape"):
-                params[key] = None if params[key] is None else tuple(params[key])
-            est = cls(method=record["method"]["name"], **{**params, "device": device, "encoder": encoder,
-                                                          "decoder": decoder})
-            est._check_networks()
-            est.method_ = get_method(est.method, **record["method"]["params"])
-            est.method_.load_state_dict(io.from_safe(record["method"]["state"]))
-            est.sigma2_, est.n_features_in_ = record["fitted"]["sigma2_"], record["fitted"]["n_features_in_"]
-            shell = SphericalShell.from_state_dict(io.from_safe(record["shell"]))
-            geometry = ClusterGeometry.from_state_dict(io.from_safe(record["geometry"]))
-            est._set_region(FeasibleRegion.from_fitted(geometry, shell))
-            est.model_ = est.method_.prepare(est._build_model(est.n_features_in_))
-            est._load_weights(record["model"], path, custom)
-            width = (est.n_features_in_,)
-            if np.shape(est.shell_.mean_) != width or np.shape(est.geometry_.centers_)[1:] != width:
-                raise ShellVAEError(f"{path}: its shell or cluster centres do not have the model's "
-                                    f"{est.n_features_in_} features; the file was altered. Retrain the model.")
-            est.model_.to(device)
-            est.history_ = record["history"]
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-            if isinstance(exc, ShellVAEError):
-                raise
-            raise ShellVAEError(f"{path}: the model file is incomplete or inconsistent ({type(exc).__name__}: {exc}); "
-                                "it was altered or damaged. Retrain the model or restore the file.") from None
-        return est
+        return load_estimator(cls, path, device, encoder=encoder, decoder=decoder)

@@ -57,7 +57,10 @@ def split_posterior(out) -> tuple[torch.Tensor, torch.Tensor]:
 def sample_posterior(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """z = mu + sigma * epsilon, epsilon ~ N(0, I): a draw from q(z|x) (the reparameterisation trick).
     ``generator``: a seeded stream for the draw (default: torch's global one)."""
-    return mu + torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype) * torch.exp(0.5 * logvar)
+    # randn_like when no generator is given: torch.compile traces it with dynamic batch shapes
+    noise = torch.randn_like(mu) if generator is None else torch.randn(mu.shape, generator=generator,
+                                                                       device=mu.device, dtype=mu.dtype)
+    return mu + noise * torch.exp(0.5 * logvar)
 
 
 class GaussianVAE(nn.Module):
