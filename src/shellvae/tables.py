@@ -24,6 +24,8 @@ def _fmt(value, digits: int) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
+        if value != 0 and abs(value) < 10 ** -(digits - 1):  # small values keep `digits` significant digits
+            return f"{value:.{digits}g}"
         return f"{value:.{digits}f}"
     return str(value)
 
