@@ -1,16 +1,21 @@
 """The shell method's whole-run overhead: everything a fit does, not only its epochs.
 
-For each dataset and number of epochs, in one process and one torch thread, three runs in turn:
+A fit is its one-off costs (the shell transform; for the shell method the cluster geometry) plus
+its epochs. Both parts are measured in one process on one torch thread, robustly against the
+load of a shared machine:
 
-- ``vanilla``: the shell transform and the training epochs. Vanilla does not need the cluster
-  geometry to train, so its run does not fit one (its certificate may fit one afterwards; that is
-  reported apart, as ``geometry for vanilla's certificate``);
-- ``shell (K = paper's)``: the shell transform, ``ClusterGeometry(K).fit`` and the training epochs;
-- ``shell (auto-K)``: the same with ``n_clusters="auto"``.
+- one-off costs: the shell fit and transform, ``ClusterGeometry(K).fit`` at the paper's K and
+  ``ClusterGeometry("auto").fit``, each the median of ``--repeats`` runs;
+- the epoch: vanilla, shell at the paper's K and shell at the auto K, one training epoch each in
+  turn (``train(epochs=1)``, as ``throughput.py``), the median of ``--epochs-timed`` after a
+  warm-up. A shell run's epochs are of two kinds (the default two-stage protocol): stage one, the
+  first 20%, computes the penalties without training on them; stage two trains on them. Both
+  kinds are timed.
 
-No run evaluates held-out data per epoch (that cost does not depend on the method). The whole-run
-ratio shell / vanilla is printed beside the per-epoch ratio (median epoch), so the one-off cost
-of the geometry shows. Per-epoch times come from the loop's own timer.
+Then ``whole run(E) = one-off costs + E x epoch`` for each E of ``--epochs`` (for shell, 20% of E
+stage-one epochs and 80% stage-two epochs), and the ratio to vanilla's. Vanilla does not need the geometry to train, so its run does not fit one; its
+certificate needs it afterwards (printed apart). No run evaluates held-out data per epoch (that
+cost does not depend on the method).
 
     python bench/whole_run.py [--datasets gmm,mnist] [--epochs 30,100] [--mnist-dir DIR]
 """
@@ -40,57 +45,73 @@ def load(name: str, mnist_dir: str | None) -> np.ndarray:
     return load_dataset("mnist", mnist_dir).X_train  # 60,000 x 784
 
 
-def whole_run(X: np.ndarray, method: str, n_clusters, epochs: int, seed: int = 0) -> dict:
-    """Seconds of each part of one fit (no held-out evaluation)."""
-    t0 = time.perf_counter()
-    shell = SphericalShell().fit(X)
-    X_shell = shell.transform(X)
-    t_shell = time.perf_counter() - t0
-    region, t_geometry = None, 0.0
-    if n_clusters is not None:
-        t1 = time.perf_counter()
-        region = FeasibleRegion.from_fitted(ClusterGeometry(n_clusters, random_state=seed).fit(X_shell), shell)
-        t_geometry = time.perf_counter() - t1
-    m = get_method(method)
-    torch.manual_seed(seed)
-    lam = region.geometry_.lambda_max_ if region is not None else float(np.linalg.eigvalsh(np.cov(X_shell.T))[-1])
-    t2 = time.perf_counter()
-    history = train(mlp_vae(X.shape[1]), m, TrainData.build(X_shell, region, m), Objective(2 * lam, 1.0, region),
-                    epochs=epochs, batch_size=128, lr=1e-3, seed=seed, progress=False)
-    t_train = time.perf_counter() - t2
-    k = None if region is None else region.geometry_.n_clusters_
-    return dict(shell=t_shell, geometry=t_geometry, train=t_train, total=t_shell + t_geometry + t_train, K=k,
-                epoch=statistics.median(row["train_time_s"] for row in history))
+def timed(fn, repeats: int):
+    """(median seconds, last result) of ``repeats`` calls."""
+    times, result = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="gmm,mnist")
-    ap.add_argument("--epochs", default="30,100", help="comma-separated epoch counts")
+    ap.add_argument("--epochs", default="30,100", help="comma-separated epoch counts of the whole runs")
+    ap.add_argument("--epochs-timed", type=int, default=5, help="epochs timed per run (after one warm-up)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each one-off cost")
     ap.add_argument("--mnist-dir", default=os.environ.get("MNIST_DIR", "../shared/data/mnist"))
     args = ap.parse_args()
     torch.set_num_threads(1)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
           f"torch {torch.__version__}, 1 thread")
     for name in args.datasets.split(","):
-        X = load(name, args.mnist_dir)
-        K = PAPER_K[name]
-        for epochs in map(int, args.epochs.split(",")):
-            runs = {"vanilla": whole_run(X, "vanilla", None, epochs),
-                    f"shell (K = {K})": whole_run(X, "shell", K, epochs),
-                    "shell (auto-K)": whole_run(X, "shell", "auto", epochs)}
-            t = time.perf_counter()
-            ClusterGeometry(K).fit(SphericalShell().fit_transform(X))
-            certificate_geometry = time.perf_counter() - t
-            base = runs["vanilla"]
-            print(f"\n[{name}] {X.shape[0]} x {X.shape[1]}, {epochs} epochs, batch 128")
-            print(f"  {'run':18s} {'shell':>7s} {'geometry':>9s} {'train':>8s} {'total':>8s} {'s/epoch':>8s}"
-                  f" {'whole-run ratio':>16s} {'per-epoch ratio':>16s}")
-            for label, r in runs.items():
-                k = "" if r["K"] is None else f" K={r['K']}"
-                print(f"  {label:18s} {r['shell']:7.2f} {r['geometry']:9.2f} {r['train']:8.2f} {r['total']:8.2f} "
-                      f"{r['epoch']:8.3f} {r['total'] / base['total']:16.3f} {r['epoch'] / base['epoch']:16.3f}{k}")
-            print(f"  geometry for vanilla's certificate (after training, K = {K}): {certificate_geometry:.2f} s")
+        X, K = load(name, args.mnist_dir), PAPER_K[name]
+        t_shell, shell = timed(lambda: SphericalShell().fit(X), args.repeats)
+        t_transform, X_shell = timed(lambda: shell.transform(X), args.repeats)
+        t_geo, geometry = timed(lambda: ClusterGeometry(K).fit(X_shell), args.repeats)
+        t_auto, auto = timed(lambda: ClusterGeometry("auto").fit(X_shell), args.repeats)
+        runs = {"vanilla": (None, 0.0), f"shell (K = {K})": (geometry, t_geo),
+                f"shell (auto: K = {auto.n_clusters_})": (auto, t_auto)}
+        states = {}
+        for label, (geo, _) in runs.items():
+            region = None if geo is None else FeasibleRegion.from_fitted(geo, shell)
+            stages = [("", "vanilla", {})] if geo is None else [(" stage 2", "shell", {"two_stage": 0.0}),
+                                                                 (" stage 1", "shell", {"two_stage": 0.99})]
+            for suffix, method_name, params in stages:  # a 1-epoch run with two_stage=0.99 is all stage one
+                method = get_method(method_name, **params)
+                torch.manual_seed(0)
+                states[label + suffix] = (mlp_vae(X.shape[1]), method, TrainData.build(X_shell, region, method),
+                                          Objective(2 * geometry.lambda_max_, 1.0, region))
+        epoch_times = {label: [] for label in states}
+        for epoch in range(args.epochs_timed + 1):  # interleaved: A, B, C, A, B, C, ...
+            for label, (model, method, data, objective) in states.items():
+                history = train(model, method, data, objective, epochs=1, batch_size=128, lr=1e-3, seed=epoch,
+                                progress=False)
+                if epoch:  # the first is the warm-up
+                    epoch_times[label].append(history[0]["train_time_s"])
+        timed_epochs = {label: statistics.median(t) for label, t in epoch_times.items()}
+        share = get_method("shell").two_stage  # the default protocol's stage-one share of the epochs
+        epoch = {"vanilla": timed_epochs["vanilla"]}
+        for label in list(runs)[1:]:
+            epoch[label] = share * timed_epochs[label + " stage 1"] + (1 - share) * timed_epochs[label + " stage 2"]
+        one_off = {label: t_shell + t_transform + t_geometry for label, (_, t_geometry) in runs.items()}
+        print(f"\n[{name}] {X.shape[0]} x {X.shape[1]}, batch 128; one-off costs (median of {args.repeats}): shell "
+              f"fit {t_shell:.2f} s, transform {t_transform:.2f} s, geometry K={K} {t_geo:.2f} s, auto "
+              f"(K={auto.n_clusters_}) {t_auto:.2f} s; epochs: median of {args.epochs_timed}, interleaved")
+        print(f"  {'run':24s} {'one-off s':>9s} {'s/epoch':>8s} {'epoch ratio':>11s}" +
+              "".join(f" {f'whole {e} ep s':>14s} {'ratio':>6s}" for e in map(int, args.epochs.split(","))))
+        base = "vanilla"
+        for label in runs:
+            line = f"  {label:24s} {one_off[label]:9.2f} {epoch[label]:8.3f} {epoch[label] / epoch[base]:11.3f}"
+            for e in map(int, args.epochs.split(",")):
+                whole, whole_base = one_off[label] + e * epoch[label], one_off[base] + e * epoch[base]
+                line += f" {whole:14.1f} {whole / whole_base:6.3f}"
+            print(line)
+        print("  shell epochs: " + ", ".join(f"{k} {v:.3f} s" for k, v in timed_epochs.items() if "stage" in k)
+              + f"; s/epoch above = {share:g} x stage 1 + {1 - share:g} x stage 2")
+        print(f"  vanilla's certificate needs the geometry after training: +{t_geo:.2f} s (K = {K})")
 
 
 if __name__ == "__main__":
