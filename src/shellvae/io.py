@@ -171,6 +171,19 @@ def save(path, payload: dict, kind: str) -> None:
         torch.save(record, tmp)
 
 
+@contextlib.contextmanager
+def reading(path, kind: str = "model"):
+    """Around the code that rebuilds an object from a loaded record: a missing key or a value of the
+    wrong type (an altered or damaged file) becomes one ``ShellVAEError`` naming the file."""
+    try:
+        yield
+    except ShellVAEError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ShellVAEError(f"{path}: the {kind} file is incomplete or inconsistent ({type(exc).__name__}: {exc}); "
+                            "it was altered or damaged. Retrain the model or restore the file.") from None
+
+
 def load(path, kind: str) -> dict:
     """Load a file written by ``save``, without executing code; clear errors for anything else."""
     path = Path(path)

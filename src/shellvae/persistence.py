@@ -77,7 +77,7 @@ def load_estimator(cls, path, device: str = "cpu", *, encoder: nn.Module | None 
     if given and not custom:
         raise ShellVAEError(f"{path}: this model uses shellvae's arch={record['params'].get('arch')!r}; load it "
                             "without encoder= and decoder=.")
-    try:
+    with io.reading(path):
         params = record["params"]
         for key in ("encoder_hidden", "decoder_hidden", "image_shape"):
             params[key] = None if params[key] is None else tuple(params[key])
@@ -98,9 +98,4 @@ def load_estimator(cls, path, device: str = "cpu", *, encoder: nn.Module | None 
                                 f"{est.n_features_in_} features; the file was altered. Retrain the model.")
         est.model_.to(device)
         est.history_ = record["history"]
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        if isinstance(exc, ShellVAEError):
-            raise
-        raise ShellVAEError(f"{path}: the model file is incomplete or inconsistent ({type(exc).__name__}: {exc}); "
-                            "it was altered or damaged. Retrain the model or restore the file.") from None
     return est

@@ -331,7 +331,7 @@ class SequenceVAE(BaseEstimator):
     def load(cls, path, device: str = "cpu") -> SequenceVAE:
         """A model written by ``save``; refuses code, other files and damaged ones with a clear error."""
         record = io.load(path, kind="sequence_model")
-        try:
+        with io.reading(path, "sequence model"):
             est = cls(method=record["method"]["name"], **{**record["params"], "device": device})
             est.method_ = get_method(est.method, **record["method"]["params"])
             est.method_.load_state_dict(io.from_safe(record["method"]["state"]))
@@ -351,11 +351,6 @@ class SequenceVAE(BaseEstimator):
             if est.lm_ is not None:
                 est.lm_.to(device)
             est.history_, est.lm_history_ = record["history"], record["lm_history"]
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-            if isinstance(exc, ShellVAEError):
-                raise
-            raise ShellVAEError(f"{path}: the model file is incomplete or inconsistent ({type(exc).__name__}: {exc}); "
-                                "it was altered or damaged. Retrain the model or restore the file.") from None
         return est
 
 
