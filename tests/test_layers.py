@@ -99,3 +99,13 @@ def test_the_checker_sees_a_function_level_import(tmp_path):
     fake.write_text("def f():\n    from shellvae.cli import main\n    from . import report\n")
     assert imports_of(fake, "shell") == {"cli", "report"}
     assert RANK["cli"] > RANK["shell"]
+
+
+#: a module longer than this is split by what it does (issue: a house that reads one way)
+MAX_MODULE_LINES = 400
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_module_is_longer_than_a_sitting(module):
+    lines = len(MODULES[module].read_text().splitlines())
+    assert lines <= MAX_MODULE_LINES, f"{module} has {lines} lines: split it by what it does"
