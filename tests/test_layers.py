@@ -22,7 +22,7 @@ LAYERS = [
     ("methods", ["methods"]),
     ("training", ["batches", "acceleration", "checkpoint", "train"]),
     ("metrics", ["metrics", "likelihood", "probes", "certificate"]),
-    ("estimator", ["estimator_checks", "persistence", "estimator", "results", "diagnose", "sequence"]),
+    ("estimator", ["estimator_checks", "persistence", "estimator", "results", "diagnose", "sequence", "any_model"]),
     ("reports", ["tables", "figures", "experiments"]),
     ("entry points", ["cli_inputs", "cli", "__main__", "__init__"]),
 ]

@@ -321,6 +321,21 @@ def test_a_decoder_that_ignores_z_is_never_certified():
         assert not cert.certified
 
 
+def test_certify_model_takes_sequence_models_through_the_language_model_floor():
+    """shellvae.certify_model, the one entry point for any VAE: with lm_nll= it gives the sequence
+    certificate (the same verdict as certify_sequence_model), without shell/geometry or lm_nll a clear error."""
+    import shellvae
+
+    data = make_topic_corpus(10, 500, n_topics=8, vocab_size=20, length=12, support=3, seed=2)
+    encode, decode_nll = oracle_model(data.corpus)
+    lm = -data.corpus.log_prob(data.X_test)
+    cert = shellvae.certify_model(encode, decode_nll, data.X_test, lm_nll=lm)
+    direct = certify_sequence_model(encode, decode_nll, data.X_test, lm_nll=lm)
+    assert cert.certified and cert.to_dict() == direct.to_dict()
+    with pytest.raises(ShellVAEError, match="lm_nll="):
+        shellvae.certify_model(encode, decode_nll, data.X_test)
+
+
 def test_paired_test():
     assert paired_test(np.full(10, 2.0), 1.0, 0.01).passed and not paired_test(np.zeros(10), 0.0, 0.01).passed
     test = paired_test(np.random.default_rng(0).normal(0.5, 1.0, 1000), 0.1, 0.01)

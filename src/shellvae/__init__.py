@@ -5,7 +5,8 @@ baselines, collapse diagnostics and a non-collapse certificate. docs/method.md g
 equation and where it lives in the code.
 """
 
-from shellvae.certificate import Certificate, certify, certify_model
+from shellvae.any_model import certify_model
+from shellvae.certificate import Certificate, certify
 from shellvae.data import DATASETS, Dataset, load_dataset, make_gmm, register_dataset
 from shellvae.errors import DataError, EmptyFeasibleRegionWarning, NonFiniteError, ShellVAEError
 from shellvae.estimator import ShellVAE

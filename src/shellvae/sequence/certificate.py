@@ -18,8 +18,8 @@ differ (on the generated corpus its held-out NLL had a standard deviation of 0.4
 seeds: docs/results/sequences.md), by a difference a paired test over the held-out sequences
 resolves. alpha defaults to 0.01.
 
-The contract is three callables or arrays, so any model can be certified (``certify_model`` of
-the bring-your-own-model work dispatches here for a decoder with a per-sequence likelihood):
+The contract is three callables or arrays, so any model can be certified (``shellvae.certify_model``
+comes here when given ``lm_nll=``):
 
 - ``encode(x) -> codes``: the code decoded for each sequence of a (B, T) batch: a (B, d) tensor,
   or a tuple whose first element is (e.g. ``(mu, logvar)``: the posterior mean is used);
