@@ -21,12 +21,12 @@ from torch import nn
 from shellvae.batches import MemmapTrainData, TrainData
 from shellvae.certificate import CERTIFICATE_MARGIN, Certificate, certify
 from shellvae.errors import ShellVAEError
-from shellvae.geometry import ClusterGeometry
+from shellvae.geometry import N_CLUSTERS, ClusterGeometry
 from shellvae.methods import Objective, get_method
 from shellvae.likelihood import IW_SAMPLES, IW_SAMPLES_PER_EPOCH
 from shellvae.metrics import cluster_sq_distances, encode_all, evaluate
 from shellvae.estimator_checks import check_checkpoint, check_params
-from shellvae.model import GaussianVAE, build_vae, check_contract
+from shellvae.model import DECODER_HIDDEN, ENCODER_HIDDEN, LATENT_DIM, GaussianVAE, build_vae, check_contract
 from shellvae.persistence import load_estimator, save_estimator
 from shellvae.region import FeasibleRegion
 from shellvae.shell import R_MAX, R_MIN, ShellView
@@ -117,8 +117,8 @@ class ShellVAE(TransformerMixin, BaseEstimator):
         method="shell",
         *,
         method_params: dict | None = None,
-        latent_dim: int = 8,
-        n_clusters: int | str = 10,
+        latent_dim: int = LATENT_DIM,
+        n_clusters: int | str = N_CLUSTERS,
         sigma2: float | None = None,
         sigma2_ratio: float = 2.0,
         beta: float = 1.0,
@@ -131,8 +131,8 @@ class ShellVAE(TransformerMixin, BaseEstimator):
         arch: str = "mlp",
         encoder: nn.Module | None = None,
         decoder: nn.Module | None = None,
-        encoder_hidden=(256, 128),
-        decoder_hidden=(128, 256),
+        encoder_hidden=ENCODER_HIDDEN,
+        decoder_hidden=DECODER_HIDDEN,
         image_shape=None,
         random_state: int = 0,
         device: str = "cpu",

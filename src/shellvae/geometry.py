@@ -51,6 +51,9 @@ from shellvae.shell import ShellView
 from shellvae.variances import (_blocks, cluster_sums, collapse_floor, covariance, largest_eigenvalue,  # noqa: F401
                                 nearest_center, principal_space, within_between, within_between_from_sums)
 
+#: the default number of clusters (the paper's K for the image datasets; its synthetic mixture has 8)
+N_CLUSTERS = 10
+
 #: the K-means restarts and the auto-K search run on a seeded subset of at most this many rows,
 #: then the chosen centres are refined on all rows
 SWEEP_SAMPLES = 20_000
@@ -98,7 +101,7 @@ class ClusterGeometry:
 
     def __init__(
         self,
-        n_clusters: int | str = 10,
+        n_clusters: int | str = N_CLUSTERS,
         *,
         auto_margin: float = 0.05,
         k_grid=None,

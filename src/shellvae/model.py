@@ -28,6 +28,12 @@ from shellvae.errors import ShellVAEError
 from shellvae.registry import Registry
 
 
+#: the default latent dimension (docs/method.md §7, a choice: the paper's active-unit counts reach 7.8)
+LATENT_DIM = 8
+#: the paper's MLP widths (docs/method.md §7)
+ENCODER_HIDDEN, DECODER_HIDDEN = (256, 128), (128, 256)
+
+
 class VAEOutput(NamedTuple):
     mu: torch.Tensor
     logvar: torch.Tensor
@@ -87,9 +93,9 @@ class GaussianVAE(nn.Module):
 
 def mlp_vae(
     input_dim: int,
-    latent_dim: int = 8,
-    encoder_hidden: Sequence[int] = (256, 128),
-    decoder_hidden: Sequence[int] = (128, 256),
+    latent_dim: int = LATENT_DIM,
+    encoder_hidden: Sequence[int] = ENCODER_HIDDEN,
+    decoder_hidden: Sequence[int] = DECODER_HIDDEN,
 ) -> GaussianVAE:
     """The paper's MLP VAE. Empty hidden lists give the linear VAE of docs/method.md §5."""
     if latent_dim < 1:
@@ -110,7 +116,7 @@ class _Unflatten(nn.Module):
 
 def conv_vae(
     image_shape: Sequence[int],
-    latent_dim: int = 8,
+    latent_dim: int = LATENT_DIM,
     channels: Sequence[int] = (32, 64),
 ) -> GaussianVAE:
     """The paper's CIFAR-10 nets: two stride-2 Conv+ReLU layers, and transposed convolutions back.
@@ -188,7 +194,7 @@ def register_architecture(name: str, factory: Callable | None = None, *, summary
 
 
 @register_architecture("mlp", summary="the paper's MLP (encoder_hidden, decoder_hidden widths; any flat data)")
-def _mlp(input_dim, latent_dim, encoder_hidden=(256, 128), decoder_hidden=(128, 256)):
+def _mlp(input_dim, latent_dim, encoder_hidden=ENCODER_HIDDEN, decoder_hidden=DECODER_HIDDEN):
     vae = mlp_vae(input_dim, latent_dim, encoder_hidden, decoder_hidden)
     return vae.encoder, vae.decoder
 
@@ -203,8 +209,8 @@ def _conv(input_dim, latent_dim, image_shape=None):
     return vae.encoder, vae.decoder
 
 
-def build_vae(arch: str, input_dim: int, latent_dim: int = 8, *, encoder_hidden=(256, 128),
-              decoder_hidden=(128, 256), image_shape=None) -> GaussianVAE:
+def build_vae(arch: str, input_dim: int, latent_dim: int = LATENT_DIM, *, encoder_hidden=ENCODER_HIDDEN,
+              decoder_hidden=DECODER_HIDDEN, image_shape=None) -> GaussianVAE:
     """The model of a registered architecture: "mlp" for any flat data, "conv" for images, or yours."""
     if latent_dim < 1:
         raise ShellVAEError(f"latent_dim={latent_dim}: need at least 1 latent dimension.")

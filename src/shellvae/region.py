@@ -30,7 +30,7 @@ import torch
 
 from shellvae import distributed
 from shellvae.errors import ShellVAEError
-from shellvae.geometry import ClusterGeometry
+from shellvae.geometry import N_CLUSTERS, ClusterGeometry
 from shellvae.objectives import boundary_penalty, cluster_loss, norm_penalty
 from shellvae.shell import R_MAX, R_MIN, ShellView, SphericalShell
 from shellvae.validation import check_array
@@ -56,7 +56,7 @@ class FeasibleRegion:
         Seed of K-means.
     """
 
-    def __init__(self, n_clusters: int | str = 10, *, r_min: float = R_MIN, r_max: float = R_MAX,
+    def __init__(self, n_clusters: int | str = N_CLUSTERS, *, r_min: float = R_MIN, r_max: float = R_MAX,
                  radius: str = "minmax", zero_norm: str = "error", random_state: int = 0):
         self.n_clusters = n_clusters
         self.r_min = r_min
