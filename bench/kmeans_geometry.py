@@ -54,8 +54,9 @@ from shellvae import ClusterGeometry, SphericalShell, get_method, load_dataset, 
 from shellvae.errors import EmptyFeasibleRegionWarning
 from shellvae.geometry import AUTO_K_GRID, SWEEP_SAMPLES, search_k, within_between
 from shellvae.kmeans import subset_rows
-from shellvae.methods import TrainContext
-from shellvae.train import TrainData, train
+from shellvae.batches import TrainData
+from shellvae.methods import Objective
+from shellvae.train import train
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -107,14 +108,14 @@ def exhaustive_auto(X: np.ndarray, margin: float = 0.05, seed: int = 0) -> tuple
 def vanilla_epoch(X: np.ndarray, geometry: ClusterGeometry):
     """A function that trains one vanilla epoch (MLP VAE, batch 128) of X and returns nothing."""
     method = get_method("vanilla")
-    data = TrainData.build(X, geometry, method)
+    data = TrainData.build(X, None, method)  # vanilla: no region needed
+    objective = Objective(sigma2=2 * geometry.lambda_max_)
     torch.manual_seed(0)
     model = mlp_vae(X.shape[1])
     epochs = iter(range(10**6))
 
     def run():
-        ctx = TrainContext(sigma2=2 * geometry.lambda_max_, n_epochs=1, W=geometry.W_, delta=geometry.delta_collapse_)
-        train(model, method, data, ctx, batch_size=128, seed=next(epochs), progress=False)
+        train(model, method, data, objective, epochs=1, batch_size=128, lr=1e-3, seed=next(epochs), progress=False)
 
     return run
 

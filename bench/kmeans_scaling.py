@@ -27,20 +27,23 @@ import time
 import numpy as np
 import torch
 
-from shellvae import ClusterGeometry, SphericalShell, get_method, make_gmm, mlp_vae
-from shellvae.methods import TrainContext
+from shellvae import ClusterGeometry, FeasibleRegion, SphericalShell, get_method, make_gmm, mlp_vae
+from shellvae.batches import TrainData
+from shellvae.methods import Objective
 from shellvae.shell import ShellView
-from shellvae.train import TrainData, train
+from shellvae.train import train
 
 
 def epoch_seconds_per_row() -> float:
     """Seconds per training row of a shell epoch (MLP VAE, batch 128), from a 20,000-row epoch."""
-    X = SphericalShell().fit_transform(make_gmm(25_000, seed=0).X_train)
-    geometry = ClusterGeometry(8).fit(X)
+    X_raw = make_gmm(25_000, seed=0).X_train
+    region = FeasibleRegion(8).fit(X_raw)
+    X = region.transform(X_raw)
     method = get_method("shell")
-    ctx = TrainContext(sigma2=2 * geometry.lambda_max_, n_epochs=1, W=geometry.W_, delta=geometry.delta_collapse_)
-    train(mlp_vae(32), method, TrainData.build(X, geometry, method), ctx, progress=False)  # warm-up
-    history = train(mlp_vae(32), method, TrainData.build(X, geometry, method), ctx, progress=False)
+    objective = Objective(sigma2=2 * region.geometry_.lambda_max_, region=region)
+    options = dict(epochs=1, batch_size=128, lr=1e-3, seed=0, progress=False)
+    train(mlp_vae(32), method, TrainData.build(X, region, method), objective, **options)  # warm-up
+    history = train(mlp_vae(32), method, TrainData.build(X, region, method), objective, **options)
     return history[-1]["train_time_s"] / len(X)
 
 
