@@ -184,10 +184,13 @@ def test_bad_kmeans_parameters(param, value, message, rng):
 @pytest.mark.filterwarnings("ignore::shellvae.errors.EmptyFeasibleRegionWarning")
 def test_state_dict_keeps_the_kmeans_settings(small_gmm):
     Xs = SphericalShell().fit_transform(small_gmm.X_train[:1000])
-    geo = ClusterGeometry(4, n_init=2, max_iter=50, tol=1e-3, search_dims=8, random_state=5).fit(Xs)
+    settings = dict(auto_margin=0.1, k_grid=[2, 4, 8], sweep_samples=500, on_empty="raise", kmeans="full",
+                    n_init=2, random_state=5, max_iter=50, tol=1e-3, search_dims=8, chunk_rows=256,
+                    stream_init_samples=300, stream_passes=3)
+    assert set(settings) | {"n_clusters"} == set(ClusterGeometry().get_params())  # every setting is tried
+    geo = ClusterGeometry(8, **settings).fit(Xs)  # (feasible at K = 8)
     back = ClusterGeometry.from_state_dict(geo.state_dict())
-    for name in ("n_init", "max_iter", "tol", "search_dims", "random_state"):
-        assert getattr(back, name) == getattr(geo, name)
+    assert back.get_params() == geo.get_params() == {"n_clusters": 8, **settings}
     np.testing.assert_array_equal(back.labels_, geo.labels_)
 
 

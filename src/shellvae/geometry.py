@@ -37,6 +37,8 @@ labels (4 bytes a row) and a chunk are ever held.
 
 from __future__ import annotations
 
+import inspect
+
 import warnings
 
 import numpy as np
@@ -313,17 +315,22 @@ class ClusterGeometry:
             "labels_", "centers_", "weights_", "mu_bar_", "T_", "W_", "delta_collapse_", "feasible_",
             "lambda_max_", "n_clusters_", "n_features_in_",
         )}
-        state["params"] = dict(n_clusters=self.n_clusters, auto_margin=self.auto_margin, on_empty=self.on_empty,
-                               sweep_samples=self.sweep_samples, kmeans=self.kmeans, n_init=self.n_init,
-                               random_state=self.random_state, max_iter=self.max_iter, tol=self.tol,
-                               search_dims=self.search_dims, chunk_rows=self.chunk_rows,
-                               stream_init_samples=self.stream_init_samples, stream_passes=self.stream_passes)
+        state["params"] = self.get_params()
         state["sweep_"] = self.sweep_
         return state
 
+    def get_params(self) -> dict:
+        """The constructor's arguments, as scikit-learn's ``get_params`` (read from the signature,
+        so a saved geometry keeps every setting, ``k_grid`` included)."""
+        return {name: getattr(self, name) for name in inspect.signature(type(self).__init__).parameters
+                if name != "self"}
+
     @classmethod
     def from_state_dict(cls, state: dict) -> "ClusterGeometry":
-        geo = cls(**state["params"])
+        params = dict(state["params"])
+        if params.get("k_grid") is not None:
+            params["k_grid"] = [int(k) for k in params["k_grid"]]
+        geo = cls(**params)
         for k, v in state.items():
             if k != "params":
                 setattr(geo, k, v)
