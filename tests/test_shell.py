@@ -78,6 +78,24 @@ def test_zero_norm_fixed_direction(rng):
     np.testing.assert_allclose(out[0], 0.9 * np.ones(4) / 2.0)
 
 
+@pytest.mark.parametrize("radius", ["minmax", "rank"])
+def test_transform_in_blocks_equals_one_block(rng, monkeypatch, radius):
+    """The transform works a block of rows at a time; rows are independent, so the block size
+    changes no bit, and the zero-norm rows are counted and located over all blocks."""
+    X = rng.normal(size=(103, 5))
+    shell = SphericalShell(radius=radius, zero_norm="fixed").fit(X)
+    X_new = np.vstack([rng.normal(size=(40, 5)), shell.mean_, rng.normal(size=(30, 5)), shell.mean_])
+    with pytest.warns(UserWarning, match="^2 zero-norm"):
+        whole = shell.transform(X_new)
+    monkeypatch.setattr("shellvae.shell.TRANSFORM_BYTES", 3 * 8 * 5)  # blocks of 3 rows
+    with pytest.warns(UserWarning, match="^2 zero-norm"):
+        blocks = shell.transform(X_new)
+    np.testing.assert_array_equal(blocks, whole)
+    shell.zero_norm = "error"
+    with pytest.raises(ShellVAEError, match=r"^2 sample\(s\) equal the training mean \(rows \[40, 71\]"):
+        shell.transform(X_new)
+
+
 @pytest.mark.parametrize("kwargs", [dict(r_min=1.1, r_max=0.9), dict(r_min=0.0), dict(r_min=-1.0),
                                     dict(radius="log"), dict(zero_norm="ignore")])
 def test_bad_parameters(kwargs, rng):
