@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The paper's protocol (profile `full`: full data, 100 epochs, 3 seeds) into docs/results/full, in the
 # order the docs need it: the synthetic mixture first (every experiment), then MNIST, then Fashion-MNIST.
+# Each experiment is always asked for every dataset reached so far, so its table in OUT covers them all
+# (finished cells are reused, only the new dataset's cells train).
 # Resumable: finished cells are skipped, so rerun it after an interruption. One job, one torch thread.
 #
 #   bash scripts/full_protocol.sh MNIST_DIR [OUT]
@@ -8,6 +10,7 @@ set -euo pipefail
 MNIST_DIR=${1:?give the folder of the MNIST IDX files}
 OUT=${2:-docs/results/full}
 run() { echo "== $(date -u +%FT%TZ) shellvae reproduce $*"; shellvae reproduce "$@" --profile full --out "$OUT" --quiet; }
+MNIST=(--data-dir mnist="$MNIST_DIR")
 
 run table1 --datasets synthetic
 run table2 --datasets synthetic
@@ -15,11 +18,11 @@ run dynamics --datasets synthetic
 run coverage --datasets synthetic
 run sensitivity --datasets synthetic
 run recommend --datasets synthetic
-run table1 --datasets mnist --data-dir mnist="$MNIST_DIR"
-run table2 --datasets mnist --data-dir mnist="$MNIST_DIR"
-run coverage --datasets mnist --data-dir mnist="$MNIST_DIR"
-run recommend --datasets synthetic,mnist --data-dir mnist="$MNIST_DIR"
-run table1 --datasets fashion_mnist
-run recommend --datasets synthetic,mnist,fashion_mnist --data-dir mnist="$MNIST_DIR"
-run table1 --datasets synthetic,mnist,fashion_mnist --data-dir mnist="$MNIST_DIR"
+run table1 --datasets synthetic,mnist "${MNIST[@]}"
+run table2 --datasets synthetic,mnist "${MNIST[@]}"
+run coverage --datasets synthetic,mnist "${MNIST[@]}"
+run recommend --datasets synthetic,mnist "${MNIST[@]}"
+run table1 --datasets synthetic,mnist,fashion_mnist "${MNIST[@]}"
+run table2 --datasets synthetic,mnist,fashion_mnist "${MNIST[@]}"
+run recommend --datasets synthetic,mnist,fashion_mnist "${MNIST[@]}"
 echo "== $(date -u +%FT%TZ) done"
