@@ -41,6 +41,8 @@ def test_mean_std_and_aggregation():
     assert mean_std([1.0, 3.0]) == (2.0, pytest.approx(np.sqrt(2)), 2)
     assert np.isnan(mean_std([5.0])[1]) and mean_std([None])[2] == 0
     assert format_mean_std(2.0, np.sqrt(2), 2) == "2.00 ± 1.41" and format_mean_std(5.0, float("nan")) == "5.000"
+    assert format_mean_std(-4e-10, 1e-10) == "0.000 ± 0.000" and format_mean_std(-0.0004, None) == "0.000"
+    assert format_mean_std(-0.0006, None) == "-0.001"  # a mean that does not round to zero keeps its sign
     rows = [{"m": "a", "kl": 1.0, "ok": True}, {"m": "a", "kl": 3.0, "ok": False}, {"m": "b", "kl": 0.5, "ok": True}]
     agg = aggregate_seeds(rows, ["m"], ["kl", "ok"])
     assert [r["m"] for r in agg] == ["a", "b"] and agg[0]["kl_mean"] == 2.0 and agg[0]["ok_mean"] == 0.5

@@ -81,14 +81,18 @@ def mean_std(values) -> tuple[float, float, int]:
 
 
 def format_mean_std(mean: float, std: float, digits: int = 3) -> str:
-    """'m ± s' ('m' alone when s is undefined, '—' when m is)."""
+    """'m ± s' ('m' alone when s is undefined, '—' when m is). A mean that rounds to zero prints
+    as 0 (not '-0.000': e.g. a collapsed model's KL, -1e-9 from float32 rounding)."""
     import math
 
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "—"
+    text = f"{mean:.{digits}f}"
+    if text.startswith("-") and float(text) == 0.0:
+        text = text[1:]
     if std is None or (isinstance(std, float) and math.isnan(std)):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+        return text
+    return f"{text} ± {std:.{digits}f}"
 
 
 def aggregate_seeds(rows: list[dict], by: list[str], values: list[str]) -> list[dict]:
