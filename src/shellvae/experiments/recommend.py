@@ -67,7 +67,18 @@ def recommendation(ranked: list[tuple[str, dict]]) -> str:
     beats = [m for m in simple if int(next(rank for rank, r in ranked if r["method"] == m)) < shell_rank]
     if beats:
         words.append(f"A simple baseline beats it: {', '.join(f'`{m}`' for m in beats)}.")
+    uncertified = [r for rank, r in ranked if rank == "—" and _finite(r.get("nll_iw_mean"))]
+    if uncertified and uncertified[0]["nll_iw_mean"] < best["nll_iw_mean"]:
+        cost = best["nll_iw_mean"] - uncertified[0]["nll_iw_mean"]
+        words.append(f"An uncertified model has a lower nll_iw here (`{uncertified[0]['method']}`, "
+                     f"{pm(uncertified[0], 'nll_iw', 2)} nats, KL {pm(uncertified[0], 'kl', 3)}): in this condition "
+                     f"the latent that `{best['method']}` is certified to use costs {cost:.2f} nats of held-out "
+                     "likelihood.")
     return " ".join(words)
+
+
+def _finite(value) -> bool:
+    return value is not None and value == value and value not in (float("inf"), float("-inf"))
 
 
 def write(run: RunContext, records: list[dict]) -> Report:

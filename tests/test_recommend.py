@@ -1,0 +1,44 @@
+"""The recommendation experiment's ranking and its generated sentences (experiments/recommend.py)."""
+
+from __future__ import annotations
+
+from shellvae.experiments.recommend import ranking, recommendation
+
+
+def row(method, nll, certified, kl=1.0):
+    return {"method": method, "nll_iw_mean": nll, "nll_iw_std": 0.01, "kl_mean": kl, "kl_std": 0.0,
+            "certified_mean": certified, "certified_n": 3}
+
+
+def test_certified_in_every_seed_first_by_nll_then_the_rest():
+    rows = [row("vanilla", 15.1, 0.0, kl=0.0), row("shell", 15.5, 1.0), row("bn_vae", 15.3, 1.0),
+            row("free_bits", 15.9, 1.0), row("em", 15.0, 2 / 3)]
+    ranked = ranking(rows)
+    assert [(rank, r["method"]) for rank, r in ranked] == [
+        ("1", "bn_vae"), ("2", "shell"), ("3", "free_bits"), ("—", "em"), ("—", "vanilla")]
+
+
+def test_recommendation_names_the_best_the_paper_method_and_the_baselines_that_beat_it():
+    text = recommendation(ranking([row("shell", 15.5, 1.0), row("bn_vae", 15.3, 1.0), row("vanilla", 15.6, 0.0)]))
+    assert text.startswith("Use `bn_vae`")
+    assert "ranks 2 of 2" in text and "A simple baseline beats it: `bn_vae`." in text
+    assert "uncertified" not in text  # the collapsed model is worse here: nothing to add
+
+
+def test_recommendation_says_what_the_used_latent_costs_when_a_collapsed_model_fits_better():
+    text = recommendation(ranking([row("shell", 15.54, 1.0), row("bn_vae", 15.28, 1.0),
+                                   row("vanilla", 15.13, 0.0, kl=0.0)]))
+    assert "An uncertified model has a lower nll_iw here (`vanilla`, 15.13 ± 0.01 nats, KL 0.000 ± 0.000)" in text
+    assert "costs 0.15 nats of held-out likelihood" in text
+
+
+def test_recommendation_when_nothing_is_certified():
+    text = recommendation(ranking([row("vanilla", 15.1, 0.0), row("shell", 15.2, 1 / 3)]))
+    assert text.startswith("No method is certified in every seed here")
+
+
+def test_paper_method_not_certified_everywhere():
+    text = recommendation(ranking([row("shell", 39.90, 1 / 3), row("bn_vae", 39.87, 1.0),
+                                   row("free_bits", 40.43, 1.0)]))
+    assert "is not certified in every seed here" in text
+    assert "A simple baseline beats it: `bn_vae`, `free_bits`." in text
