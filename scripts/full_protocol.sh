@@ -3,13 +3,15 @@
 # order the docs need it: the synthetic mixture first (every experiment), then MNIST, then Fashion-MNIST.
 # Each experiment is always asked for every dataset reached so far, so its table in OUT covers them all
 # (finished cells are reused, only the new dataset's cells train).
-# Resumable: finished cells are skipped, so rerun it after an interruption. One job, one torch thread.
+# Resumable: finished cells are skipped, so rerun it after an interruption. One torch thread per
+# training; JOBS (default 1) trainings at once.
 #
-#   bash scripts/full_protocol.sh MNIST_DIR [OUT]
+#   [JOBS=2] bash scripts/full_protocol.sh MNIST_DIR [OUT]
 set -euo pipefail
 MNIST_DIR=${1:?give the folder of the MNIST IDX files}
 OUT=${2:-docs/results/full}
-run() { echo "== $(date -u +%FT%TZ) shellvae reproduce $*"; shellvae reproduce "$@" --profile full --out "$OUT" --quiet; }
+JOBS=${JOBS:-1}
+run() { echo "== $(date -u +%FT%TZ) shellvae reproduce $*"; shellvae reproduce "$@" --profile full --out "$OUT" --jobs "$JOBS" --quiet; }
 MNIST=(--data-dir mnist="$MNIST_DIR")
 
 run table1 --datasets synthetic
