@@ -27,7 +27,7 @@ the metrics of a sampled z, the KL, the MI and the likelihood None.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
