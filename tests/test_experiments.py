@@ -74,13 +74,42 @@ def test_cells_share_one_cluster_geometry_through_the_output_folder(tmp_path, mo
     run = RunContext("table2", TINY, ["synthetic"], [0, 1], tmp_path)
     first = cells_mod.run_cell(run.cell("synthetic", "moderate", "shell", 0), tmp_path)
     again = cells_mod.run_cell(run.cell("synthetic", "moderate", "em", 0), tmp_path)
-    assert len(fits) == 1 and len(list((tmp_path / "geometries").glob("*.pt"))) == 1
+    # two geometries: the paper's K (training) and auto K (the shared certificate), each fitted once
+    assert [f.n_clusters for f in fits] == [8, "auto"] and len(list((tmp_path / "geometries").glob("*.pt"))) == 2
     data = cells_mod.load_cell_data("synthetic", None, *TINY.size("synthetic"))
     fresh = ShellVAE("vanilla", n_clusters=8, random_state=0, epochs=1).fit(data.X_train).geometry_
     assert first["W"] == again["W"] == pytest.approx(fresh.W_, rel=1e-6)  # records keep 7 digits
     assert first["delta"] == again["delta"] == pytest.approx(fresh.delta_collapse_, rel=1e-6)
     cells_mod.run_cell(run.cell("synthetic", "moderate", "shell", 1), tmp_path)  # another seed: its own K-means
-    assert len(fits) == 3 and len(list((tmp_path / "geometries").glob("*.pt"))) == 2
+    assert len(fits) == 5 and len(list((tmp_path / "geometries").glob("*.pt"))) == 4  # (+1: `fresh` above)
+
+
+def test_every_cell_is_also_certified_at_the_shared_auto_k_geometry(tmp_path):
+    """Whatever K a method trains with, its cell carries the certificate at ClusterGeometry("auto") of
+    the same shell data and seed, so every method on a dataset faces the same test; a cell trained at
+    K = "auto" reuses its own certificate; the table row applies the run's margin to it."""
+    from shellvae import ClusterGeometry, SphericalShell
+    from shellvae.certificate import certify
+    from shellvae.experiments.common import flatten
+    from shellvae.region import FeasibleRegion
+
+    run = RunContext("table1", TINY, ["synthetic"], [0], tmp_path)
+    shell_k8 = cells_mod.run_cell(run.cell("synthetic", "moderate", "shell", 0), tmp_path)
+    lagrange = cells_mod.run_cell(run.cell("synthetic", "moderate", "shell_lagrange", 0, n_clusters="auto"), tmp_path)
+    data = cells_mod.load_cell_data("synthetic", None, *TINY.size("synthetic"))
+    auto = ClusterGeometry("auto", random_state=0).fit(SphericalShell().fit_transform(data.X_train))
+    assert shell_k8["n_clusters"] == 8 and shell_k8["auto_n_clusters"] == auto.n_clusters_ == lagrange["n_clusters"]
+    assert shell_k8["certificate_auto"]["W"] == pytest.approx(auto.W_, rel=1e-6)
+    assert shell_k8["certificate_auto"]["delta"] == pytest.approx(auto.delta_collapse_, rel=1e-6)
+    assert shell_k8["certificate_auto"] != shell_k8["certificate"]  # another geometry, another L_clu
+    assert lagrange["certificate_auto"] == lagrange["certificate"]
+    for margin in (0.0, 0.05, 0.5):
+        row = flatten(shell_k8, margin)
+        cert = shell_k8["certificate_auto"]
+        expected = certify(cert, FeasibleRegion.from_bounds(cert["W"], cert["delta"]), eps=margin * cert["delta"])
+        assert row["certified_auto"] == expected.certified
+        assert row["certified_auto"] == (cert["W"] < cert["delta"] and
+                                         cert["l_clu"] < min(cert["delta"], cert["collapse_floor"]) - margin * cert["delta"])
 
 
 def test_table2_writes_paper_columns_and_resumes_without_retraining(tmp_path, monkeypatch):

@@ -23,7 +23,7 @@ import json
 import math
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from shellvae import io
+from shellvae.certificate import certify_model
 from shellvae.data import load_dataset
 from shellvae.errors import EmptyFeasibleRegionWarning, NonFiniteError, ShellVAEError
 from shellvae.estimator import ShellVAE
@@ -39,7 +40,8 @@ from shellvae.results import fit_and_record
 from shellvae.theory import covariance_spectrum
 
 #: bump when what a cell computes changes, so old cell files are not reused
-CELL_FORMAT = 2
+#: (3: every cell is also certified at the auto-K geometry, the one test shared by every method)
+CELL_FORMAT = 3
 #: the data subset / synthetic mixture seed. Fixed: seeds vary training (K-means, init, batches), not data
 DATA_SEED = 0
 #: how many leading eigenvalues of the shell data's covariance a cell keeps
@@ -194,13 +196,36 @@ def run_cell(cell: Cell, out: Path | None = None) -> dict:
         if geometry is not None and not geometry.feasible_:  # the first fit warned; every cell's record should say so
             warnings.warn(f"The feasible region is empty at K={geometry.n_clusters_}: W={geometry.W_:.4g} >= "
                           f"delta={geometry.delta_collapse_:.4g} (shared geometry).", EmptyFeasibleRegionWarning)
+    X_train_shell = est.shell_.transform(data.X_train)
     record.update(
-        status="ok", **result,
-        spectrum=covariance_spectrum(est.shell_.transform(data.X_train))[:SPECTRUM_LENGTH].tolist(),
+        status="ok", **result, **auto_k_certificate(cell, est, X_train_shell, data.X_test, result, out),
+        spectrum=covariance_spectrum(X_train_shell)[:SPECTRUM_LENGTH].tolist(),
         history=est.history_, warnings=sorted({str(w.message) for w in caught}),
         per_sample_cluster_sq_dist=est.cluster_sq_distances(data.X_test).tolist(),
     )
     return _round(record)
+
+
+def auto_k_certificate(cell: Cell, est: ShellVAE, X_train_shell: np.ndarray, X_test, result: dict,
+                       out: Path | None) -> dict:
+    """The certificate at the cell's auto-K geometry (``ClusterGeometry("auto")`` of the same shell
+    data and seed): one test for every method on a dataset, whatever K the method trained with (the
+    paper's K may leave the region empty: MNIST at K = 10). Cells trained at K = "auto" reuse their own."""
+    if cell.estimator.get("n_clusters") == "auto":
+        return {"certificate_auto": result["certificate"], "auto_n_clusters": result["n_clusters"]}
+    auto_cell = replace(cell, estimator={**cell.estimator, "n_clusters": "auto"})
+    path = None if out is None else geometry_path(out, auto_cell)
+    geometry = None if path is None else load_geometry(path)
+    if geometry is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", EmptyFeasibleRegionWarning)
+            geometry = ClusterGeometry("auto", random_state=cell.seed).fit(X_train_shell)
+        if path is not None:
+            save_geometry(path, geometry)
+    est.model_.eval()
+    cert = certify_model(est.model_.encode, est.model_.decode, X_test, shell=est.shell_, geometry=geometry,
+                         device=est.device, seed=cell.seed)
+    return {"certificate_auto": cert.to_dict(), "auto_n_clusters": int(geometry.n_clusters_)}
 
 
 # -- running many ---------------------------------------------------------------------------------------

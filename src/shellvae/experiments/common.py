@@ -29,7 +29,7 @@ CONDITION_TEXT = {
 }
 
 #: every value a table row may show: the result record's columns, and whether the training diverged
-VALUE_COLUMNS = [*columns(), "diverged"]
+VALUE_COLUMNS = [*columns(), "diverged", "certified_auto", "auto_n_clusters"]
 #: the estimator's defaults: a cell changes only what its protocol sets
 DEFAULTS = ShellVAE().get_params()
 
@@ -94,7 +94,9 @@ class RunContext:
             lines.append(f"- data `{dataset}`{warn}: {spec['description']}")
         lines.append(f"- certified: held-out L_clu < min(delta, collapse floor) - eps in a non-empty region, with "
                      f"eps = {self.certificate_margin:g} x delta for every method (the certificate's margin, not a "
-                     "method's training margin)")
+                     "method's training margin), at the method's own K; 'certified (auto K)': the same test at the "
+                     "auto-K geometry of the same shell data and seed (the smallest K whose region is >= 5% of T "
+                     "wide), one geometry for every method on a dataset")
         lines += [f"- {line}" for line in (extra or [])]
         return "\n".join(lines) + "\n"
 
@@ -116,6 +118,11 @@ def flatten(record: dict, margin: float = CERTIFICATE_MARGIN) -> dict:
         row["eps"] = margin * record["delta"]
         row["certificate_margin"] = margin
         row["certified"] = certify(record, region, eps=row["eps"]).certified
+        auto = record.get("certificate_auto")
+        if auto is not None:  # the same test for every method: the auto-K geometry's region, the same margin
+            auto_region = FeasibleRegion.from_bounds(auto["W"], auto["delta"])
+            row["certified_auto"] = certify(auto, auto_region, eps=margin * auto["delta"]).certified
+            row["auto_n_clusters"] = record["auto_n_clusters"]
     return row
 
 

@@ -125,12 +125,13 @@ def detail_tables(run: RunContext, index: dict) -> list[str]:
              "ELBO and nll_iw in nats per sample in shell space (nll_iw: importance-weighted bound, 500 samples); "
              "nll_iw data: the same in data space (through the shell map's Jacobian), comparable across shells; "
              "probe / kNN: cross-validated accuracy of a logistic regression / 10-NN on the posterior means "
-             "(chance: the majority class); certified: seeds certified at the one bar stated above.\n"]
+             "(chance: the majority class); certified: seeds certified at the one bar stated above, at the "
+             "method's K and (auto K) at the auto-K geometry shared by every method.\n"]
     header = ["condition", "dataset", "method", "KL", "AU", "MI", "ELBO", "nll_iw", "nll_iw data", "probe acc. %",
-              "kNN acc. %", "chance %", "certified"]
+              "kNN acc. %", "chance %", "certified", "certified (auto K)"]
     body = [[c, d, m, pm(r, "kl"), pm(r, "active_units", 1), pm(r, "mutual_info"), pm(r, "elbo", 2),
              pm(r, "nll_iw", 2), pm(r, "nll_iw_data", 2), pct(r, "probe_accuracy"), pct(r, "knn_accuracy"),
-             pct(r, "chance_accuracy"), certified(r)]
+             pct(r, "chance_accuracy"), certified(r), certified_auto(r)]
             for (c, d, m), r in ((k, index[k]) for k in keys)]
     parts.append(md_table(header, body) + "\n")
     parts.append("## Geometry, reconstruction and controls (held-out)\n")
@@ -157,6 +158,13 @@ def detail_tables(run: RunContext, index: dict) -> list[str]:
 def certified(r: dict) -> str:
     diverged = f" ({share(r, 'diverged')} diverged)" if r.get("diverged_mean") else ""
     return share(r, "certified") + diverged
+
+
+def certified_auto(r: dict) -> str:
+    """'k/n at K = ...': the seeds certified at the auto-K geometry ('—' for cells from before it)."""
+    if not r.get("certified_auto_n"):
+        return "—"
+    return f"{share(r, 'certified_auto')} at K = {pm(r, 'auto_n_clusters', 0)}"
 
 
 register_experiment(NAME, TITLE, "Table 1", DATASETS, cells, write)
