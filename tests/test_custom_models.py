@@ -186,21 +186,24 @@ def test_certify_model_equals_shellvae_certify_on_the_same_weights(gmm, trained)
     assert cert.certified and cert.l_clu_sampled is not None
 
 
-def plain_loop(X_shell: torch.Tensor, region: FeasibleRegion, epochs: int = 10, sigma2: float = 0.5):
-    """A VAE trained by a plain PyTorch loop (not shellvae's) with the region's penalties."""
+def plain_loop(X: torch.Tensor, region: FeasibleRegion | None = None, epochs: int = 10, sigma2: float = 0.5):
+    """A VAE trained by a plain PyTorch loop (not shellvae's); with ``region``, X are its shell rows
+    and the loss adds the region's penalties."""
     nets = networks()
     encoder, decoder = nets["encoder"], nets["decoder"]
     optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=1e-3)
     gen = torch.Generator().manual_seed(0)
     for _ in range(epochs):
-        for idx in torch.randperm(len(X_shell), generator=gen).split(128):
-            x = X_shell[idx]
+        for idx in torch.randperm(len(X), generator=gen).split(128):
+            x = X[idx]
             mu, logvar = encoder(x)
             xhat = decoder(mu + torch.randn(mu.shape, generator=gen) * (0.5 * logvar).exp())
-            l_clu = region.cluster_loss(xhat, region.centers(idx))
             loss = ((x - xhat).pow(2).sum(-1).mean() / (2 * sigma2)
-                    + 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1).mean()
-                    + 10 * region.boundary_penalty(l_clu, 0.05 * region.delta_) + 10 * region.norm_penalty(xhat))
+                    + 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1).mean())
+            if region is not None:
+                l_clu = region.cluster_loss(xhat, region.centers(idx))
+                loss = (loss + 10 * region.boundary_penalty(l_clu, 0.05 * region.delta_)
+                        + 10 * region.norm_penalty(xhat))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -243,28 +246,9 @@ def test_an_encoder_of_means_only_gives_the_same_verdict_without_the_sampled_con
     assert "no log-variances" in str(means) and "KL = n/a" in str(means)
 
 
-def data_space_vae(X: np.ndarray, epochs: int = 5):
-    """A VAE of the raw data (no shell), trained by a plain loop."""
-    X = torch.as_tensor(X)
-    nets = networks()
-    encoder, decoder = nets["encoder"], nets["decoder"]
-    optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=1e-3)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(X), generator=gen).split(128):
-            mu, logvar = encoder(X[idx])
-            xhat = decoder(mu + torch.randn(mu.shape, generator=gen) * (0.5 * logvar).exp())
-            loss = 0.5 * (X[idx] - xhat).pow(2).sum(-1).mean() + 0.5 * (
-                mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return encoder.eval(), decoder.eval()
-
-
 def test_a_data_space_model_equals_itself_composed_with_the_shell_maps(gmm, trained):
     """space='data' means: shell rows go back through the shell's inverse, outputs onto the shell."""
-    encoder, decoder = data_space_vae(gmm.X_train)
+    encoder, decoder = plain_loop(torch.as_tensor(gmm.X_train), epochs=5, sigma2=1.0)  # of the raw data, no shell
     shell, geometry = trained.shell_, trained.geometry_
     in_data = certify_model(encoder, decoder, gmm.X_test, shell=shell, geometry=geometry, space="data")
 
