@@ -67,17 +67,10 @@ def mutation(args, *names, needs_data=False, where="append") -> Mutation:
 SAFE_TEXT = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), max_size=10)
 
 
-def is_int(text: str) -> bool:
+def parses_as(kind: type, text: str) -> bool:
+    """Whether ``kind(text)`` accepts the text (int or float)."""
     try:
-        int(text)
-    except ValueError:
-        return False
-    return True
-
-
-def is_float(text: str) -> bool:
-    try:
-        float(text)
+        kind(text)
     except ValueError:
         return False
     return True
@@ -85,7 +78,7 @@ def is_float(text: str) -> bool:
 
 def not_an_int(option: str):
     words = st.sampled_from(["1.5", "abc", "1e3", "nan", "inf", "true", "", "2x", "0x10", "--"]) | SAFE_TEXT
-    return words.filter(lambda v: not is_int(v)).map(lambda v: mutation([f"{option}={v}"], option))
+    return words.filter(lambda v: not parses_as(int, v)).map(lambda v: mutation([f"{option}={v}"], option))
 
 
 def int_below(option: str, low: int):
@@ -98,7 +91,7 @@ def int_option(option: str, low: int):
 
 def not_a_number(option: str):
     words = st.sampled_from(["nan", "NaN", "inf", "-inf", "+Infinity", "1e999", "-1e999", "abc", "", "1,5", "2x"])
-    words = words | SAFE_TEXT.filter(lambda v: not is_float(v))
+    words = words | SAFE_TEXT.filter(lambda v: not parses_as(float, v))
     return words.map(lambda v: mutation([f"{option}={v}"], option))
 
 
