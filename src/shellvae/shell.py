@@ -154,8 +154,8 @@ class SphericalShell:
         X = self._check_fitted(X)
         out = np.empty(X.shape, dtype=np.float64)
         block_rows = max(1, TRANSFORM_BYTES // (8 * X.shape[1]))
-        zero_rows = [start + self._transform_block(X[start:start + block_rows], out[start:start + block_rows])
-                     for start in range(0, len(X), block_rows)]
+        zero_rows = [start + self._transform_block(block, out[start:start + len(block)])
+                     for start, block in row_chunks(X, block_rows)]
         zero = np.concatenate(zero_rows) if zero_rows else np.zeros(0, dtype=np.int64)
         if len(zero):
             if self.zero_norm == "error":
