@@ -101,8 +101,11 @@ def write(run: RunContext, records: list[dict]) -> Report:
             if v and sh and v["seconds_per_epoch_mean"] and sh["seconds_per_epoch_mean"]:
                 overhead.append(f"{dataset} {condition}: {sh['seconds_per_epoch_mean'] / v['seconds_per_epoch_mean']:.2f}x")
     if overhead:
-        parts.append(f"Training time per epoch, shell / vanilla (the paper claims < {1 + paper.OVERHEAD:.1f}x; "
-                     "wall-clock on a shared machine, so only indicative): " + ", ".join(overhead) + ".\n")
+        parts.append(f"Training time per epoch, shell / vanilla, from the cells' own clocks (the paper claims "
+                     f"< {1 + paper.OVERHEAD:.1f}x): " + ", ".join(overhead) + ". Not an overhead measurement: the "
+                     "cells ran at different times and several at once on a shared machine. The controlled, "
+                     "interleaved measurement is `python bench/throughput.py` and `python bench/whole_run.py` "
+                     "(docs/performance.md).\n")
 
     for row in rows:
         claim = paper.table1(row["condition"], row["method"], row["dataset"])
