@@ -112,6 +112,45 @@ def test_every_cell_is_also_certified_at_the_shared_auto_k_geometry(tmp_path):
                                          cert["l_clu"] < min(cert["delta"], cert["collapse_floor"]) - margin * cert["delta"])
 
 
+def test_an_interrupted_cell_resumes_from_its_last_epoch_to_the_uninterrupted_record(tmp_path, monkeypatch):
+    """A cell killed mid-training (here: right after its epoch-2 checkpoint) leaves no record but its
+    checkpoint; the rerun trains only the remaining epoch and stores the record an uninterrupted run
+    stores (timings aside), counts the lost process's epochs in fit_seconds, and removes the checkpoint."""
+    from shellvae import checkpoint
+
+    cell = RunContext("table1", replace(TINY, epochs={"default": 3}), ["synthetic"], [0], tmp_path).cell(
+        "synthetic", "moderate", "shell", 0)
+    reference = cells_mod.run_cells([cell], tmp_path / "reference", progress=False)[0]
+
+    class Killed(Exception):
+        pass
+
+    save, epochs_trained = checkpoint.save, []
+
+    def save_then_die(path, model, optimizer, method, order, inner, epoch, history):
+        epochs_trained.append(epoch)
+        save(path, model, optimizer, method, order, inner, epoch, history)
+        if epoch == 2:
+            raise Killed
+
+    out = tmp_path / "interrupted"
+    monkeypatch.setattr(checkpoint, "save", save_then_die)
+    with pytest.raises(Killed):
+        cells_mod.run_cells([cell], out, progress=False)
+    state = out / "checkpoints" / f"{cell.key}.pt"
+    assert state.is_file() and not list((out / "cells").glob("*.json"))
+    assert "*" in (out / "checkpoints" / ".gitignore").read_text().splitlines()  # never committed by accident
+    resumed = cells_mod.run_cells([cell], out, progress=False)[0]
+    assert epochs_trained == [1, 2, 3]  # the rerun trained epoch 3 only
+    assert resumed["resumed_after_epoch"] == 2 and not state.exists()
+    timing = {"fit_seconds", "seconds_per_epoch", "resumed_after_epoch", "history"}
+    assert {k: v for k, v in resumed.items() if k not in timing} == {k: v for k, v in reference.items() if k not in timing}
+    untimed = [[{k: v for k, v in row.items() if not k.endswith("_time_s")} for row in r["history"]]
+               for r in (resumed, reference)]
+    assert untimed[0] == untimed[1] and len(untimed[0]) == 3
+    assert resumed["fit_seconds"] > sum(row["train_time_s"] for row in resumed["history"])
+
+
 def test_table2_writes_paper_columns_and_resumes_without_retraining(tmp_path, monkeypatch):
     report = run_experiment("table2", TINY, out=tmp_path, datasets=["synthetic"], progress=False)
     stored = sorted((tmp_path / "cells").glob("*.json"))

@@ -5,7 +5,9 @@ hash (SHA-256 of the canonical JSON) of everything that determines the training:
 (name, resolved source, sizes, data seed), the method and its parameters, every estimator
 setting and the seed. The experiment and the row label are *not* in the key: when two
 experiments ask for the same training into the same output folder it runs once and both use it.
-A cell is stored as ``OUT/cells/<key>.json``; a rerun skips every cell whose file exists.
+A cell is stored as ``OUT/cells/<key>.json``; a rerun skips every cell whose file exists. While it
+trains, its state is checkpointed after every epoch in ``OUT/checkpoints/<key>.pt``, so a cell
+interrupted (a session's end, a kill) goes on from its last finished epoch to the same result.
 
 Each cell records the model's result record (``results.result_record``: held-out metrics on the
 test split, the certificate, the geometry, lambda_max, sigma^2, timings), the per-epoch history,
@@ -30,6 +32,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from shellvae import checkpoint as checkpoints
 from shellvae import io
 from shellvae.certificate import certify_model
 from shellvae.data import load_dataset
@@ -181,6 +184,11 @@ def run_cell(cell: Cell, out: Path | None = None) -> dict:
     cached = None if out is None else geometry_path(out, cell)
     geometry = None if cached is None else load_geometry(cached)
     record = {"key": cell.key, "config": cell.config(), "cell": cell.describe()}
+    checkpoint = None if out is None else prepare_checkpoint(out, cell)
+    resumed_after = 0
+    if checkpoint is not None:  # an interrupted cell goes on from its last finished epoch, to the same result
+        resumed_after = checkpoints.describe(checkpoint)[1] if checkpoint.is_file() else 0
+        est.set_params(checkpoint=str(checkpoint), resume=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         t0 = time.perf_counter()
@@ -196,6 +204,10 @@ def run_cell(cell: Cell, out: Path | None = None) -> dict:
         if geometry is not None and not geometry.feasible_:  # the first fit warned; every cell's record should say so
             warnings.warn(f"The feasible region is empty at K={geometry.n_clusters_}: W={geometry.W_:.4g} >= "
                           f"delta={geometry.delta_collapse_:.4g} (shared geometry).", EmptyFeasibleRegionWarning)
+    if resumed_after:  # the compute of the interrupted process's epochs counts too
+        record["resumed_after_epoch"] = resumed_after
+        result["fit_seconds"] += sum(row.get("train_time_s", 0.0) + row.get("eval_time_s", 0.0)
+                                     for row in est.history_[:resumed_after])
     X_train_shell = est.shell_.transform(data.X_train)
     record.update(
         status="ok", **result, **auto_k_certificate(cell, est, X_train_shell, data.X_test, result, out),
@@ -229,6 +241,17 @@ def auto_k_certificate(cell: Cell, est: ShellVAE, X_train_shell: np.ndarray, X_t
 
 
 # -- running many ---------------------------------------------------------------------------------------
+def prepare_checkpoint(out: Path, cell: Cell) -> Path:
+    """Where a running cell keeps its per-epoch training state (``OUT/checkpoints``, which git ignores);
+    the file goes once the cell's record is stored."""
+    folder = Path(out) / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    ignore = folder / ".gitignore"
+    if not ignore.exists():
+        io.write_text(ignore, "# the training state of cells still running; each is deleted when its cell is stored\n*\n")
+    return folder / f"{cell.key}.pt"
+
+
 def cell_path(out: Path, cell: Cell) -> Path:
     return Path(out) / "cells" / f"{cell.key}.json"
 
@@ -258,6 +281,7 @@ def _worker_init(threads: int) -> None:
 def _run_and_save(out: str, cell: Cell) -> dict:
     record = run_cell(cell, Path(out))
     save_cell(Path(out), cell, record)
+    (Path(out) / "checkpoints" / f"{cell.key}.pt").unlink(missing_ok=True)
     return record
 
 
