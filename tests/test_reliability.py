@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from torch import nn
 
 from shellvae import ClusterGeometry, NonFiniteError, ShellVAE, ShellVAEError, certify_model, io, make_gmm
+from shellvae.certificate import certify
 from shellvae.cli import main
 from shellvae.data.arrays import load_array
 from shellvae.errors import DataError
@@ -292,6 +293,8 @@ BAD_INPUTS = [
          lambda c: c.fitted.inverse_transform(np.zeros((3, 5))), DataError, "latent_dim"),
     Case("ShellVAE.sample", "n=0", lambda c: c.fitted.sample(0), ShellVAEError, "n=0"),
     Case("ShellVAE.certify", "eps=-1", lambda c: c.fitted.certify(c.X, eps=-1.0), ShellVAEError, "eps"),
+    Case("certify", "eps=-0.1 (would pass a constant decoder)",
+         lambda c: certify(c.fitted.evaluate(c.X), c.fitted.region_, eps=-0.1), ShellVAEError, "eps"),
     # model files
     Case("ShellVAE.load", "missing file", lambda c: ShellVAE.load(c.tmp / "missing.pt"), ShellVAEError, "missing.pt"),
     Case("ShellVAE.load", "not a torch file", lambda c: (c.tmp / "junk.pt").write_bytes(b"junk") and ShellVAE.load(

@@ -24,6 +24,7 @@ from shellvae.geometry import ClusterGeometry
 from shellvae.metrics import evaluate
 from shellvae.region import FeasibleRegion
 from shellvae.shell import SphericalShell
+from shellvae.validation import check_scalar
 
 #: the default certificate margin, as a share of delta: certified iff held-out L_clu is below the
 #: collapse floor by more than 5% of delta, i.e. the decoder recovers more than 5% of the
@@ -84,7 +85,8 @@ def certify(metrics: dict, region, eps: float | None = None) -> Certificate:
     the region is non-empty and L_clu < min(delta, collapse_floor) - eps (default eps:
     ``CERTIFICATE_MARGIN * delta``)."""
     W, delta = region.W_, region.delta_
-    eps = CERTIFICATE_MARGIN * delta if eps is None else eps
+    # a negative margin would certify outputs a constant (collapsed) decoder reaches
+    eps = check_scalar(CERTIFICATE_MARGIN * delta if eps is None else eps, "eps", low_open=False)
     bar = min(delta, metrics["collapse_floor"]) - eps
     reasons = []
     if not region.feasible_:
@@ -232,7 +234,5 @@ def certify_model(encode: Callable, decode: Callable, X, *, shell: SphericalShel
     X_shell = torch.as_tensor(shell.transform(X), dtype=torch.float32)  # checks X: finite, 2-D, its width
     model = CallableVAE(encode, decode, device, shell if space == "data" else None)
     _check_callables(model, X_shell[:8].to(model.device), space)
-    eps = certificate_margin * region.delta_ if eps is None else eps
-    if not (np.isfinite(eps) and eps >= 0):
-        raise ShellVAEError(f"eps={eps!r}: must be a finite number >= 0.")
+    eps = check_scalar(certificate_margin * region.delta_ if eps is None else eps, "eps", low_open=False)
     return certify(evaluate(model, X_shell, region, batch_size=batch_size, seed=seed), region, eps)
