@@ -223,7 +223,10 @@ class SphericalShell:
 
         and log p_X(x) = log p_X~(f(x)) + log|det J(x)| (``likelihood.data_log_likelihood``).
         g' is (r_max - r_min) / (norm_max_ - norm_min_) for minmax, (r_max - r_min) times the
-        interpolation segment's slope for rank.
+        interpolation segment's slope for rank. The rank map has a kink at each knot, where the
+        right-hand slope is used; with few training rows every training norm is a knot, so on
+        training rows that value is a convention (held-out rows fall between knots): report data-space
+        likelihoods of rank shells on held-out data.
 
         Rows outside the training norm range (``outside_norm_range``) are clipped onto the shell's
         edge, where g' = 0 and the map has no density to carry over. For them g' is the edge
