@@ -112,6 +112,8 @@ def flatten(record: dict, margin: float = CERTIFICATE_MARGIN) -> dict:
     row = dict(record["cell"])
     row["status"] = record.get("status")
     row["diverged"] = record.get("status") == "diverged"
+    if row["diverged"]:  # no model to certify: a seed not certified, so 'k/n' counts every seed
+        row["certified"] = row["certified_auto"] = False
     if record.get("status") == "ok":
         row.update({key: record.get(key) for key in columns()})
         region = FeasibleRegion.from_bounds(record["W"], record["delta"])
@@ -141,6 +143,12 @@ def share(row: dict, value: str) -> str:
     if not n:
         return "—"
     return f"{round(row[f'{value}_mean'] * n)}/{n}"
+
+
+def certified_share(row: dict, value: str = "certified") -> str:
+    """'k/n' seeds certified (a diverged seed counts as not certified), and how many diverged."""
+    diverged = f" ({share(row, 'diverged')} diverged)" if row.get("diverged_mean") else ""
+    return share(row, value) + diverged
 
 
 def pct(row: dict, value: str, digits: int = 1) -> str:

@@ -20,9 +20,9 @@ from shellvae.experiments.common import (
     aggregate,
     md_table,
     pct,
+    certified_share,
     pm,
     register_experiment,
-    share,
 )
 
 NAME = "recommend"
@@ -56,24 +56,28 @@ def recommendation(ranked: list[tuple[str, dict]]) -> str:
     words = [f"Use `{best['method']}`: the best held-out likelihood among the methods certified in every seed "
              f"(nll_iw {pm(best, 'nll_iw', 2)} nats)."]
     position = next((rank for rank, r in ranked if r["method"] == PAPER_METHOD), None)
-    if position is None:
-        pass
-    elif position == "—":
+    simple = [(int(rank), r["method"]) for rank, r in ranked if rank != "—" and r["method"] in SIMPLE_BASELINES]
+    named = ", ".join  # of method names in backticks
+    if position == "—":
         words.append(f"The paper's method (`{PAPER_METHOD}`) is not certified in every seed here.")
-    elif position != "1":
+        if simple:
+            words.append(f"A simple baseline is certified where it is not: {named(f'`{m}`' for _, m in simple)}.")
+    elif position is not None and position != "1":
         words.append(f"The paper's method (`{PAPER_METHOD}`) ranks {position} of {len(certified)}.")
-    simple = [r["method"] for r in certified if r["method"] in SIMPLE_BASELINES]
-    shell_rank = int(position) if position not in (None, "—") else len(certified) + 1
-    beats = [m for m in simple if int(next(rank for rank, r in ranked if r["method"] == m)) < shell_rank]
-    if beats:
-        words.append(f"A simple baseline beats it: {', '.join(f'`{m}`' for m in beats)}.")
+        beats = [m for rank, m in simple if rank < int(position)]
+        if beats:
+            words.append(f"A simple baseline beats it: {named(f'`{m}`' for m in beats)}.")
     uncertified = [r for rank, r in ranked if rank == "—" and _finite(r.get("nll_iw_mean"))]
     if uncertified and uncertified[0]["nll_iw_mean"] < best["nll_iw_mean"]:
-        cost = best["nll_iw_mean"] - uncertified[0]["nll_iw_mean"]
-        words.append(f"An uncertified model has a lower nll_iw here (`{uncertified[0]['method']}`, "
-                     f"{pm(uncertified[0], 'nll_iw', 2)} nats, KL {pm(uncertified[0], 'kl', 3)}): in this condition "
-                     f"the latent that `{best['method']}` is certified to use costs {cost:.2f} nats of held-out "
-                     "likelihood.")
+        other = uncertified[0]
+        cost = best["nll_iw_mean"] - other["nll_iw_mean"]
+        if other.get("active_units_mean") == 0:  # collapsed in every seed: the gap is the price of a used latent
+            tail = (f"in this condition the latent that `{best['method']}` is certified to use costs {cost:.2f} "
+                    "nats of held-out likelihood.")
+        else:
+            tail = f"`{best['method']}` is {cost:.2f} nats behind it, and certified where it is not."
+        words.append(f"An uncertified model has a lower nll_iw here (`{other['method']}`, {pm(other, 'nll_iw', 2)} "
+                     f"nats, KL {pm(other, 'kl', 3)}): {tail}")
     return " ".join(words)
 
 
@@ -102,7 +106,7 @@ def write(run: RunContext, records: list[dict]) -> Report:
                       "certified (auto K)", "certified (own K)"]
             body = [[rank, r["method"], pm(r, "nll_iw", 2), pm(r, "elbo", 2), pm(r, "kl"), pm(r, "mutual_info"),
                      pm(r, "active_units", 1), pct(r, "probe_accuracy"), pct(r, "chance_accuracy"),
-                     table1.certified_auto(r), share(r, "certified")] for rank, r in ranked]
+                     table1.certified_auto(r), certified_share(r)] for rank, r in ranked]
             parts.append(md_table(header, body) + "\n")
             sentence = recommendation(ranked)
             parts.append(f"**Recommendation.** {sentence}\n")

@@ -20,8 +20,8 @@ from shellvae.experiments.common import (
     csv_columns,
     md_table,
     pct,
+    certified_share,
     pm,
-    share,
 )
 
 NAME = "sensitivity"
@@ -76,7 +76,7 @@ def write(run: RunContext, records: list[dict]) -> Report:
                   "lambda_max", "certified"]
         body = [[r["sweep"], f"{r['value']:g}", pm(r, "kl"), pm(r, "active_units", 1), pct(r, "feasible_coverage"),
                  pm(r, "recon_mse", 5), pct(r, "norm_satisfaction"), pm(r, "l_clu"), pm(r, "W"), pm(r, "delta"),
-                 pm(r, "lambda_max", 4), share(r, "certified")]
+                 pm(r, "lambda_max", 4), certified_share(r)]
                 for s in ("r_min", "lambda_b") for r in sorted([r for r in sub if r["sweep"] == s],
                                                                key=lambda r: r["value"])]
         parts.append(md_table(header, body) + "\n")

@@ -17,6 +17,7 @@ from shellvae.experiments.common import (
     Report,
     RunContext,
     aggregate,
+    certified_share,
     csv_columns,
     md_table,
     pct,
@@ -159,15 +160,14 @@ def detail_tables(run: RunContext, index: dict) -> list[str]:
 
 
 def certified(r: dict) -> str:
-    diverged = f" ({share(r, 'diverged')} diverged)" if r.get("diverged_mean") else ""
-    return share(r, "certified") + diverged
+    return certified_share(r, "certified")
 
 
 def certified_auto(r: dict) -> str:
     """'k/n at K = ...': the seeds certified at the auto-K geometry ('—' for cells from before it)."""
     if not r.get("certified_auto_n"):
         return "—"
-    return f"{share(r, 'certified_auto')} at K = {pm(r, 'auto_n_clusters', 0)}"
+    return f"{certified_share(r, 'certified_auto')} at K = {pm(r, 'auto_n_clusters', 0)}"
 
 
 register_experiment(NAME, TITLE, "Table 1", DATASETS, cells, write)

@@ -18,8 +18,8 @@ from shellvae.experiments.common import (
     csv_columns,
     md_table,
     pct,
+    certified_share,
     pm,
-    share,
 )
 
 NAME = "table2"
@@ -66,7 +66,7 @@ def write(run: RunContext, records: list[dict]) -> Report:
                               pct(r, "feasible_coverage"), _claim(m, 1, ".1f"), pct(r, "norm_satisfaction"),
                               _claim(m, 2, ".1f"), pm(r, "recon_mse", 5), _claim(m, 3, ".3f"),
                               pm(r, "active_units", 1), pm(r, "l_clu"), pm(r, "n_clusters", 0), pm(r, "W"),
-                              pm(r, "delta"), share(r, "certified")])
+                              pm(r, "delta"), certified_share(r)])
             parts.append(md_table(header, body) + "\n")
             if r0.get("feasible_mean") == 0:
                 parts.append(f"At the paper's K the feasible region of `{dataset}` is EMPTY (W >= delta): coverage "
