@@ -46,7 +46,8 @@ class ShellVAE(TransformerMixin, BaseEstimator):
     latent_dim : int
         Latent dimension d.
     n_clusters : int or "auto"
-        K of the cluster geometry; "auto" picks the smallest K with a non-empty region.
+        K of the cluster geometry; "auto" picks the smallest K of the auto grid whose
+        region is at least ``auto_margin`` (5%) of T wide (``ClusterGeometry``).
     sigma2 : float, optional
         Fixed decoder variance; if None, ``sigma2_ratio * lambda_max`` of the shell data.
     sigma2_ratio : float
