@@ -86,3 +86,12 @@ def test_no_reference_to_files_outside_the_project():
         assert notes not in text, f"{_name(path)} refers to {notes}; the method is docs/method.md"
         assert shared not in text or path.parent.name in ("tests", "bench", "scripts"), \
             f"{_name(path)} points into {shared}, which users do not have"
+
+
+def test_every_registered_metric_is_documented():
+    """docs/metrics.md's table names every key evaluate() returns (a new metric cannot go undocumented)."""
+    text = (DOCS / "metrics.md").read_text()
+    table_keys = set(re.findall(r"^\| `([a-z0-9_]+)`(?:, `([a-z0-9_]+)`)?", text, flags=re.M))
+    documented = {key for pair in table_keys for key in pair if key}
+    missing = [name for name in METRICS if name not in documented]
+    assert not missing, f"docs/metrics.md does not document: {missing}"
