@@ -426,6 +426,30 @@ def test_cli_gives_a_clear_error(tmp_path, args, message):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("args, option", [
+    (["--epochs", "0"], "--epochs"),
+    (["--seq-param", "word_dropout=2"], "--seq-param"),
+    (["--certificate-margin", "2"], "--certificate-margin"),
+    (["--n-clusters", "1"], "--n-clusters"),
+    (["-p", "free_bits=0.1", "-p", "free_bits=0.2"], "-p"),
+])
+def test_cli_bad_option_values_are_usage_errors_as_on_the_other_branch(tmp_path, args, option):
+    """Exit 2 with "Invalid value for OPTION", before any data is read, as `shellvae train` on arrays."""
+    result = CliRunner().invoke(main, ["train", "--data", "corpus:topics", *args, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and f"Invalid value for {option}" in result.output, result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_refuses_options_by_their_command_line_names_and_unwritable_outputs_before_training(tmp_path):
+    result = CliRunner().invoke(main, ["train", "--data", "corpus:topics", "--distributed", "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "--distributed does not apply to token sequences" in result.output
+    (tmp_path / "run" / "model.pt").mkdir(parents=True)  # the model file cannot be written: refused up front
+    result = CliRunner().invoke(main, ["train", "--data", "corpus:topics", "--epochs", "1", "--quiet",
+                                       "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "model.pt is a folder" in result.output, result.output
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["model.pt"]  # nothing trained, nothing written
+
+
 def test_expected_counts_and_the_region_measurements(tiny):
     chains = tiny.corpus
     X, topics = chains.sample(20_000, np.random.default_rng(3))

@@ -27,7 +27,7 @@ from shellvae.cli_inputs import (IMAGE_FILES, RUN_FILES, FiniteFloat, FiniteFloa
 from shellvae.methods import METHODS
 from shellvae.model import ARCHITECTURES
 from shellvae.results import fit_and_record
-from shellvae.sequence.cli import train_sequences
+from shellvae.sequence import cli as sequence_cli
 from shellvae.sequence.inputs import is_sequence_spec
 from shellvae.tables import load_metrics, markdown_table, write_history_csv
 
@@ -119,8 +119,12 @@ def train(data, data_dir, method, method_param, sigma2_ratio, sigma2, beta, epoc
         command = click.get_current_context()
         given = {name for name in command.params
                  if command.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
+        method_params = parse_method_params(sequence_cli.method_of(command.params, given), method_param)
+        est, plan = sequence_cli.prepare_sequences(command.params, given, method_params)
+        check_estimator(est, {"n_clusters": "--n-clusters", **dict.fromkeys(sequence_cli.SEQ_PARAMS, "--seq-param")})
         with output_folder(out) as folder:
-            click.echo(train_sequences(command.params, given, out_folder=folder))
+            check_output_files(folder, sequence_cli.OUTPUT_FILES)
+            click.echo(sequence_cli.train_sequences(est, plan, folder))
         return
     if seq_param:
         raise ShellVAEError("--seq-param applies to token sequences only (--data FILE.txt or corpus:topics).")

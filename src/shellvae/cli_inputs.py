@@ -20,7 +20,6 @@ import click
 from shellvae import io
 from shellvae.data import DATASETS, is_array_file
 from shellvae.errors import ShellVAEError
-from shellvae.estimator import ShellVAE
 from shellvae.methods import METHODS
 
 
@@ -82,14 +81,16 @@ OPTION_OF = {"latent_dim": "--latent-dim", "epochs": "--epochs", "batch_size": "
              "certificate_margin": "--certificate-margin", "device": "--device", "compile": "--compile"}
 
 
-def check_estimator(est: ShellVAE) -> None:
-    """``est.check_params()`` before any data is read; a bad value is reported as a bad value of its option."""
+def check_estimator(est, options: dict[str, str] | None = None) -> None:
+    """``est.check_params()`` before any data is read; a bad value is reported as a bad value of its
+    option (``OPTION_OF``, and ``options``: more parameter -> option names, e.g. a ``SequenceVAE``'s)."""
+    option_of = {**OPTION_OF, **(options or {})}
     try:
         est.check_params()
     except ShellVAEError as exc:
         name = re.match(r"(\w+)=", str(exc))
-        if name and name.group(1) in OPTION_OF:
-            raise click.BadParameter(str(exc), param_hint=OPTION_OF[name.group(1)]) from None
+        if name and name.group(1) in option_of:
+            raise click.BadParameter(str(exc), param_hint=option_of[name.group(1)]) from None
         raise
 
 

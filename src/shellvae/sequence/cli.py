@@ -33,6 +33,12 @@ NOT_FOR_SEQUENCES = {"sigma2": "there is no Gaussian decoder (the decoder is cat
                      "compile_": "sequence models are not compiled", "amp": "sequence models train in float32",
                      "resume": "sequence training keeps no checkpoint", "ddp": "sequence training is single-process",
                      "data_dir": "give the .txt file itself as --data"}
+#: how an option is spelled on the command line, where that differs from its parameter name
+SPELLING = {"ddp": "--distributed", "compile_": "--compile"}
+#: the method trained when --method is not given
+DEFAULT_METHOD = "free_bits"
+#: what train writes into OUT for token sequences
+OUTPUT_FILES = ("metrics.json", "history.csv", "model.pt")
 #: train-command option -> SequenceVAE parameter, used when given on the command line
 PASSED = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "latent_dim": "latent_dim", "beta": "beta",
           "n_clusters": "n_clusters", "device": "device", "certificate_margin": "certificate_margin"}
@@ -69,51 +75,50 @@ def history_csv(history: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def parse_method_params(method: str, pairs) -> dict:
-    """``-p KEY=VALUE`` pairs as the method's typed, range-checked hyperparameters."""
-    params = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise ShellVAEError(f"-p {pair!r}: write KEY=VALUE, e.g. free_bits=0.25.")
-        params[key.strip()] = METHODS[method].convert(key.strip(), raw)
-    return params
+def method_of(options: dict, given: set) -> str:
+    """The method to train: ``--method`` if given, else ``DEFAULT_METHOD`` (free bits)."""
+    method = options["method"] if "method" in given else DEFAULT_METHOD
+    if method not in METHODS:
+        raise ShellVAEError(f"--method {method!r}: unknown; available: {', '.join(METHODS)}.")
+    return method
 
 
-def train_sequences(options: dict, given: set, out_folder=None) -> str:
-    """Train a ``SequenceVAE`` from the train command's ``options`` (its parameters by name, as click
-    gives them; ``given``: those set on the command line) and write OUT/metrics.json,
-    OUT/history.csv, OUT/model.pt; returns the text to print. ``--method`` defaults to free_bits
-    here. Everything is checked before the data is read."""
+def prepare_sequences(options: dict, given: set, method_params: dict) -> tuple[SequenceVAE, dict]:
+    """The ``SequenceVAE`` (unchecked: the caller runs ``check_params``) and the data plan, from the
+    train command's ``options`` (its parameters by name, as click gives them; ``given``: those set on
+    the command line) and the parsed ``-p`` hyperparameters. Reads no data."""
     data = options["data"]
     if not is_sequence_spec(data):
         raise ShellVAEError(f"--data {data!r} does not name token sequences (a .txt file or corpus:topics).")
     for name in sorted(given & set(NOT_FOR_SEQUENCES)):
-        raise ShellVAEError(f"--{name.rstrip('_').replace('_', '-')} does not apply to token sequences: "
-                            f"{NOT_FOR_SEQUENCES[name]}.")
+        option = SPELLING.get(name, "--" + name.replace("_", "-"))
+        raise ShellVAEError(f"{option} does not apply to token sequences: {NOT_FOR_SEQUENCES[name]}.")
     extra = parse_seq_params(options.get("seq_param", ()))
     text_options = {k: extra.pop(k) for k in TEXT_OPTIONS if k in extra}
     iw_samples = extra.pop("iw_samples", None)
+    if iw_samples is not None and iw_samples < 1:
+        raise ShellVAEError(f"--seq-param iw_samples={iw_samples}: give a positive integer.")
+    if data.startswith("corpus:") and text_options:
+        raise ShellVAEError(f"--seq-param {', '.join(text_options)}: text-file options; --data {data!r} is generated.")
     settings = {PASSED[k]: options[k] for k in PASSED if k in given}
     if "n_clusters" in settings:
         try:
             settings["n_clusters"] = int(settings["n_clusters"])
         except ValueError:
             raise ShellVAEError(f"--n-clusters {settings['n_clusters']!r}: give an integer >= 2 for sequences.") from None
-    method = options["method"] if "method" in given else "free_bits"
-    if method not in METHODS:
-        raise ShellVAEError(f"--method {method!r}: unknown; available: {', '.join(METHODS)}.")
-    method_params = parse_method_params(method, options.get("method_param", ()))
-    est = SequenceVAE(method, method_params=method_params, random_state=options["seed"],
+    est = SequenceVAE(method_of(options, given), method_params=method_params, random_state=options["seed"],
                       progress=not options.get("quiet", False), **settings, **extra)
-    est.check_params()
-    if iw_samples is not None and iw_samples < 1:
-        raise ShellVAEError(f"--seq-param iw_samples={iw_samples}: give a positive integer.")
-    out = io.check_writable_folder(out_folder or options["out"])
-    if data.startswith("corpus:") and text_options:
-        raise ShellVAEError(f"--seq-param {', '.join(text_options)}: text-file options; --data {data!r} is generated.")
-    dataset = load_sequences(data, n_train=options.get("n_train"), n_test=options.get("n_test"), seed=options["seed"],
-                             test_size=options.get("test_size", 0.2), **text_options)
+    plan = {"data": data, "n_train": options.get("n_train"), "n_test": options.get("n_test"), "seed": options["seed"],
+            "test_size": options.get("test_size", 0.2), "text_options": text_options, "iw_samples": iw_samples}
+    return est, plan
+
+
+def train_sequences(est: SequenceVAE, plan: dict, out) -> str:
+    """Load the data of ``plan``, train ``est`` (from ``prepare_sequences``, its parameters checked)
+    and write OUT/metrics.json, OUT/history.csv, OUT/model.pt; returns the text to print."""
+    data, text_options, iw_samples, out = plan["data"], plan["text_options"], plan["iw_samples"], Path(out)
+    dataset = load_sequences(data, n_train=plan["n_train"], n_test=plan["n_test"], seed=plan["seed"],
+                             test_size=plan["test_size"], **text_options)
     start = time.perf_counter()
     est.fit(dataset.X_train, vocab=dataset.vocab)
     fit_seconds = time.perf_counter() - start
@@ -124,8 +129,8 @@ def train_sequences(options: dict, given: set, out_folder=None) -> str:
               "method_params": est.method_.params(), "fit_seconds": fit_seconds, **metrics,
               "certified": None if cert is None else cert.certified,
               "certificate": None if cert is None else cert.to_dict(),
-              "data_spec": {"data": data, "n_train": options.get("n_train"), "n_test": options.get("n_test"),
-                            "seed": options["seed"], "test_size": options.get("test_size", 0.2), **text_options}}
+              "data_spec": {"data": data, "n_train": plan["n_train"], "n_test": plan["n_test"], "seed": plan["seed"],
+                            "test_size": plan["test_size"], **text_options}}
     if est.region_ is not None:
         region_cert = est.certify_region(dataset.X_test, metrics=metrics)
         record["region_certified"] = region_cert.certified
