@@ -151,6 +151,56 @@ def test_an_interrupted_cell_resumes_from_its_last_epoch_to_the_uninterrupted_re
     assert resumed["fit_seconds"] > sum(row["train_time_s"] for row in resumed["history"])
 
 
+PARENT = """
+import sys
+from dataclasses import replace
+from shellvae.experiments import cells, get_profile
+from shellvae.experiments.common import RunContext
+profile = replace(get_profile("test"), sizes={"default": (300, 100)}, epochs={"default": 100_000})
+run = RunContext("table1", profile, ["synthetic"], [0, 1], sys.argv[1])
+cells.run_cells([run.cell("synthetic", "moderate", "vanilla", s) for s in (0, 1)], sys.argv[1], jobs=2, progress=False)
+"""
+
+
+def test_cell_workers_end_when_the_reproduction_is_killed(tmp_path):
+    """`reproduce --jobs N` killed outright (SIGKILL: no cleanup of its own) leaves no worker training on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(tmp_path)])
+    try:
+        deadline = time.time() + 120
+        while len(list((tmp_path / "checkpoints").glob("*.pt"))) < 2:  # both workers are training
+            assert parent.poll() is None and time.time() < deadline, "the workers did not start"
+            time.sleep(0.5)
+        workers = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True,
+                                                       text=True).stdout.split()]
+        assert len(workers) >= 2
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+
+    def alive(pid):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return state not in ("Z", "X")  # an exited orphan may stay a zombie until init reaps it
+
+    deadline = time.time() + 30
+    while any(alive(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.5)
+    left = [pid for pid in workers if alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "cell workers went on training after their parent was killed"
+    assert not list((tmp_path / "cells").glob("*.json"))  # nothing finished, nothing half-written
+
+
 def test_table2_writes_paper_columns_and_resumes_without_retraining(tmp_path, monkeypatch):
     report = run_experiment("table2", TINY, out=tmp_path, datasets=["synthetic"], progress=False)
     stored = sorted((tmp_path / "cells").glob("*.json"))

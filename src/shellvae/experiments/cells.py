@@ -19,10 +19,13 @@ cluster geometry is fitted by the first cell that needs it and kept in ``OUT/geo
 
 from __future__ import annotations
 
+import _thread
 import functools
 import hashlib
 import json
 import math
+import os
+import threading
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -274,8 +277,25 @@ def save_cell(out: Path, cell: Cell, record: dict) -> None:
     io.write_text(cell_path(out, cell), json.dumps(record, separators=(",", ":"), default=_plain) + "\n")
 
 
-def _worker_init(threads: int) -> None:
+def _worker_init(threads: int, parent: int) -> None:
     torch.set_num_threads(threads)
+    _exit_with_parent(parent)
+
+
+def _exit_with_parent(parent: int, every: float = 1.0, grace: float = 3.0) -> None:
+    """End this cell worker once the process that started it is gone (a killed ``reproduce``, a closed
+    session): an orphan would go on training, unseen, and race a rerun for the same cell. The main
+    thread gets a KeyboardInterrupt first, so writes in progress clean up after themselves (its
+    checkpoint keeps the last finished epoch); a worker that has not ended ``grace`` seconds later
+    is stopped outright."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(every)
+        _thread.interrupt_main()
+        time.sleep(grace)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _run_and_save(out: str, cell: Cell) -> dict:
@@ -311,7 +331,7 @@ def run_cells(cells: list[Cell], out, *, jobs: int = 1, progress: bool = True, d
             # cells of one dataset together, so each worker's data and K-means caches are reused
             todo.sort(key=lambda c: (c.dataset, c.seed))
             with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
-                                     initializer=_worker_init, initargs=(1,)) as pool:
+                                     initializer=_worker_init, initargs=(1, os.getpid())) as pool:
                 futures = {pool.submit(_run_and_save, str(out), c): c for c in todo}
                 for future in as_completed(futures):
                     cell = futures[future]
