@@ -231,7 +231,11 @@ def test_a_constant_decoder_is_not_certified(gmm, trained):
         cert = certify_model(encode, lambda z, a=output: a.expand(len(z), -1), gmm.X_test, shell=trained.shell_,
                              geometry=trained.geometry_, space=space)
         assert not cert.certified
-        assert cert.l_clu >= cert.collapse_floor - 1e-6  # no constant output beats the floor
+        # a constant a (in shell space) scores the floor plus its distance to the rows' mean centre, exactly
+        a = output.numpy() if space == "shell" else trained.shell_.transform(output.numpy()[None].astype(np.float64))[0]
+        X_shell = trained.shell_.transform(gmm.X_test)
+        mean_centre = trained.geometry_.centers_[trained.geometry_.predict(X_shell)].mean(0)
+        assert cert.l_clu == pytest.approx(cert.collapse_floor + float(np.sum((a - mean_centre) ** 2)), rel=1e-4)
         assert cert.l_clu_shuffled == pytest.approx(cert.l_clu)
 
 

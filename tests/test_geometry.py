@@ -67,9 +67,13 @@ def test_auto_picks_smallest_k_with_margin(rng):
     widths = [row["width"] for row in geo.sweep_]
     assert widths[-1] >= 0.1 and all(w < 0.1 for w in widths[:-1])
     assert geo.n_clusters_ == geo.sweep_[-1]["K"] and geo.feasible_
-    # W falls and delta rises with K along the sweep (K-means optimum, allowing restarts' noise)
-    Ws = [row["W"] for row in geo.sweep_]
-    assert Ws[-1] < Ws[0]
+    # every sweep row is an exact geometry of one partition of the same data: T = W + delta, the width
+    # is (delta - W) / T; and on this seeded run W falls and delta rises with K at every step
+    for row in geo.sweep_:
+        assert row["W"] + row["delta"] == pytest.approx(geo.T_, rel=1e-9)
+        assert row["width"] == pytest.approx((row["delta"] - row["W"]) / geo.T_, rel=1e-9)
+    Ws, deltas = [row["W"] for row in geo.sweep_], [row["delta"] for row in geo.sweep_]
+    assert all(a > b for a, b in zip(Ws, Ws[1:])) and all(a < b for a, b in zip(deltas, deltas[1:]))
 
 
 def test_predict_nearest_centre(small_gmm):
@@ -89,6 +93,12 @@ def test_seeded_and_deterministic(small_gmm):
     a, b = ClusterGeometry(8, random_state=3).fit(Xs), ClusterGeometry(8, random_state=3).fit(Xs)
     np.testing.assert_array_equal(a.labels_, b.labels_)
     assert a.W_ == b.W_
+    # and the seed is used: on data without clear clusters, other seeds reach other local optima
+    blob = SphericalShell().fit_transform(np.random.default_rng(0).normal(size=(1500, 6)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EmptyFeasibleRegionWarning)
+        others = {ClusterGeometry(8, random_state=s).fit(blob).W_ for s in (0, 1, 2, 3)}
+    assert len(others) == 4
 
 
 def test_auto_sweeps_a_subset_then_fits_all(rng):

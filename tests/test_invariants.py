@@ -207,3 +207,24 @@ def test_a_constant_decoder_never_beats_the_collapse_floor(n, dim, latent, k, se
     assert m["l_clu"] == pytest.approx(m["collapse_floor"] + gap, rel=1e-4, abs=1e-5)
     assert m["l_clu_shuffled"] == pytest.approx(m["l_clu"], rel=1e-5)  # other rows' latents decode the same
     assert not certify(m, region).certified
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(200, 2000), d=st.integers(1, 6), seed=st.integers(0, 2**16))
+def test_mutual_information_is_zero_for_one_posterior_and_log_n_for_separated_ones(n, d, seed):
+    """The He et al. (2019) estimator at its two ends. It is E_x[-H(q(z|x))] (exact) minus a Monte
+    Carlo mean of log q(z) over one draw per row, so each end holds up to that mean's noise, whose
+    standard deviation is sqrt(d / 2 / n) here (log q(z_i) is a Gaussian log-density at its own
+    draw: variance d / 2). Every x with the same posterior: the aggregate posterior is that
+    posterior, MI = 0. Posteriors far apart with tiny variance identify their x: MI = log n."""
+    from shellvae.objectives import mutual_information
+
+    noise = 5 * math.sqrt(d / 2 / n)
+    g = torch.Generator().manual_seed(seed)
+    mu, logvar = torch.randn(1, d, generator=g, dtype=torch.float64), torch.randn(1, d, generator=g, dtype=torch.float64)
+    same = mutual_information(mu.expand(n, d), logvar.expand(n, d), torch.Generator().manual_seed(seed))
+    assert abs(same) < noise
+    apart = 100.0 * torch.arange(n, dtype=torch.float64)[:, None].expand(n, d)  # 100 apart, sd 0.01
+    separated = mutual_information(apart, torch.full((n, d), math.log(1e-4), dtype=torch.float64),
+                                   torch.Generator().manual_seed(seed))
+    assert abs(separated - math.log(n)) < noise

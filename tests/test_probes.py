@@ -82,6 +82,7 @@ def test_shuffled_labels_score_near_chance(probe):
 def test_results_are_seeded(probe):
     Z, y = clusters(spread=2.0)  # overlapping: the folds matter
     assert probe(Z, y, random_state=3) == probe(Z, y, random_state=3)
+    assert probe(Z, y, random_state=0) != probe(Z, y, random_state=2)  # the seed sets the folds
 
 
 @pytest.mark.parametrize("probe", PROBES)
