@@ -107,13 +107,21 @@ def test_encoder_output_as_one_tensor_or_a_pair_gives_the_same_model(gmm):
 
 
 # -- every method trains with them ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def vanilla_latents(gmm):
+    return ShellVAE("vanilla", **networks(), **FAST).fit(gmm.X_train[:600]).transform(gmm.X_test)
+
+
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_every_method_trains_with_your_networks(gmm, method):
+def test_every_method_trains_with_your_networks(gmm, method, vanilla_latents):
     params = {"max_inner_steps": 3} if method == "aggressive" else None
     est = ShellVAE(method, method_params=params, **networks(), **FAST).fit(gmm.X_train[:600])
     assert np.isfinite(est.history_[-1]["train_loss"])
-    assert est.transform(gmm.X_test).shape == (len(gmm.X_test), LATENT)
+    Z = est.transform(gmm.X_test)
+    assert Z.shape == (len(gmm.X_test), LATENT)
     assert est.custom_networks and type(est.model_.decoder) is Decoder
+    # the method's own objective trained these networks: same seed and data, another result than vanilla's
+    assert (method == "vanilla") == np.array_equal(Z, vanilla_latents)
 
 
 @pytest.mark.parametrize("method", ["shell", "shell_lagrange"])
