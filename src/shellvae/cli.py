@@ -102,7 +102,8 @@ def main(threads):
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt if present.")
 @click.option("--out", type=OutputPath(file_okay=False), required=True, help="Output folder.")
 @click.option("--certificate-margin", type=FiniteFloat(), default=DEFAULTS["certificate_margin"], show_default=True,
-              help="The certificate's margin as a share of delta (the same for every method).")
+              help="The certificate's margin as a share of delta (the same for every method); for token "
+                   "sequences, a share of the language model's NLL (default there: 0.01).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--distributed", "ddp", is_flag=True,
               help="Data-parallel training under torchrun (torchrun --nproc_per_node 2 -m shellvae train "
@@ -114,7 +115,8 @@ def main(threads):
 def train(data, data_dir, method, method_param, sigma2_ratio, sigma2, beta, epochs, batch_size, lr, seed, n_clusters,
           latent_dim, arch, show, test_size, n_train, n_test, device, mmap, compile_, amp, resume, out,
           certificate_margin, quiet, ddp, seq_param):
-    """Train one model; write OUT/metrics.json, OUT/history.csv and OUT/model.pt."""
+    """Train one model; write OUT/metrics.json, OUT/history.csv and OUT/model.pt (not for token
+    sequences: also OUT/checkpoint.pt after every epoch, which --resume continues from)."""
     if is_sequence_spec(data):  # token sequences: shellvae.sequence (docs/sequences.md)
         command = click.get_current_context()
         given = {name for name in command.params
