@@ -115,8 +115,8 @@ def main(threads):
 def train(data, data_dir, method, method_param, sigma2_ratio, sigma2, beta, epochs, batch_size, lr, seed, n_clusters,
           latent_dim, arch, show, test_size, n_train, n_test, device, mmap, compile_, amp, resume, out,
           certificate_margin, quiet, ddp, seq_param):
-    """Train one model; write OUT/metrics.json, OUT/history.csv and OUT/model.pt (not for token
-    sequences: also OUT/checkpoint.pt after every epoch, which --resume continues from)."""
+    """Train one model; write OUT/metrics.json, OUT/history.csv, OUT/model.pt and, except for
+    token sequences, OUT/checkpoint.pt after every epoch, which --resume continues from."""
     if is_sequence_spec(data):  # token sequences: shellvae.sequence (docs/sequences.md)
         command = click.get_current_context()
         given = {name for name in command.params
