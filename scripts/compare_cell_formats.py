@@ -17,7 +17,7 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-#: the results both formats hold, compared exactly (as stored: 7 significant digits)
+#: the results both formats hold, compared exactly (as stored: 7 significant digits), with the status
 FIELDS = ("kl", "nll_iw", "elbo", "l_clu", "recon_mse", "active_units", "mutual_info", "W", "delta")
 
 
@@ -60,7 +60,7 @@ def main() -> None:
             unmatched[dataset] += 1
             continue
         pairs[dataset] += 1
-        diff = [f for f in FIELDS if f in record and record.get(f) != match.get(f)]
+        diff = [f for f in ("status", *FIELDS) if record.get(f) != match.get(f)]
         if diff:
             differing.append((record["cell"], diff))
         else:

@@ -149,6 +149,10 @@ def test_an_interrupted_cell_resumes_from_its_last_epoch_to_the_uninterrupted_re
                for r in (resumed, reference)]
     assert untimed[0] == untimed[1] and len(untimed[0]) == 3
     assert resumed["fit_seconds"] > sum(row["train_time_s"] for row in resumed["history"])
+    monkeypatch.setattr(checkpoint, "save", save)
+    again = cells_mod.run_cell(cell, out)  # a finished cell leaves no state behind: run again, it trains afresh
+    assert "resumed_after_epoch" not in again and not state.exists()
+    assert {k: v for k, v in again.items() if k not in timing} == {k: v for k, v in reference.items() if k not in timing}
 
 
 PARENT = """

@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import signal
 import threading
 import time
 import warnings
@@ -35,7 +36,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from shellvae import checkpoint as checkpoints
 from shellvae import io
 from shellvae.certificate import certify_model
 from shellvae.data import load_dataset
@@ -188,10 +188,13 @@ def run_cell(cell: Cell, out: Path | None = None) -> dict:
     geometry = None if cached is None else load_geometry(cached)
     record = {"key": cell.key, "config": cell.config(), "cell": cell.describe()}
     checkpoint = None if out is None else prepare_checkpoint(out, cell)
-    resumed_after = 0
+    prior = []  # the history an interrupted process left: its compute counts in fit_seconds
     if checkpoint is not None:  # an interrupted cell goes on from its last finished epoch, to the same result
-        resumed_after = checkpoints.describe(checkpoint)[1] if checkpoint.is_file() else 0
+        prior = io.load(checkpoint, kind="checkpoint")["history"] if checkpoint.is_file() else []
         est.set_params(checkpoint=str(checkpoint), resume=True)
+        if prior:
+            record["resumed_after_epoch"] = len(prior)
+    prior_seconds = sum(row.get("train_time_s", 0.0) + row.get("eval_time_s", 0.0) for row in prior)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         t0 = time.perf_counter()
@@ -199,18 +202,16 @@ def run_cell(cell: Cell, out: Path | None = None) -> dict:
             result, _ = fit_and_record(est, data.X_train, data.X_test, data.y_test, dataset=cell.dataset,
                                        description=data.description, geometry=geometry)
         except NonFiniteError as exc:
-            record.update(status="diverged", error=str(exc), fit_seconds=time.perf_counter() - t0)
+            record.update(status="diverged", error=str(exc), fit_seconds=time.perf_counter() - t0 + prior_seconds)
             record["warnings"] = sorted({str(w.message) for w in caught})
+            _discard(checkpoint)
             return _round(record)
         if geometry is None and cached is not None:
             save_geometry(cached, est.geometry_)
         if geometry is not None and not geometry.feasible_:  # the first fit warned; every cell's record should say so
             warnings.warn(f"The feasible region is empty at K={geometry.n_clusters_}: W={geometry.W_:.4g} >= "
                           f"delta={geometry.delta_collapse_:.4g} (shared geometry).", EmptyFeasibleRegionWarning)
-    if resumed_after:  # the compute of the interrupted process's epochs counts too
-        record["resumed_after_epoch"] = resumed_after
-        result["fit_seconds"] += sum(row.get("train_time_s", 0.0) + row.get("eval_time_s", 0.0)
-                                     for row in est.history_[:resumed_after])
+    result["fit_seconds"] += prior_seconds
     X_train_shell = est.shell_.transform(data.X_train)
     record.update(
         status="ok", **result, **auto_k_certificate(cell, est, X_train_shell, data.X_test, result, out),
@@ -218,7 +219,13 @@ def run_cell(cell: Cell, out: Path | None = None) -> dict:
         history=est.history_, warnings=sorted({str(w.message) for w in caught}),
         per_sample_cluster_sq_dist=est.cluster_sq_distances(data.X_test).tolist(),
     )
+    _discard(checkpoint)  # the record is complete: a rerun trains afresh unless it is stored
     return _round(record)
+
+
+def _discard(checkpoint: Path | None) -> None:
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
 
 
 def auto_k_certificate(cell: Cell, est: ShellVAE, X_train_shell: np.ndarray, X_test, result: dict,
@@ -279,6 +286,8 @@ def save_cell(out: Path, cell: Cell, record: dict) -> None:
 
 def _worker_init(threads: int, parent: int) -> None:
     torch.set_num_threads(threads)
+    # a worker of a background job inherits an ignored SIGINT, which would make the watchdog's interrupt a no-op
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     _exit_with_parent(parent)
 
 
@@ -287,7 +296,7 @@ def _exit_with_parent(parent: int, every: float = 1.0, grace: float = 3.0) -> No
     session): an orphan would go on training, unseen, and race a rerun for the same cell. The main
     thread gets a KeyboardInterrupt first, so writes in progress clean up after themselves (its
     checkpoint keeps the last finished epoch); a worker that has not ended ``grace`` seconds later
-    is stopped outright."""
+    is stopped outright. POSIX: the parent's death shows as a new parent pid (not on Windows)."""
     def watch():
         while os.getppid() == parent:
             time.sleep(every)
@@ -301,7 +310,6 @@ def _exit_with_parent(parent: int, every: float = 1.0, grace: float = 3.0) -> No
 def _run_and_save(out: str, cell: Cell) -> dict:
     record = run_cell(cell, Path(out))
     save_cell(Path(out), cell, record)
-    (Path(out) / "checkpoints" / f"{cell.key}.pt").unlink(missing_ok=True)
     return record
 
 
@@ -316,6 +324,9 @@ def run_cells(cells: list[Cell], out, *, jobs: int = 1, progress: bool = True, d
     unique = list({c.key: c for c in cells}.values())
     stored = {c.key: load_cell(out, c) for c in unique}
     todo = [c for c in unique if stored[c.key] is None]
+    for c in unique:  # a stored cell's leftover training state (its process died between the two) is stale
+        if stored[c.key] is not None:
+            (out / "checkpoints" / f"{c.key}.pt").unlink(missing_ok=True)
     bar = tqdm(total=len(unique), initial=len(unique) - len(todo), desc=desc, unit="cell", disable=not progress,
                dynamic_ncols=True)
     try:
