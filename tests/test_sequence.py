@@ -431,7 +431,6 @@ def test_cli_trains_on_the_generated_corpus(tmp_path):
     (["--data", "BAD"], "not UTF-8"),
     (["--data", "MISSING"], "no such file"),
     (["--data", "GOOD", "--sigma2", "1"], "no Gaussian decoder"),
-    (["--data", "GOOD", "--seq-param", "colour=red"], "KEY one of"),
     (["--data", "corpus:words"], "corpus:topics"),
     (["--data", "corpus:topics:n_topics=x"], "not a number"),
 ])
@@ -449,6 +448,10 @@ def test_cli_gives_a_clear_error(tmp_path, args, message):
     (["--certificate-margin", "2"], "--certificate-margin"),
     (["--n-clusters", "1"], "--n-clusters"),
     (["-p", "free_bits=0.1", "-p", "free_bits=0.2"], "-p"),
+    (["--seq-param", "colour=red"], "--seq-param"),
+    (["--seq-param", "hidden_dim=x"], "--seq-param"),
+    (["--seq-param", "iw_samples=0"], "--seq-param"),
+    (["--n-clusters", "x"], "--n-clusters"),
 ])
 def test_cli_bad_option_values_are_usage_errors_as_on_the_other_branch(tmp_path, args, option):
     """Exit 2 with "Invalid value for OPTION", before any data is read, as `shellvae train` on arrays."""

@@ -14,6 +14,8 @@ import io as text_io
 import time
 from pathlib import Path
 
+import click
+
 from shellvae import io
 from shellvae.errors import ShellVAEError
 from shellvae.methods import METHODS
@@ -52,7 +54,8 @@ def parse_seq_params(pairs) -> dict:
         key, sep, raw = pair.partition("=")
         key = key.strip()
         if not sep or key not in SEQ_PARAMS:
-            raise ShellVAEError(f"--seq-param {pair!r}: write KEY=VALUE with KEY one of {', '.join(SEQ_PARAMS)}.")
+            raise click.BadParameter(f"{pair!r}: write KEY=VALUE with KEY one of {', '.join(SEQ_PARAMS)}.",
+                                     param_hint="--seq-param")
         kind = SEQ_PARAMS[key]
         try:
             if kind is bool:
@@ -61,7 +64,7 @@ def parse_seq_params(pairs) -> dict:
                 params[key] = kind(raw.strip())
         except (KeyError, ValueError):
             expected = {bool: "true or false", int: "an integer", float: "a number", str: "text"}[kind]
-            raise ShellVAEError(f"--seq-param {key}={raw!r}: expected {expected}.") from None
+            raise click.BadParameter(f"{key}={raw!r}: expected {expected}.", param_hint="--seq-param") from None
     return params
 
 
@@ -97,7 +100,7 @@ def prepare_sequences(options: dict, given: set, method_params: dict) -> tuple[S
     text_options = {k: extra.pop(k) for k in TEXT_OPTIONS if k in extra}
     iw_samples = extra.pop("iw_samples", None)
     if iw_samples is not None and iw_samples < 1:
-        raise ShellVAEError(f"--seq-param iw_samples={iw_samples}: give a positive integer.")
+        raise click.BadParameter(f"iw_samples={iw_samples}: give a positive integer.", param_hint="--seq-param")
     if data.startswith("corpus:") and text_options:
         raise ShellVAEError(f"--seq-param {', '.join(text_options)}: text-file options; --data {data!r} is generated.")
     settings = {PASSED[k]: options[k] for k in PASSED if k in given}
@@ -105,7 +108,8 @@ def prepare_sequences(options: dict, given: set, method_params: dict) -> tuple[S
         try:
             settings["n_clusters"] = int(settings["n_clusters"])
         except ValueError:
-            raise ShellVAEError(f"--n-clusters {settings['n_clusters']!r}: give an integer >= 2 for sequences.") from None
+            raise click.BadParameter(f"{settings['n_clusters']!r}: give an integer >= 2 for sequences.",
+                                     param_hint="--n-clusters") from None
     est = SequenceVAE(method_of(options, given), method_params=method_params, random_state=options["seed"],
                       progress=not options.get("quiet", False), **settings, **extra)
     plan = {"data": data, "n_train": options.get("n_train"), "n_test": options.get("n_test"), "seed": options["seed"],
