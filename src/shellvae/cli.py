@@ -122,11 +122,11 @@ def train(data, data_dir, method, method_param, sigma2_ratio, sigma2, beta, epoc
         given = {name for name in command.params
                  if command.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
         method_params = parse_method_params(sequence_cli.method_of(command.params, given), method_param)
-        est, plan = sequence_cli.prepare_sequences(command.params, given, method_params)
-        check_estimator(est, {"n_clusters": "--n-clusters", **dict.fromkeys(sequence_cli.SEQ_PARAMS, "--seq-param")})
+        est, spec, iw_samples = sequence_cli.prepare_sequences(command.params, given, method_params)
+        check_estimator(est, sequence_cli.OPTION_OF)
         with output_folder(out) as folder:
             check_output_files(folder, sequence_cli.OUTPUT_FILES)
-            click.echo(sequence_cli.train_sequences(est, plan, folder))
+            click.echo(sequence_cli.train_sequences(est, spec, iw_samples, folder))
         return
     if seq_param:
         raise ShellVAEError("--seq-param applies to token sequences only (--data FILE.txt or corpus:topics).")

@@ -251,15 +251,19 @@ def auto_k_certificate(cell: Cell, est: ShellVAE, X_train_shell: np.ndarray, X_t
 
 
 # -- running many ---------------------------------------------------------------------------------------
+def checkpoint_path(out: Path, cell: Cell) -> Path:
+    """Where a running cell keeps its per-epoch training state; the file goes once its record is complete."""
+    return Path(out) / "checkpoints" / f"{cell.key}.pt"
+
+
 def prepare_checkpoint(out: Path, cell: Cell) -> Path:
-    """Where a running cell keeps its per-epoch training state (``OUT/checkpoints``, which git ignores);
-    the file goes once the cell's record is stored."""
-    folder = Path(out) / "checkpoints"
-    folder.mkdir(parents=True, exist_ok=True)
-    ignore = folder / ".gitignore"
+    """``checkpoint_path``, its folder made (one git ignores: the states are not results)."""
+    path = checkpoint_path(out, cell)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ignore = path.parent / ".gitignore"
     if not ignore.exists():
         io.write_text(ignore, "# the training state of cells still running; each is deleted when its cell is stored\n*\n")
-    return folder / f"{cell.key}.pt"
+    return path
 
 
 def cell_path(out: Path, cell: Cell) -> Path:
@@ -326,7 +330,7 @@ def run_cells(cells: list[Cell], out, *, jobs: int = 1, progress: bool = True, d
     todo = [c for c in unique if stored[c.key] is None]
     for c in unique:  # a stored cell's leftover training state (its process died between the two) is stale
         if stored[c.key] is not None:
-            (out / "checkpoints" / f"{c.key}.pt").unlink(missing_ok=True)
+            checkpoint_path(out, c).unlink(missing_ok=True)
     bar = tqdm(total=len(unique), initial=len(unique) - len(todo), desc=desc, unit="cell", disable=not progress,
                dynamic_ncols=True)
     try:

@@ -135,7 +135,7 @@ def detail_tables(run: RunContext, index: dict) -> list[str]:
               "kNN acc. %", "chance %", "certified", "certified (auto K)"]
     body = [[c, d, m, pm(r, "kl"), pm(r, "active_units", 1), pm(r, "mutual_info"), pm(r, "elbo", 2),
              pm(r, "nll_iw", 2), pm(r, "nll_iw_data", 2), pct(r, "probe_accuracy"), pct(r, "knn_accuracy"),
-             pct(r, "chance_accuracy"), certified(r), certified_auto(r)]
+             pct(r, "chance_accuracy"), certified_share(r), certified_auto(r)]
             for (c, d, m), r in ((k, index[k]) for k in keys)]
     parts.append(md_table(header, body) + "\n")
     parts.append("## Geometry, reconstruction and controls (held-out)\n")
@@ -157,10 +157,6 @@ def detail_tables(run: RunContext, index: dict) -> list[str]:
                      pct(r, "feasible_coverage"), pct(r, "norm_satisfaction"), pm(r, "seconds_per_epoch", 2)])
     parts.append(md_table(header, body) + "\n")
     return parts
-
-
-def certified(r: dict) -> str:
-    return certified_share(r, "certified")
 
 
 def certified_auto(r: dict) -> str:

@@ -15,10 +15,10 @@ from shellvae.experiments.common import (
     Report,
     RunContext,
     aggregate,
+    certified_share,
     csv_columns,
     md_table,
     pct,
-    certified_share,
     pm,
 )
 

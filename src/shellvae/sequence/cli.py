@@ -41,6 +41,8 @@ SPELLING = {"ddp": "--distributed", "compile_": "--compile"}
 DEFAULT_METHOD = "free_bits"
 #: what train writes into OUT for token sequences
 OUTPUT_FILES = ("metrics.json", "history.csv", "model.pt")
+#: SequenceVAE parameter -> the option a bad value of it is reported against
+OPTION_OF = {"n_clusters": "--n-clusters", **dict.fromkeys(SEQ_PARAMS, "--seq-param")}
 #: train-command option -> SequenceVAE parameter, used when given on the command line
 PASSED = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "latent_dim": "latent_dim", "beta": "beta",
           "n_clusters": "n_clusters", "device": "device", "certificate_margin": "certificate_margin"}
@@ -86,10 +88,11 @@ def method_of(options: dict, given: set) -> str:
     return method
 
 
-def prepare_sequences(options: dict, given: set, method_params: dict) -> tuple[SequenceVAE, dict]:
-    """The ``SequenceVAE`` (unchecked: the caller runs ``check_params``) and the data plan, from the
-    train command's ``options`` (its parameters by name, as click gives them; ``given``: those set on
-    the command line) and the parsed ``-p`` hyperparameters. Reads no data."""
+def prepare_sequences(options: dict, given: set, method_params: dict) -> tuple[SequenceVAE, dict, int | None]:
+    """The ``SequenceVAE`` (unchecked: the caller runs ``check_params``), the data spec (the arguments
+    of ``load_sequences``) and ``iw_samples``, from the train command's ``options`` (its parameters by
+    name, as click gives them; ``given``: those set on the command line) and the parsed ``-p``
+    hyperparameters. Reads no data."""
     data = options["data"]
     if not is_sequence_spec(data):
         raise ShellVAEError(f"--data {data!r} does not name token sequences (a .txt file or corpus:topics).")
@@ -112,17 +115,16 @@ def prepare_sequences(options: dict, given: set, method_params: dict) -> tuple[S
                                      param_hint="--n-clusters") from None
     est = SequenceVAE(method_of(options, given), method_params=method_params, random_state=options["seed"],
                       progress=not options.get("quiet", False), **settings, **extra)
-    plan = {"data": data, "n_train": options.get("n_train"), "n_test": options.get("n_test"), "seed": options["seed"],
-            "test_size": options.get("test_size", 0.2), "text_options": text_options, "iw_samples": iw_samples}
-    return est, plan
+    spec = {"data": data, "n_train": options.get("n_train"), "n_test": options.get("n_test"), "seed": options["seed"],
+            "test_size": options.get("test_size", 0.2), **text_options}
+    return est, spec, iw_samples
 
 
-def train_sequences(est: SequenceVAE, plan: dict, out) -> str:
-    """Load the data of ``plan``, train ``est`` (from ``prepare_sequences``, its parameters checked)
+def train_sequences(est: SequenceVAE, spec: dict, iw_samples: int | None, out) -> str:
+    """Load the data of ``spec``, train ``est`` (from ``prepare_sequences``, its parameters checked)
     and write OUT/metrics.json, OUT/history.csv, OUT/model.pt; returns the text to print."""
-    data, text_options, iw_samples, out = plan["data"], plan["text_options"], plan["iw_samples"], Path(out)
-    dataset = load_sequences(data, n_train=plan["n_train"], n_test=plan["n_test"], seed=plan["seed"],
-                             test_size=plan["test_size"], **text_options)
+    out = Path(out)
+    dataset = load_sequences(**spec)
     start = time.perf_counter()
     est.fit(dataset.X_train, vocab=dataset.vocab)
     fit_seconds = time.perf_counter() - start
@@ -133,8 +135,7 @@ def train_sequences(est: SequenceVAE, plan: dict, out) -> str:
               "method_params": est.method_.params(), "fit_seconds": fit_seconds, **metrics,
               "certified": None if cert is None else cert.certified,
               "certificate": None if cert is None else cert.to_dict(),
-              "data_spec": {"data": data, "n_train": plan["n_train"], "n_test": plan["n_test"], "seed": plan["seed"],
-                            "test_size": plan["test_size"], **text_options}}
+              "data_spec": spec}
     if est.region_ is not None:
         region_cert = est.certify_region(dataset.X_test, metrics=metrics)
         record["region_certified"] = region_cert.certified
