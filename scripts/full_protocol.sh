@@ -3,8 +3,10 @@
 # order the docs need it: the synthetic mixture first (every experiment), then MNIST, then Fashion-MNIST.
 # Each experiment is always asked for every dataset reached so far, so its table in OUT covers them all
 # (finished cells are reused, only the new dataset's cells train).
-# Resumable: finished cells are skipped, so rerun it after an interruption. One torch thread per
-# training; JOBS (default 1) trainings at once.
+# Resumable: finished cells are skipped, so rerun it after an interruption; a cell that was running
+# continues from its last finished epoch (OUT/checkpoints/, git-ignored, deleted once the cell is stored).
+# To stop it, kill this script and `shellvae reproduce`: the workers end by themselves within seconds.
+# One torch thread per training; JOBS (default 1) trainings at once.
 #
 #   [JOBS=2] bash scripts/full_protocol.sh MNIST_DIR [OUT]
 set -euo pipefail
