@@ -248,6 +248,7 @@ def test_figure_experiments_write_pngs(tmp_path):
     cell = cells_mod.load_cell(tmp_path, run.cell("synthetic", "moderate", "shell", 0))
     d = np.asarray(cell["per_sample_cluster_sq_dist"])
     assert verdict["synthetic/shell"]["inside"] == pytest.approx(float(((d >= cell["W"]) & (d <= cell["delta"])).mean()))
+    assert (verdict["synthetic/shell"]["W"], verdict["synthetic/shell"]["delta"]) == (cell["W"], cell["delta"])
     # dynamics and coverage reuse cells of each other where the training is the same
     assert json.loads((tmp_path / "coverage_run.json").read_text())["runs"][-1]["trainings"] == 2
 

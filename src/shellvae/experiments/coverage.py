@@ -58,16 +58,17 @@ def write(run: RunContext, records: list[dict]) -> Report:
                 continue
             stats = [shares(np.asarray(r["per_sample_cluster_sq_dist"]), r["W"], r["delta"]) for r in ok]
             agg = {k: mean_std([s[k] for s in stats]) for k in stats[0]}
+            geometry = {k: mean_std([r[k] for r in ok]) for k in ("W", "delta")}  # K-means differs by seed
             first = ok[0]
             panels[m] = (np.asarray(first["per_sample_cluster_sq_dist"]), first["W"], first["delta"])
-            body.append([m, len(ok), f"{first['W']:.4f}", f"{first['delta']:.4f}",
+            body.append([m, len(ok), *(format_mean_std(geometry[k][0], geometry[k][1], 4) for k in ("W", "delta")),
                          format_mean_std(100 * agg["inside"][0], 100 * agg["inside"][1], 1),
                          f"{100 * paper.COVERAGE:.1f}" if m == "shell" else "—",
                          format_mean_std(100 * agg["below_W"][0], 100 * agg["below_W"][1], 1),
                          format_mean_std(100 * agg["above_delta"][0], 100 * agg["above_delta"][1], 1),
                          format_mean_std(agg["median"][0], agg["median"][1], 4),
                          format_mean_std(agg["mean"][0], agg["mean"][1], 4)])
-            verdict[f"{dataset}/{m}"] = {k: v[0] for k, v in agg.items()} | {"W": first["W"], "delta": first["delta"]}
+            verdict[f"{dataset}/{m}"] = {k: v[0] for k, v in (agg | geometry).items()}
         if not panels:
             continue
         fig = run.out / f"{NAME}_{dataset}.png"
