@@ -17,9 +17,14 @@ printing the per-step time of each quarter: a collapsing vanilla VAE slows down 
 ``--profile`` instead counts the ATen operator calls of a step (``torch.profiler``, 100 steps
 after 50 warm-up steps) for vanilla and shell, and lists the calls the shell adds.
 
+``--fused`` instead tries the obvious eager fix: L_clu, L_b and L_n as one autograd Function (one
+forward, a hand-written backward), checks its gradient against the library's terms and times
+vanilla, shell and the fused shell as above.
+
     python bench/shell_overhead.py [--blocks 60]
     python bench/shell_overhead.py --denormals
     python bench/shell_overhead.py --profile
+    python bench/shell_overhead.py --fused
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ import argparse
 import statistics
 import time
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from shellvae import ClusterGeometry, FeasibleRegion, SphericalShell, get_method, make_gmm, mlp_vae
 from shellvae.acceleration import adam, compiled
-from shellvae.methods import Batch, Epoch, EpochPlan, Objective
+from shellvae.methods import Batch, Epoch, EpochPlan, Objective, Shell
 
 
 def setup():
@@ -117,11 +124,60 @@ def profile_calls(Xt, C, objective, steps: int = 100) -> None:
         print(f"  {key:60s} {count:5.1f} calls {t:7.1f} us")
 
 
+class FusedShellTerms(torch.autograd.Function):
+    """lambda_b L_b + lambda_n L_n with its gradient written out (L_clu and L_n returned for the logs)."""
+
+    @staticmethod
+    def forward(ctx, xhat, centers, W, upper, r_min, r_max, lambda_b, lambda_n):
+        B = xhat.shape[0]
+        diff = xhat - centers
+        l_clu = torch.dot(diff.view(-1), diff.view(-1)) / B
+        norms = torch.linalg.vector_norm(xhat, dim=-1)
+        off = norms - norms.clamp(r_min, r_max)  # distance of each norm to [r_min, r_max]
+        l_n = torch.dot(off, off) / B
+        gap = float(l_clu) - min(max(float(l_clu), W), upper)  # distance of L_clu to [W, upper]
+        ctx.save_for_backward(diff, xhat, off, norms)
+        ctx.coef_b, ctx.coef_n = 4.0 * lambda_b * gap / B, 2.0 * lambda_n / B
+        ctx.mark_non_differentiable(l_clu, l_n)
+        return l_n * lambda_n + lambda_b * gap * gap, l_clu, l_n
+
+    @staticmethod
+    def backward(ctx, grad, _l_clu, _l_n):
+        diff, xhat, off, norms = ctx.saved_tensors
+        rows = (off / norms).mul_(ctx.coef_n).unsqueeze_(1)
+        return torch.addcmul(diff * ctx.coef_b, xhat, rows).mul_(grad), None, None, None, None, None, None, None
+
+
+@dataclass(repr=False)
+class FusedShell(Shell):
+    def extra_terms(self, out, batch, objective, schedule):
+        region, on = objective.region, schedule.constraints_on
+        penalty, l_clu, l_n = FusedShellTerms.apply(out.xhat, batch.centers, region.W_, region.delta_ - self.eps(region),
+                                                    region.r_min, region.r_max, self.lambda_b * on,
+                                                    self.lambda_n * on)
+        return {"penalties": (1.0, penalty), "l_clu": (0.0, l_clu), "l_n": (0.0, l_n)}
+
+
+def gradient_gap(objective, Xt, C) -> float:
+    """Largest |difference| of the parameter gradients, fused against the library's shell terms,
+    relative to the largest gradient (same model, batch and noise)."""
+    grads = []
+    for method in (get_method("shell"), FusedShell()):
+        torch.manual_seed(0)
+        model = mlp_vae(32)
+        torch.manual_seed(1)
+        _, loss, _ = plan_of(method, objective).loss(model, Batch(Xt[:128], C[:128]))
+        loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    return float((grads[0] - grads[1]).abs().max() / grads[0].abs().max())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--blocks", type=int, default=60, help="interleaved blocks of 25 steps per variant")
     ap.add_argument("--denormals", action="store_true", help="measure flushing subnormals instead")
     ap.add_argument("--profile", action="store_true", help="count the ATen calls of a step instead")
+    ap.add_argument("--fused", action="store_true", help="time the shell terms as one autograd Function instead")
     args = ap.parse_args()
     torch.set_num_threads(1)
     Xt, C, objective = setup()
@@ -133,10 +189,15 @@ def main() -> None:
         profile_calls(Xt, C, objective)
         return
     torch.set_flush_denormal(True)  # as train() does
-    variants = {name: (get_method(name), False)
-                for name in ("vanilla", "shell", "shell_none", "shell_boundary", "shell_norm")}
-    for name in ("vanilla", "shell"):
-        variants[f"{name} (compiled loss)"] = (get_method(name), True)  # compiled as train(compile=True) does
+    if args.fused:
+        print(f"fused terms: largest gradient difference {gradient_gap(objective, Xt, C):.1e} of the largest gradient")
+        variants = {"vanilla": (get_method("vanilla"), False), "shell": (get_method("shell"), False),
+                    "shell (fused terms)": (FusedShell(), False)}
+    else:
+        variants = {name: (get_method(name), False)
+                    for name in ("vanilla", "shell", "shell_none", "shell_boundary", "shell_norm")}
+        for name in ("vanilla", "shell"):
+            variants[f"{name} (compiled loss)"] = (get_method(name), True)  # as train(compile=True) compiles
     state = {}
     for name, (method, compile) in variants.items():
         torch.manual_seed(0)
@@ -162,8 +223,9 @@ def main() -> None:
         print(f"  {name:24s} min {1e6 * min(t):6.0f} us  p20 {1e6 * p20[name]:6.0f} us  median "
               f"{1e6 * statistics.median(t):6.0f} us   / {base}: min {min(t) / min(times[base]):.3f}, "
               f"p20 {p20[name] / p20[base]:.3f}")
-    print(f"shell's extra per step (p20): eager {1e6 * (p20['shell'] - p20['vanilla']):.0f} us, compiled "
-          f"{1e6 * (p20['shell (compiled loss)'] - p20['vanilla (compiled loss)']):.0f} us")
+    if not args.fused:
+        print(f"shell's extra per step (p20): eager {1e6 * (p20['shell'] - p20['vanilla']):.0f} us, compiled "
+              f"{1e6 * (p20['shell (compiled loss)'] - p20['vanilla (compiled loss)']):.0f} us")
 
 
 if __name__ == "__main__":
