@@ -29,5 +29,6 @@ run recommend --datasets synthetic,mnist "${MNIST[@]}"
 run table1 --datasets synthetic,mnist,fashion_mnist "${MNIST[@]}"
 run table2 --datasets synthetic,mnist,fashion_mnist "${MNIST[@]}"
 run coverage --datasets synthetic,mnist,fashion_mnist "${MNIST[@]}"
+run dynamics --datasets synthetic,fashion_mnist
 run recommend --datasets synthetic,mnist,fashion_mnist "${MNIST[@]}"
 echo "== $(date -u +%FT%TZ) done"
