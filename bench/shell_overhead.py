@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,7 +134,8 @@ class FusedShellTerms(torch.autograd.Function):
         norms = torch.linalg.vector_norm(xhat, dim=-1)
         off = norms - norms.clamp(r_min, r_max)  # distance of each norm to [r_min, r_max]
         l_n = torch.dot(off, off) / B
-        gap = float(l_clu) - min(max(float(l_clu), W), upper)  # distance of L_clu to [W, upper]
+        value = float(l_clu)
+        gap = value - min(max(value, W), upper)  # distance of L_clu to [W, upper]
         ctx.save_for_backward(diff, xhat, off, norms)
         ctx.coef_b, ctx.coef_n = 4.0 * lambda_b * gap / B, 2.0 * lambda_n / B
         ctx.mark_non_differentiable(l_clu, l_n)
