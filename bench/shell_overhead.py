@@ -17,29 +17,41 @@ printing the per-step time of each quarter: a collapsing vanilla VAE slows down 
 ``--profile`` instead counts the ATen operator calls of a step (``torch.profiler``, 100 steps
 after 50 warm-up steps) for vanilla and shell, and lists the calls the shell adds.
 
-``--fused`` instead tries the obvious eager fix: L_clu, L_b and L_n as one autograd Function (one
-forward, a hand-written backward), checks its gradient against the library's terms and times
-vanilla, shell and the fused shell as above.
+``--fused`` instead tries the two obvious eager rewrites, checks their gradients against the
+library's terms and times them beside vanilla and shell as above: L_clu, L_b and L_n as one
+autograd Function (one forward, a hand-written backward), and the whole loss as a surrogate
+whose autograd graph is as small as it gets (the penalties' gradient folded into the
+reconstruction term: ``SurrogateShell``).
+
+``--op-cost`` instead shows why neither helps: it times the dozen small ops of vanilla's loss
+(``gaussian_nll`` and the KL term) one by one, inside real training steps and then in a tight
+loop on the same tensors. Inside a step, where the forward, backward and Adam run ~450 other
+ATen calls between two calls of an op, the same op costs several times more than in the loop:
+a step's cost is its number of calls, whatever each call computes.
 
     python bench/shell_overhead.py [--blocks 60]
     python bench/shell_overhead.py --denormals
     python bench/shell_overhead.py --profile
     python bench/shell_overhead.py --fused
+    python bench/shell_overhead.py --op-cost
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from shellvae import ClusterGeometry, FeasibleRegion, SphericalShell, get_method, make_gmm, mlp_vae
 from shellvae.acceleration import adam, compiled
 from shellvae.methods import Batch, Epoch, EpochPlan, Objective, Shell
+from shellvae.objectives import gaussian_nll, kl_divergence
 
 
 def setup():
@@ -158,11 +170,133 @@ class FusedShell(Shell):
         return {"penalties": (1.0, penalty), "l_clu": (0.0, l_clu), "l_n": (0.0, l_n)}
 
 
-def gradient_gap(objective, Xt, C) -> float:
-    """Largest |difference| of the parameter gradients, fused against the library's shell terms,
-    relative to the largest gradient (same model, batch and noise)."""
+@dataclass(repr=False)
+class SurrogateShell(Shell):
+    """The shell loss with the fewest autograd nodes: the exact gradient, the exact value.
+
+    With the batch's L_clu and decoder norms held fixed, the gradient of nll + lambda_b L_b +
+    lambda_n L_n with respect to xhat_i is 2 (w_i xhat_i - u_i), with u_i = a x_i + b mu_c(i)
+    (a = 1 / (2 sigma^2 B) from the nll, b = 2 lambda_b (L_clu - clamp(L_clu)) / B from L_b) and
+    w_i = a + b + lambda_n (n_i - clamp(n_i)) / (B n_i) (from L_n). That is the gradient of
+    <xhat, w xhat - 2u>, two autograd ops in place of the nll's and the penalties' ~20; w and u
+    and every logged value are computed without autograd, and a detached correction makes the
+    loss's value the true one. Only for the Gaussian decoder (the library's terms are general).
+    """
+
+    def loss(self, out, batch, objective, schedule):
+        region, on = objective.region, schedule.constraints_on
+        xhat, x, centers, B = out.xhat, batch.x, batch.centers, len(batch.x)
+        a = 1.0 / (2.0 * objective.sigma2 * B)
+        kl = kl_divergence(out.mu, out.logvar)
+        with torch.no_grad():
+            xd = xhat.detach()
+            nll = gaussian_nll(x, xd, objective.sigma2)
+            l_clu = region.cluster_loss(xd, centers)
+            norms = torch.linalg.vector_norm(xd, dim=-1)
+            off = norms - norms.clamp(region.r_min, region.r_max)
+            l_n = off.square().mean()
+            value, upper = float(l_clu), region.delta_ - self.eps(region)
+            gap = max(value - upper, 0.0) - max(region.W_ - value, 0.0)  # half of dL_b / dL_clu
+            b = 2.0 * self.lambda_b * on * gap / B
+            w = (off / norms).mul_(self.lambda_n * on / B).add_(a + b).unsqueeze_(1)
+            minus_2u = torch.add(x, centers, alpha=b / a).mul_(-2.0 * a)
+            l_b = torch.tensor(gap * gap)
+            true = nll + self.lambda_b * on * l_b + self.lambda_n * on * l_n
+        quad = torch.vdot(xhat.flatten(), torch.addcmul(minus_2u, xhat, w).flatten())
+        total = quad + schedule.kl_weight * kl
+        total = total + (true + schedule.kl_weight * kl.detach() - total.detach())
+        return total, {"nll": nll, "kl": kl, "l_clu": l_clu, "l_b": l_b, "l_n": l_n, "loss": total}
+
+
+def timed_loss_ops(out, x: torch.Tensor, sigma2: float, kl_weight: float, times: list) -> torch.Tensor:
+    """Vanilla's loss, nll + kl_weight * KL, written op by op (as ``gaussian_nll`` and
+    ``kl_per_dim`` compute it); appends each op's time to ``times``."""
+    clock = time.perf_counter
+    t0 = clock()
+
+    def tick(value):
+        nonlocal t0
+        t1 = clock()
+        times.append(t1 - t0)
+        t0 = t1
+        return value
+
+    sq = tick(F.mse_loss(out.xhat, x, reduction="sum"))
+    sq = tick(sq / x.shape[0])
+    nll = tick(sq / (2.0 * sigma2) + 0.5 * x.shape[1] * math.log(2.0 * math.pi * sigma2))
+    mu2 = tick(out.mu.pow(2))
+    var = tick(out.logvar.exp())
+    kl = tick(mu2 + var)
+    kl = tick(kl - 1.0)
+    kl = tick(kl - out.logvar)
+    kl = tick(0.5 * kl)
+    kl = tick(kl.sum(dim=-1))
+    kl = tick(kl.mean())
+    kl = tick(kl_weight * kl)
+    return tick(nll + kl)
+
+
+LOSS_OPS = ["mse_loss", "/ B", "/ 2 sigma^2 + c", "mu^2", "exp", "+", "- 1", "- logvar", "0.5 *", "sum(-1)",
+            "mean", "kl_weight *", "nll + kl"]
+
+
+def op_cost(Xt, C, objective, steps: int = 1500, warmup: int = 200, loops: int = 2000) -> None:
+    """Each op of vanilla's loss: its median time inside training steps and in a tight loop."""
+    torch.manual_seed(0)
+    model = mlp_vae(32)
+    opt = adam(model, 1e-3)
+    kl_weight = get_method("vanilla").schedule(objective.beta, Epoch(5, 10)).kl_weight
+    perm = torch.randperm(len(Xt), generator=torch.Generator().manual_seed(1))
+    in_step = []
+    for s in range(warmup + steps):
+        start = (s * 128) % (len(Xt) - 128)
+        x = Xt.index_select(0, perm[start:start + 128])
+        opt.zero_grad(set_to_none=True)
+        out = model(x)
+        times = []
+        loss = timed_loss_ops(out, x, objective.sigma2, kl_weight, times)
+        loss.backward()
+        opt.step()
+        if s >= warmup:
+            in_step.append(times)
+    looped = []
+    for _ in range(loops):  # the last step's tensors, the same ops back to back
+        times = []
+        timed_loss_ops(out, x, objective.sigma2, kl_weight, times)
+        looped.append(times)
+    step_us, loop_us = (1e6 * np.median(np.array(t), axis=0) for t in (in_step, looped))
+    print(f"vanilla's loss op by op, median us: inside {steps} training steps / in a loop of {loops} (1 torch thread)")
+    for name, a, b in zip(LOSS_OPS, step_us, loop_us):
+        print(f"  {name:16s} {a:6.1f}  {b:6.1f}   x{a / b:.1f}")
+    print(f"  {'all':16s} {step_us.sum():6.1f}  {loop_us.sum():6.1f}   x{step_us.sum() / loop_us.sum():.1f}")
+
+
+def dispatched_ops(method, objective, Xt, C, steps: int = 10) -> float:
+    """ATen ops dispatched per training step (forward, backward, Adam), counted below autograd."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    model = mlp_vae(32)
+    opt, plan = adam(model, 1e-3), plan_of(method, objective)
+    method.train_step(model, opt, Batch(Xt[:128], C[:128]), plan)  # Adam's state exists from here on
+    with Count():
+        for _ in range(steps):
+            method.train_step(model, opt, Batch(Xt[:128], C[:128]), plan)
+    return Count.calls / steps
+
+
+def gradient_gap(objective, Xt, C, rewrite: Shell) -> float:
+    """Largest |difference| of the parameter gradients, ``rewrite`` against the library's shell
+    terms, relative to the largest gradient (same model, batch and noise)."""
     grads = []
-    for method in (get_method("shell"), FusedShell()):
+    for method in (get_method("shell"), rewrite):
         torch.manual_seed(0)
         model = mlp_vae(32)
         torch.manual_seed(1)
@@ -177,7 +311,8 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=60, help="interleaved blocks of 25 steps per variant")
     ap.add_argument("--denormals", action="store_true", help="measure flushing subnormals instead")
     ap.add_argument("--profile", action="store_true", help="count the ATen calls of a step instead")
-    ap.add_argument("--fused", action="store_true", help="time the shell terms as one autograd Function instead")
+    ap.add_argument("--fused", action="store_true", help="time two rewrites of the shell terms instead")
+    ap.add_argument("--op-cost", action="store_true", help="time small ops inside steps and in a loop instead")
     args = ap.parse_args()
     torch.set_num_threads(1)
     Xt, C, objective = setup()
@@ -189,10 +324,17 @@ def main() -> None:
         profile_calls(Xt, C, objective)
         return
     torch.set_flush_denormal(True)  # as train() does
+    if args.op_cost:
+        op_cost(Xt, C, objective)
+        return
     if args.fused:
-        print(f"fused terms: largest gradient difference {gradient_gap(objective, Xt, C):.1e} of the largest gradient")
+        for label, rewrite in (("fused terms", FusedShell()), ("surrogate", SurrogateShell())):
+            print(f"{label}: largest gradient difference {gradient_gap(objective, Xt, C, rewrite):.1e} of the "
+                  "largest gradient")
         variants = {"vanilla": (get_method("vanilla"), False), "shell": (get_method("shell"), False),
-                    "shell (fused terms)": (FusedShell(), False)}
+                    "shell (fused terms)": (FusedShell(), False), "shell (surrogate)": (SurrogateShell(), False)}
+        print("ATen ops dispatched per step: " + ", ".join(
+            f"{name} {dispatched_ops(method, objective, Xt, C):.0f}" for name, (method, _) in variants.items()))
     else:
         variants = {name: (get_method(name), False)
                     for name in ("vanilla", "shell", "shell_none", "shell_boundary", "shell_norm")}
