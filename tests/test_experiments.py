@@ -231,6 +231,31 @@ def test_table2_writes_paper_columns_and_resumes_without_retraining(tmp_path, mo
     assert [r["trained_now"] for r in runs] == [5, 0] and runs[1]["reused_from_earlier_runs"] == 5
 
 
+def test_dynamics_bands_stop_at_zero(tmp_path, monkeypatch):
+    """A penalty is never negative: its mean ± std band is clipped at 0 (a symlog axis would
+    otherwise show negative ticks), while the mean line and the upper edge are unchanged."""
+    import matplotlib.pyplot as plt
+
+    from shellvae import figures
+
+    bands, real = [], figures._band
+
+    def band(ax, *args, **kwargs):
+        bands.append(ax)
+        return real(ax, *args, **kwargs)
+
+    monkeypatch.setattr(figures, "_band", band)
+    monkeypatch.setattr(figures, "_save", lambda fig, path: None)
+    epochs, mean, std = np.arange(1, 6), np.array([1e-3, 1e-4, 0.0, 2e-4, 1e-5]), np.full(5, 5e-4)
+    figures.plot_dynamics(tmp_path / "d.png", {"shell": {"train_l_b": (epochs, mean, std)}}, {"train_l_b": "L_b"})
+    (ax,) = bands
+    (band,) = ax.collections
+    y = np.concatenate([path.vertices[:, 1] for path in band.get_paths()])
+    assert y.min() == 0.0 and y.max() == pytest.approx(float((mean + std).max()))
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), mean)
+    plt.close("all")
+
+
 def test_figure_experiments_write_pngs(tmp_path):
     import matplotlib.image
 

@@ -82,12 +82,15 @@ def _save(fig, path) -> None:
     plt.close(fig)
 
 
-def _band(ax, x, mean, std, **kw):
+def _band(ax, x, mean, std, floor: float = -np.inf, **kw):
+    """``mean`` with a band of ± ``std``; ``floor`` clips the band's lower edge (a quantity that is
+    never below it, e.g. a penalty, gets no band below it)."""
     x, mean, std = (np.asarray(a, dtype=float) for a in (x, mean, std))
     line, = ax.plot(x, mean, **kw)
     ok = np.isfinite(std)
     if ok.any():
-        ax.fill_between(x[ok], (mean - std)[ok], (mean + std)[ok], color=line.get_color(), alpha=0.2, lw=0)
+        ax.fill_between(x[ok], np.maximum(mean - std, floor)[ok], (mean + std)[ok], color=line.get_color(), alpha=0.2,
+                        lw=0)
     return line
 
 
@@ -121,13 +124,17 @@ def plot_phase(path, ratios, kl: dict, active: dict, *, theory, threshold: float
 
 
 def plot_dynamics(path, curves: dict, series: dict, *, title: str = "") -> None:
-    """One panel per history column (``series``: key -> axis label); ``curves``: method -> key -> (epochs, mean, std)."""
+    """One panel per history column (``series``: key -> axis label); ``curves``: method -> key -> (epochs, mean, std).
+
+    Every series here (KL, penalties, shares) is non-negative, so the ± std bands stop at 0.
+    """
     fig, axes = plt.subplots(1, len(series), figsize=(3.6 * len(series), 3.4), squeeze=False)
+    colors = {method: f"C{i}" for i, method in enumerate(curves)}  # the same in every panel, even one a method lacks
     for ax, (key, label) in zip(axes[0], series.items()):
         for method, by_key in curves.items():
             epochs, mean, std = by_key[key]
             if len(epochs) and np.isfinite(mean).any():
-                _band(ax, epochs, mean, std, label=method)
+                _band(ax, epochs, mean, std, floor=0.0, color=colors[method], label=method)
         ax.set_xlabel("epoch")
         ax.set_title(label, fontsize=9)
         if key == "train_l_b" or key == "train_l_n":
