@@ -240,7 +240,7 @@ LOSS_OPS = ["mse_loss", "/ B", "/ 2 sigma^2 + c", "mu^2", "exp", "+", "- 1", "- 
             "mean", "kl_weight *", "nll + kl"]
 
 
-def op_cost(Xt, C, objective, steps: int = 1500, warmup: int = 200, loops: int = 2000) -> None:
+def op_cost(Xt, objective, steps: int = 1500, warmup: int = 200, loops: int = 2000) -> None:
     """Each op of vanilla's loss: its median time inside training steps and in a tight loop."""
     torch.manual_seed(0)
     model = mlp_vae(32)
@@ -325,7 +325,7 @@ def main() -> None:
         return
     torch.set_flush_denormal(True)  # as train() does
     if args.op_cost:
-        op_cost(Xt, C, objective)
+        op_cost(Xt, objective)
         return
     if args.fused:
         for label, rewrite in (("fused terms", FusedShell()), ("surrogate", SurrogateShell())):

@@ -89,8 +89,8 @@ def _band(ax, x, mean, std, floor: float = -np.inf, **kw):
     line, = ax.plot(x, mean, **kw)
     ok = np.isfinite(std)
     if ok.any():
-        ax.fill_between(x[ok], np.maximum(mean - std, floor)[ok], (mean + std)[ok], color=line.get_color(), alpha=0.2,
-                        lw=0)
+        lower = np.maximum(mean - std, floor)
+        ax.fill_between(x[ok], lower[ok], (mean + std)[ok], color=line.get_color(), alpha=0.2, lw=0)
     return line
 
 
