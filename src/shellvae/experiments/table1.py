@@ -34,6 +34,9 @@ EXTRA = ("cyclical", "free_bits", "bn_vae", "aggressive", "shell_lagrange")
 METHODS = FAITHFUL + EXTRA
 #: methods run with n_clusters="auto" instead of the paper's K
 AUTO_K = ("shell_lagrange",)
+#: the shell methods are also trained at the other K, as rows of their own, so that a difference
+#: between them is not a difference of K: row label -> (method, n_clusters or None for the paper's K)
+OTHER_K = {"shell @ auto K": ("shell", "auto"), "shell_lagrange @ paper K": ("shell_lagrange", None)}
 
 
 
@@ -50,6 +53,11 @@ def cells(run: RunContext):
                 for seed in run.seeds:
                     extra = {"n_clusters": "auto"} if method in AUTO_K else {}
                     out.append(run.cell(dataset, condition, method, seed, **extra))
+            for label, (method, k) in OTHER_K.items():
+                if method in methods_for(run, dataset):
+                    for seed in run.seeds:
+                        extra = {"n_clusters": k} if k is not None else {}
+                        out.append(run.cell(dataset, condition, method, seed, label=label, **extra))
     return out
 
 
