@@ -4,9 +4,9 @@ A fit is its one-off costs (the shell transform; for the shell method the cluste
 its epochs. Both parts are measured in one process on one torch thread, robustly against the
 load of a shared machine:
 
-- one-off costs: the shell fit and transform, ``ClusterGeometry(K).fit`` at the paper's K and
+- one-off costs: the shell fit and transform, ``ClusterGeometry(K).fit`` at K = the number of classes and
   ``ClusterGeometry("auto").fit``, each the median of ``--repeats`` runs;
-- the epoch: vanilla, shell at the paper's K and shell at the auto K, one training epoch each in
+- the epoch: vanilla, shell at the class-count K and shell at the auto K, one training epoch each in
   turn (``train(epochs=1)``, as ``throughput.py``), the median of ``--epochs-timed`` after a
   warm-up. A shell run's epochs are of two kinds (the default two-stage protocol): stage one, the
   first 20%, computes the penalties without training on them; stage two trains on them. Both

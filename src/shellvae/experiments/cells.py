@@ -232,7 +232,7 @@ def auto_k_certificate(cell: Cell, est: ShellVAE, X_train_shell: np.ndarray, X_t
                        out: Path | None) -> dict:
     """The certificate at the cell's auto-K geometry (``ClusterGeometry("auto")`` of the same shell
     data and seed): one test for every method on a dataset, whatever K the method trained with (the
-    paper's K may leave the region empty: MNIST at K = 10). Cells trained at K = "auto" reuse their own."""
+    class-count K may leave the region empty: MNIST at K = 10). Cells trained at K = "auto" reuse their own."""
     if cell.estimator.get("n_clusters") == "auto":
         return {"certificate_auto": result["certificate"], "auto_n_clusters": result["n_clusters"]}
     auto_cell = replace(cell, estimator={**cell.estimator, "n_clusters": "auto"})

@@ -42,7 +42,7 @@ def write(run: RunContext, records: list[dict]) -> Report:
     from shellvae.figures import plot_coverage
 
     parts = [run.header(TITLE, [
-        f"{CONDITION_TEXT[CONDITION]}; the paper's K (8 synthetic, 10 images)",
+        f"{CONDITION_TEXT[CONDITION]}; K = the number of classes (8 synthetic, 10 images; our choice: the paper's text does not give K)",
         ("per-sample loss ||xhat_i - mu_c(i)||^2 on the test split, decoded from the posterior mean; inside = "
         "W <= loss <= delta (the paper's feasible coverage); below delta = the sample is reconstructed closer to its "
         "own centre than a collapsed model is on average"),

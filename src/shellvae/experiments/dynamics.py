@@ -59,7 +59,7 @@ def write(run: RunContext, records: list[dict]) -> Report:
     from shellvae.figures import plot_dynamics
 
     parts = [run.header(TITLE, [
-        (f"{CONDITION_TEXT[CONDITION]}; the paper's K (8 synthetic, 10 images); two-stage training (first 20% of "
+        (f"{CONDITION_TEXT[CONDITION]}; K = the number of classes (8 synthetic, 10 images; our choice: the paper's text does not give K); two-stage training (first 20% of "
         "epochs: minimal KL weight, no penalties); held-out metrics every epoch"),
         "tail: the second half of training; 'std within run' measures oscillation (mean over seeds ± std)",
     ])]

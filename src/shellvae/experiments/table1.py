@@ -34,7 +34,7 @@ CONDITIONS = ("moderate", "extreme")
 FAITHFUL = ("vanilla", "beta", "kl_anneal", "em", "shell")
 EXTRA = ("cyclical", "free_bits", "bn_vae", "aggressive", "shell_lagrange")
 METHODS = FAITHFUL + EXTRA
-#: methods run with n_clusters="auto" instead of the paper's K
+#: methods run with n_clusters="auto" instead of the class-count K
 AUTO_K = ("shell_lagrange",)
 #: the shell methods are also trained at the other K, as rows of their own, so that a difference
 #: between them is not a difference of K: row label -> (method, n_clusters or None for the class count)

@@ -48,7 +48,7 @@ def write(run: RunContext, records: list[dict]) -> Report:
         f"paper: arXiv 2603.10935 v4 Table 2 ({paper.TABLE2_NOTE}); shown beside every dataset",
         ("coverage: share of held-out samples with W <= ||xhat_i - mu_c(i)||^2 <= delta; norm sat.: share of decoder "
         "outputs with r_min <= ||xhat_i|| <= r_max; recon MSE: per dimension, shell space, posterior-mean decoding"),
-        "K: the paper's (8 synthetic, 10 images) except shell_lagrange (n_clusters='auto'); two-stage training (20%)",
+        "K: the number of classes (8 synthetic, 10 images; our choice: the paper's text does not give K) except shell_lagrange (n_clusters='auto'); two-stage training (20%)",
     ])]
     for condition in CONDITIONS:
         for dataset in run.datasets:
@@ -69,7 +69,7 @@ def write(run: RunContext, records: list[dict]) -> Report:
                               pm(r, "delta"), certified_share(r)])
             parts.append(md_table(header, body) + "\n")
             if r0.get("feasible_mean") == 0:
-                parts.append(f"At the paper's K the feasible region of `{dataset}` is EMPTY (W >= delta): coverage "
+                parts.append(f"At K = the number of classes the feasible region of `{dataset}` is EMPTY (W >= delta): coverage "
                              "is 0 by definition and no fixed-K variant can be certified.\n")
     for row in rows:
         claim = paper.TABLE2.get(row["method"])
