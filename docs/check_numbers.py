@@ -8,7 +8,9 @@ The expression between ``<!--=`` and ``-->`` is evaluated with the lookups below
 relative to the repository root); the number before the marker must equal its value rounded to the
 digits the prose shows (``0.455`` checks to 3 decimals, ``67.5%`` to 1, ``1e-9`` to 1 significant
 digit; thousands separators are ignored). A lookup that returns text (``"3/3"``) must match the
-word before the marker exactly. So a rerun that moves a number fails ``tests/test_prose_numbers.py``
+word before the marker exactly. A range's ends are marked one by one
+(``0.15<!--= .. -->-0.75<!--= .. -->``), and a marker may use a generator expression over the lookups
+(``max(abs(t1(c, ...)) for c in (...))``). So a rerun that moves a number fails ``tests/test_prose_numbers.py``
 until the prose is updated, and a number whose file is gone fails too.
 
     python docs/check_numbers.py README.md docs/results.md     # lists every marker that does not hold
@@ -26,8 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"<!--=(.*?)-->", re.S)
-#: the token a marker checks: a number (sign, separators, decimals, exponent, a trailing %) or k/n
-TOKEN = re.compile(r"([-+−]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?%?|\d+/\d+)\s*$")
+#: the token a marker checks: a number (sign, separators, decimals, exponent, a trailing %) or k/n;
+#: a hyphen right after a digit or a marker is a range's dash ("0.15<!--= .. -->-0.75"), not a sign
+TOKEN = re.compile(r"((?:(?<![\d>])[-+−])?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?%?|\d+/\d+)\s*$")
 
 
 class Lookups:
@@ -41,19 +44,44 @@ class Lookups:
         with open(self.root / path, newline="") as f:
             return tuple(_csv.DictReader(f))
 
+    def _select(self, path: str, where: str) -> list:
+        """The rows of a CSV file whose columns match ``where``: "k=v; k!=v" (equal / not equal)."""
+        tests = []
+        for part in (p.strip() for p in where.split(";")):
+            if part:
+                key, sep, value = part.partition("!=") if "!=" in part else part.partition("=")
+                tests.append((key.strip(), sep == "=", value.strip()))
+        return [r for r in self._rows(path) if all((r.get(k) == v) is eq for k, eq, v in tests)]
+
     def csv(self, path: str, where: str, column: str) -> float:
         """The ``column`` of the one row of a CSV file whose columns match ``where`` ("k=v; k=v")."""
-        want = dict(part.split("=", 1) for part in where.split(";") if part.strip())
-        want = {k.strip(): v.strip() for k, v in want.items()}
-        rows = [r for r in self._rows(path) if all(r.get(k) == v for k, v in want.items())]
+        rows = self._select(path, where)
         if len(rows) != 1:
             raise LookupError(f"{path}: {len(rows)} rows match {where!r} (need exactly 1)")
         return float(rows[0][column])
+
+    def values(self, path: str, where: str, column: str) -> list:
+        """The ``column`` of every row matching ``where`` (empty cells left out), for ``min``/``max``
+        over rows: ``max(values("docs/results/full/table1.csv", "dataset=mnist", "norm_satisfaction_mean"))``."""
+        rows = self._select(path, where)
+        if not rows:
+            raise LookupError(f"{path}: no row matches {where!r}")
+        return [float(r[column]) for r in rows if r[column] != ""]
 
     def t1(self, condition: str, dataset: str, label: str, column: str,
            path: str = "docs/results/full/table1.csv") -> float:
         """A value of the full protocol's Table 1 (one row per condition, dataset and row label)."""
         return self.csv(path, f"condition={condition}; dataset={dataset}; label={label}", column)
+
+    def t2(self, condition: str, dataset: str, method: str, column: str,
+           path: str = "docs/results/full/table2.csv") -> float:
+        """A value of the full protocol's Table 2 (the paper's ablation: one row per variant)."""
+        return self.csv(path, f"condition={condition}; dataset={dataset}; method={method}", column)
+
+    def t1q(self, condition: str, dataset: str, method: str, column: str,
+            path: str = "docs/results/table1.csv") -> float:
+        """A value of the ``quick`` profile's Table 1 (one row per condition, dataset and method)."""
+        return self.csv(path, f"condition={condition}; dataset={dataset}; method={method}", column)
 
     def json(self, path: str, key: str):
         """A value of a JSON file by dotted key (list indices as numbers): "runs.0.wall_seconds"."""
@@ -75,13 +103,53 @@ class Lookups:
     def share(self, condition: str, dataset: str, label: str, column: str = "certified_auto",
               path: str = "docs/results/full/table1.csv") -> str:
         """'k/n' seeds of a boolean Table 1 column (certified, certified_auto)."""
-        mean = self.t1(condition, dataset, label, f"{column}_mean", path)
-        n = int(self.t1(condition, dataset, label, "n_seeds", path))
-        return f"{round(mean * n)}/{n}"
+        return self.share_of(path, f"condition={condition}; dataset={dataset}; label={label}", column)
+
+    def share_of(self, path: str, where: str, column: str = "certified") -> str:
+        """'k/n' seeds of a boolean column (``<column>_mean`` times ``n_seeds``) of the rows matching
+        ``where``; where several rows match they must all give the same k/n ("every point 3/3")."""
+        shares = {f"{round(float(r[column + '_mean']) * int(float(r['n_seeds'])))}/{int(float(r['n_seeds']))}"
+                  for r in self._select(path, where)}
+        if len(shares) != 1:
+            raise LookupError(f"{path}: the rows matching {where!r} give {sorted(shares) or 'no'} k/n")
+        return shares.pop()
+
+    @lru_cache(maxsize=None)
+    def _cells(self, folder: str) -> tuple:
+        return tuple(_json.loads(f.read_text()) for f in sorted((self.root / folder).glob("*.json")))
+
+    def _matching_cells(self, where: str, folder: str) -> list:
+        want = dict(part.split("=", 1) for part in where.split(";") if part.strip())
+        want = {k.strip(): v.strip() for k, v in want.items()}
+        found = [c for c in self._cells(folder) if all(str(c["cell"].get(k)) == v for k, v in want.items())]
+        if not found:
+            raise LookupError(f"{folder}: no cell matches {where!r}")
+        return sorted(found, key=lambda c: c["cell"]["seed"])
+
+    def cells(self, where: str, key: str, folder: str = "docs/results/full/cells") -> list:
+        """The value at dotted ``key`` of every stored cell whose ``cell`` fields (experiment, dataset,
+        condition, method, label, seed) match ``where``, in seed order; with ``min``/``max`` over
+        seeds: ``min(cells("experiment=dynamics; dataset=synthetic; method=shell", "history.20.val_kl"))``
+        (``history.20`` is epoch 21)."""
+        out = []
+        for c in self._matching_cells(where, folder):
+            value = c
+            for part in key.split("."):
+                value = value[int(part)] if isinstance(value, list) else value[part]
+            out.append(value)
+        return out
+
+    def last_epoch(self, where: str, key: str, folder: str = "docs/results/full/cells") -> list:
+        """For every matching cell (seed order): the last epoch of its ``history`` whose ``key`` is
+        above zero (0 where it never is): "norm satisfaction is 0 after epoch N"."""
+        return [max([h["epoch"] for h in c["history"] if (h.get(key) or 0) > 0] or [0])
+                for c in self._matching_cells(where, folder)]
 
     def namespace(self) -> dict:
-        return {"csv": self.csv, "t1": self.t1, "json": self.json, "txt": self.txt, "share": self.share,
-                "abs": abs, "round": round, "min": min, "max": max}
+        return {"csv": self.csv, "t1": self.t1, "t2": self.t2, "t1q": self.t1q, "values": self.values,
+                "json": self.json, "txt": self.txt, "share": self.share, "share_of": self.share_of,
+                "cells": self.cells, "last_epoch": self.last_epoch,
+                "abs": abs, "round": round, "min": min, "max": max, "mean": lambda xs: sum(xs) / len(xs)}
 
 
 def _matches(token: str, value) -> bool:
@@ -113,7 +181,8 @@ def check(text: str, lookups: Lookups | None = None) -> list[str]:
             problems.append(f"line {line}: no number right before the marker {expr!r}")
             continue
         try:
-            value = eval(expr, {"__builtins__": {}}, lookups.namespace())  # noqa: S307 (our own docs)
+            # the lookups as globals, so that a generator expression (max(... for m in ...)) sees them
+            value = eval(expr, {"__builtins__": {}, **lookups.namespace()})  # noqa: S307 (our own docs)
         except Exception as exc:  # noqa: BLE001 (any failure is a broken citation)
             problems.append(f"line {line}: {expr!r} fails: {type(exc).__name__}: {exc}")
             continue
@@ -125,8 +194,11 @@ def check(text: str, lookups: Lookups | None = None) -> list[str]:
 def unmarked(text: str) -> list[str]:
     """Measured-looking numbers (with decimals, or percentages) that carry no marker."""
     bare = re.compile(r"(?<![\w.])[-+−]?\d[\d,]*\.\d+(?:e[-+]?\d+)?%?(?![\w.])|(?<![\w.])\d+%")
+    inside = [(m.start(), m.end()) for m in MARKER.finditer(text)]  # a marker's own expression is not prose
     out = []
     for m in bare.finditer(text):
+        if any(a <= m.start() < b for a, b in inside):
+            continue
         if not text[m.end():].startswith("<!--="):
             out.append(m.group(0))
     return out
