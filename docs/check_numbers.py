@@ -145,8 +145,16 @@ class Lookups:
         return [max([h["epoch"] for h in c["history"] if (h.get(key) or 0) > 0] or [0])
                 for c in self._matching_cells(where, folder)]
 
+    def default(self, name: str):
+        """A default of the library (a stated setting, not a measurement): ``ShellVAE``'s parameter
+        ``name``, or ``ClusterGeometry``'s where the estimator has none (``auto_margin``)."""
+        from shellvae import ClusterGeometry, ShellVAE
+
+        params = ShellVAE().get_params()
+        return params[name] if name in params else getattr(ClusterGeometry(), name)
+
     def namespace(self) -> dict:
-        return {"csv": self.csv, "t1": self.t1, "t2": self.t2, "t1q": self.t1q, "values": self.values,
+        return {"default": self.default, "csv": self.csv, "t1": self.t1, "t2": self.t2, "t1q": self.t1q, "values": self.values,
                 "json": self.json, "txt": self.txt, "share": self.share, "share_of": self.share_of,
                 "cells": self.cells, "last_epoch": self.last_epoch,
                 "abs": abs, "round": round, "min": min, "max": max, "mean": lambda xs: sum(xs) / len(xs)}

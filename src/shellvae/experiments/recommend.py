@@ -130,6 +130,19 @@ def recommendation(ranked: list[tuple[str, dict]]) -> str:
     return " ".join(words)
 
 
+def latent_cost(ranked: list[tuple[str, dict]]) -> dict | None:
+    """The best certified row's nll_iw minus the best uncertified row's, paired over seeds (None
+    where either is missing or the uncertified one is not better)."""
+    certified = [r for rank, r in ranked if rank != "—"]
+    uncertified = [r for rank, r in ranked if rank == "—" and _finite(r.get("nll_iw_mean"))]
+    if not certified or not uncertified or uncertified[0]["nll_iw_mean"] >= certified[0]["nll_iw_mean"]:
+        return None
+    gap = difference(certified[0], uncertified[0])
+    return {"certified": name(certified[0]), "versus": name(uncertified[0]),
+            "mean": certified[0]["nll_iw_mean"] - uncertified[0]["nll_iw_mean"],
+            **({} if gap is None else {"paired_mean": gap.mean, "se": gap.se, "n": gap.n, "separated": gap.separated})}
+
+
 def _delta(d: Paired | None) -> str:
     if d is None:
         return "—"
@@ -183,6 +196,7 @@ def write(run: RunContext, records: list[dict]) -> Report:
                 "ranks": [rank for rank, r in ranked if rank != "—"],
                 "vs_above": [None if r.get("vs_above") is None else vars(r["vs_above"])
                              for rank, r in ranked if rank != "—"],
+                "latent_cost": latent_cost(ranked),
                 "recommendation": sentence}
     path = run.out / f"{NAME}.md"
     io.write_text(path, "\n".join(parts))
