@@ -55,7 +55,7 @@ def test_a_changed_file_fails_the_check(tmp_path):
     copy = check_numbers.Lookups(tmp_path)
     assert check_numbers.check(snippet, copy) == []
 
-    args = eval(match.group(1).strip()[3:], {})  # noqa: S307 (t1's arguments: condition, dataset, label, column)
+    args = eval(match.group(1).strip()[2:], {})  # noqa: S307 (t1's arguments, a tuple: condition, dataset, label, column)
     rows = list(csv.DictReader(open(tmp_path / table, newline="")))
     for row in rows:
         if (row["condition"], row["dataset"], row["label"]) == args[:3]:
