@@ -143,6 +143,20 @@ def latent_cost(ranked: list[tuple[str, dict]]) -> dict | None:
             **({} if gap is None else {"paired_mean": gap.mean, "se": gap.se, "n": gap.n, "separated": gap.separated})}
 
 
+def latent_costs(ranked: list[tuple[str, dict]]) -> dict:
+    """Every certified row's nll_iw minus the best uncertified row's, paired over seeds: what each
+    certified latent costs in likelihood ({} where no uncertified row is better)."""
+    uncertified = [r for rank, r in ranked if rank == "—" and _finite(r.get("nll_iw_mean"))]
+    if not uncertified:
+        return {}
+    out = {}
+    for rank, r in ranked:
+        gap = difference(r, uncertified[0]) if rank != "—" else None
+        if gap is not None and uncertified[0]["nll_iw_mean"] < r["nll_iw_mean"]:
+            out[name(r)] = {"versus": name(uncertified[0]), **vars(gap), "separated": gap.separated}
+    return out
+
+
 def _delta(d: Paired | None) -> str:
     if d is None:
         return "—"
@@ -197,6 +211,7 @@ def write(run: RunContext, records: list[dict]) -> Report:
                 "vs_above": [None if r.get("vs_above") is None else vars(r["vs_above"])
                              for rank, r in ranked if rank != "—"],
                 "latent_cost": latent_cost(ranked),
+                "latent_costs": latent_costs(ranked),
                 "recommendation": sentence}
     path = run.out / f"{NAME}.md"
     io.write_text(path, "\n".join(parts))
