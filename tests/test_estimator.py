@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from shellvae import Shell, ShellVAE, ShellVAEError
-from shellvae.methods import base
+from shellvae.training.methods import base
 
 FAST = dict(n_clusters=8, epochs=3, random_state=0)
 

@@ -14,7 +14,7 @@ from shellvae.experiments import get_profile, run_experiment
 from shellvae.experiments.common import RunContext
 from shellvae.experiments.phase import collapse_onset, theory_kl
 from shellvae.experiments.profiles import phase_grid
-from shellvae.tables import aggregate_seeds, format_mean_std, mean_std
+from shellvae.reporting.tables import aggregate_seeds, format_mean_std, mean_std
 
 #: smaller than the `test` profile: one epoch on a few hundred samples
 TINY = replace(get_profile("test"), sizes={"default": (200, 80), "synthetic": (300, 100)}, epochs={"default": 1},
@@ -89,9 +89,9 @@ def test_every_cell_is_also_certified_at_the_shared_auto_k_geometry(tmp_path):
     the same shell data and seed, so every method on a dataset faces the same test; a cell trained at
     K = "auto" reuses its own certificate; the table row applies the run's margin to it."""
     from shellvae import ClusterGeometry, SphericalShell
-    from shellvae.certificate import certify
+    from shellvae.evaluation.certificate import certify
     from shellvae.experiments.common import flatten
-    from shellvae.region import FeasibleRegion
+    from shellvae.core.region import FeasibleRegion
 
     run = RunContext("table1", TINY, ["synthetic"], [0], tmp_path)
     shell_k8 = cells_mod.run_cell(run.cell("synthetic", "moderate", "shell", 0), tmp_path)
@@ -116,7 +116,7 @@ def test_an_interrupted_cell_resumes_from_its_last_epoch_to_the_uninterrupted_re
     """A cell killed mid-training (here: right after its epoch-2 checkpoint) leaves no record but its
     checkpoint; the rerun trains only the remaining epoch and stores the record an uninterrupted run
     stores (timings aside), counts the lost process's epochs in fit_seconds, and removes the checkpoint."""
-    from shellvae import checkpoint
+    from shellvae.training import checkpoint
 
     cell = RunContext("table1", replace(TINY, epochs={"default": 3}), ["synthetic"], [0], tmp_path).cell(
         "synthetic", "moderate", "shell", 0)
@@ -236,7 +236,7 @@ def test_dynamics_bands_stop_at_zero(tmp_path, monkeypatch):
     otherwise show negative ticks), while the mean line and the upper edge are unchanged."""
     import matplotlib.pyplot as plt
 
-    from shellvae import figures
+    from shellvae.reporting import figures
 
     monkeypatch.setattr(figures, "_save", lambda fig, path: None)  # keeps the figure open to inspect
     epochs, mean, std = np.arange(1, 6), np.array([1e-3, 1e-4, 0.0, 2e-4, 1e-5]), np.full(5, 5e-4)

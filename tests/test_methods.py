@@ -13,11 +13,11 @@ import torch
 
 from shellvae import ShellVAE, make_gmm, mlp_vae
 from shellvae.errors import ShellVAEError
-from shellvae.methods import (METHODS, BNVAE, EM, Aggressive, Batch, Cyclical, Epoch, EpochPlan, FreeBits, KLAnneal,
+from shellvae.training.methods import (METHODS, BNVAE, EM, Aggressive, Batch, Cyclical, Epoch, EpochPlan, FreeBits, KLAnneal,
                               Objective, Shell, ShellLagrange, get_method)
-from shellvae.region import FeasibleRegion
-from shellvae.methods.annealing import warmup_scale
-from shellvae.methods.cyclical import cyclical_scale
+from shellvae.core.region import FeasibleRegion
+from shellvae.training.methods.annealing import warmup_scale
+from shellvae.training.methods.cyclical import cyclical_scale
 
 D, LATENT = 12, 4
 

@@ -13,13 +13,17 @@ from click.testing import CliRunner
 from shellvae import METHODS, SequenceVAE
 from shellvae.cli import main
 from shellvae.errors import DataError, ShellVAEError
-from shellvae.sequence import (BOS, EOS, PAD, UNK, SequenceRegion, bag_of_tokens, certify_region,
-                               certify_sequence_model, check_tokens, iw_log_likelihood, load_text, make_topic_chains,
-                               make_topic_corpus, paired_test, sequence_vae)
-from shellvae.sequence.data import N_SPECIAL, TopicChains
-from shellvae.sequence.inputs import encode_lines
-from shellvae.sequence.metrics import elbo, shuffled_order
-from shellvae.sequence.model import decoder_inputs, language_model
+from shellvae.data.sequences import BOS, EOS, PAD, UNK, make_topic_chains, make_topic_corpus
+from shellvae.core.sequence_region import SequenceRegion, bag_of_tokens
+from shellvae.evaluation.bag_metrics import certify_region
+from shellvae.evaluation.sequence_certificate import certify_sequence_model, paired_test
+from shellvae.data.text import check_tokens, load_text
+from shellvae.evaluation.sequence_metrics import iw_log_likelihood
+from shellvae.core.sequence_model import sequence_vae
+from shellvae.data.sequences import N_SPECIAL, TopicChains
+from shellvae.data.text import encode_lines
+from shellvae.evaluation.sequence_metrics import elbo, shuffled_order
+from shellvae.core.sequence_model import decoder_inputs, language_model
 
 SHELL_METHODS = [m for m in METHODS if METHODS[m].needs_centers]
 OTHER_METHODS = [m for m in METHODS if not METHODS[m].needs_centers]
@@ -477,7 +481,7 @@ def test_expected_counts_and_the_region_measurements(tiny):
     assert np.abs(bags[topics == 0].mean(axis=0) - chains.expected_counts()[0]).max() < 0.1
     region = SequenceRegion(4, random_state=0).fit(tiny.X_train, 14)
     # a "decoder" whose teacher-forced predictions are the true next-token distributions given the topic
-    from shellvae.sequence.region import teacher_forced_l_clu, topic_bag_l_clu
+    from shellvae.evaluation.bag_metrics import teacher_forced_l_clu, topic_bag_l_clu
     uniform = teacher_forced_l_clu(lambda x: torch.zeros(*x.shape, 14), tiny.X_test, region)
     assert uniform > region.delta_  # a constant prediction cannot beat the collapse value
     assert topic_bag_l_clu(chains, tiny.X_test, tiny.y_test, region) < region.delta_

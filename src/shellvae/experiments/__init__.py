@@ -21,8 +21,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from shellvae import io
-from shellvae.certificate import CERTIFICATE_MARGIN
+from shellvae.base import storage
+from shellvae.evaluation.certificate import CERTIFICATE_MARGIN
 from shellvae.errors import ShellVAEError
 # importing an experiment registers it; in this order, the order `shellvae reproduce --help` lists them
 from shellvae.experiments import table1, table2, dynamics, coverage, sensitivity, phase, recommend  # noqa: F401, I001
@@ -81,7 +81,7 @@ def _append_run_log(path: Path, log: dict) -> None:
             runs = previous.get("runs", [previous]) if isinstance(previous, dict) else []
         except (OSError, json.JSONDecodeError):
             runs = []
-    io.write_json(path, {"runs": runs + [log]})
+    storage.write_json(path, {"runs": runs + [log]})
 
 
 __all__ = ["EXPERIMENTS", "PROFILES", "Cell", "Experiment", "Profile", "Report", "RunContext", "get_profile",

@@ -11,7 +11,7 @@ trains nothing new.
 
 from __future__ import annotations
 
-from shellvae import io
+from shellvae.base import storage as io
 from shellvae.experiments import table1
 from shellvae.experiments.common import (
     CONDITION_TEXT,

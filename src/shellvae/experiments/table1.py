@@ -8,7 +8,7 @@ feasible region is empty at the paper's K (MNIST at K = 10), which the paper doe
 
 from __future__ import annotations
 
-from shellvae import io
+from shellvae.base import storage as io
 from shellvae.experiments import paper
 from shellvae.experiments.common import (
     VALUE_COLUMNS,

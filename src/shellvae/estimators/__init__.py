@@ -1,0 +1,3 @@
+"""The scikit-learn style estimators: ``ShellVAE`` (vectors, ``shell_vae``) and ``SequenceVAE``
+(token sequences, ``sequence_vae``), their parameter checks (``checks``) and saved files
+(``persistence``)."""
