@@ -81,7 +81,7 @@ def _worker(rank: int, rendezvous: str, out_dir: str) -> None:
         except ShellVAEError as exc:
             error = str(exc)
         torch.save({"exact": exact, "shell_history": est.history_, "error": error,
-                    "W": est.W_, "delta": est.delta_collapse_}, os.path.join(out_dir, f"rank{rank}.pt"))
+                    "W": est.W_, "delta": est.delta_}, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 

@@ -48,7 +48,7 @@ from shellvae.core import kmeans as kmeans_lib
 from shellvae.core.autok import AUTO_K_GRID, KSearch, exact_geometry, search_grid, search_k  # noqa: F401 (API)
 from shellvae.base.validation import (CHUNK_ROWS, check_array, check_distinct_count, check_distinct_rows, check_scalar,
                                 row_chunks, row_hashes)
-from shellvae.errors import EmptyFeasibleRegionWarning, ShellVAEError
+from shellvae.errors import EmptyFeasibleRegionWarning, NotFittedError, ShellVAEError
 from shellvae.core.shell import ShellView
 from shellvae.core.variances import (_blocks, cluster_sums, collapse_floor, covariance, largest_eigenvalue,  # noqa: F401
                                 nearest_center, principal_space, within_between, within_between_from_sums)
@@ -304,7 +304,7 @@ class ClusterGeometry:
     def predict(self, X) -> np.ndarray:
         """Nearest fitted centre for each sample (how held-out data gets its cluster)."""
         if not hasattr(self, "centers_"):
-            raise ShellVAEError("This ClusterGeometry is not fitted yet: call fit(X) first.")
+            raise NotFittedError("This ClusterGeometry is not fitted yet: call fit(X) first.")
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise ShellVAEError(f"X has shape {X.shape}; the geometry was fitted on {self.n_features_in_} features.")

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from shellvae.base import distributed
-from shellvae.errors import ShellVAEError
+from shellvae.errors import NotFittedError, ShellVAEError
 from shellvae.core.geometry import N_CLUSTERS, ClusterGeometry
 from shellvae.core.objectives import boundary_penalty, cluster_loss, norm_penalty
 from shellvae.core.shell import R_MAX, R_MIN, ShellView, SphericalShell
@@ -129,7 +129,7 @@ class FeasibleRegion:
     # -- using the fitted region ------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "geometry_"):
-            raise ShellVAEError("This FeasibleRegion has no fitted geometry: call fit(X) first.")
+            raise NotFittedError("This FeasibleRegion has no fitted geometry: call fit(X) first.")
 
     def transform(self, X) -> np.ndarray:
         """Shell coordinates of data-space rows X (float64), the rows the model sees."""

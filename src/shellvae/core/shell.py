@@ -31,7 +31,7 @@ import warnings
 import numpy as np
 
 from shellvae.base.validation import CHUNK_ROWS, check_array, check_n_features, check_scalar, row_chunks
-from shellvae.errors import ShellVAEError
+from shellvae.errors import NotFittedError, ShellVAEError
 
 _N_QUANTILES = 1001  # knots of the rank map; enough that rank interpolation error is < 0.1%
 _MAX_ABS = 1e150  # beyond this, squared norms overflow float64 (below 1 / _MAX_ABS they underflow)
@@ -122,7 +122,7 @@ class SphericalShell:
 
     def _check_fitted(self, X, name: str = "X") -> np.ndarray:
         if not hasattr(self, "mean_"):
-            raise ShellVAEError("This SphericalShell is not fitted yet: call fit(X) first.")
+            raise NotFittedError("This SphericalShell is not fitted yet: call fit(X) first.")
         X = check_array(X, name, dtype=np.float64)
         check_n_features(X, name, self.n_features_in_, "the fitted shell")
         return X

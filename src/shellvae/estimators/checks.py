@@ -1,45 +1,32 @@
-"""The checks ``ShellVAE`` runs on its own hyperparameters, its networks, its device and a
-checkpoint it is asked to resume from, before any data is read (``ShellVAE.check_params``; the CLI
-runs them too). The shell, the geometry, the model and the method check their own settings.
+"""The checks ``ShellVAE`` runs on the hyperparameters only it has, its networks and a checkpoint it
+is asked to resume from, before any data is read (``ShellVAE.check_params``; the CLI runs them too).
+The shared hyperparameters are checked once for both estimators (``estimators.base``); the shell,
+the geometry, the model and the method check their own settings.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from shellvae.training import checkpoint as checkpoints
 from shellvae.training.acceleration import COMPILE_MODES
 from shellvae.errors import ShellVAEError
-from shellvae.training.methods import get_method
 from shellvae.core.model import ARCHITECTURES
 from shellvae.core.shell import SphericalShell
 from shellvae.base.validation import check_scalar
 
 
-def check_params(est) -> None:
-    """The hyperparameters ``ShellVAE`` itself uses, checked (the shell, geometry, model and method
-    check their own)."""
-    for name in ("latent_dim", "epochs", "batch_size", "eval_every"):
-        check_scalar(getattr(est, name), name, integer=True)
+def check_shell_vae_params(est) -> None:
+    """The hyperparameters only ``ShellVAE`` has, checked (the shared ones: ``VAEEstimator.check_params``;
+    the shell, geometry, model and method check their own)."""
     if est.n_clusters != "auto":
         check_scalar(est.n_clusters, "n_clusters", integer=True, low=1, fix="Give an integer >= 2 or 'auto'.")
-    check_scalar(est.lr, "lr", fix="Adam's usual step is 1e-3.")
     if est.sigma2 is not None:
         check_scalar(est.sigma2, "sigma2", fix="Or leave sigma2=None to use sigma2_ratio * lambda_max.")
     else:
         check_scalar(est.sigma2_ratio, "sigma2_ratio", fix="2.0 is the paper's moderate violating condition.")
-    check_scalar(est.beta, "beta", low_open=False, fix="beta=0 turns the KL term off.")
-    check_scalar(est.random_state, "random_state", integer=True, low_open=False, high=2**32 - 1)
-    check_scalar(est.certificate_margin, "certificate_margin", low_open=False, high=1.0,
-                 fix="It is a share of delta; 0.05 asks the decoder to recover 5% of the between-cluster variance.")
-    if not (est.method_params is None or isinstance(est.method_params, dict)):
-        raise ShellVAEError(
-            f"method_params={est.method_params!r}: give a dict, e.g. {{'lambda_b': 5.0}}, or None."
-        )
-    get_method(est.method, **(est.method_params or {}))  # the method checks its hyperparameters
     check_networks(est)
     SphericalShell(est.r_min, est.r_max, radius=est.radius, zero_norm=est.zero_norm).check_params()
     for name in ("encoder_hidden", "decoder_hidden"):
@@ -51,7 +38,6 @@ def check_params(est) -> None:
     if not (isinstance(est.compile, bool) or est.compile in COMPILE_MODES):
         raise ShellVAEError(f"compile={est.compile!r}: give True, False or a torch.compile mode, one of "
                             f"{', '.join(COMPILE_MODES)}.")
-    check_device(est)
     if est.resume and est.checkpoint is None:
         raise ShellVAEError("resume=True needs checkpoint=PATH, the file to continue from.")
     if est.checkpoint is not None and Path(est.checkpoint).is_dir():
@@ -72,15 +58,6 @@ def check_networks(est) -> None:
     if est.encoder is None and est.arch not in ARCHITECTURES:
         raise ShellVAEError(f"arch={est.arch!r}: choose one of {', '.join(ARCHITECTURES)}, register yours with "
                             "shellvae.register_architecture, or pass encoder= and decoder=.")
-
-def check_device(est) -> None:
-    try:
-        device = torch.device(est.device)
-    except (RuntimeError, TypeError) as exc:
-        raise ShellVAEError(f"device={est.device!r} is not a torch device ({exc}); use 'cpu' or 'cuda'.") from None
-    count = {"cuda": torch.cuda.device_count, "mps": lambda: int(torch.backends.mps.is_available())}
-    if device.type in count and (device.index or 0) >= count[device.type]():
-        raise ShellVAEError(f"device={est.device!r}: this machine has no such {device.type} device; use 'cpu'.")
 
 def check_checkpoint(est) -> None:
     """Before resuming: the checkpoint must come from a run with this model and at most ``epochs`` epochs."""

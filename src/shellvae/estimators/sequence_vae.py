@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
 
 from shellvae.base import storage
 from shellvae.training.batches import TrainData
 from shellvae.errors import DataError, ShellVAEError
+from shellvae.estimators.base import VAEEstimator, load_weights, weights
 from shellvae.training.methods import Objective, get_method
 from shellvae.evaluation.sequence_certificate import (CERTIFICATE_ALPHA, CERTIFICATE_MARGIN, SequenceCertificate,
                                            certify_sequence_model)
@@ -33,7 +33,7 @@ from shellvae.base.validation import check_scalar
 IW_SAMPLES_PER_EPOCH = 10
 
 
-class SequenceVAE(BaseEstimator):
+class SequenceVAE(VAEEstimator):
     """A VAE on token sequences with an autoregressive decoder and a language-model-floor certificate.
 
     Parameters
@@ -123,33 +123,25 @@ class SequenceVAE(BaseEstimator):
         self.progress = progress
 
     # -- fitting ------------------------------------------------------------------------------
-    def check_params(self) -> None:
-        """Check every hyperparameter before any data is read (``fit`` and the CLI do)."""
-        for name in ("latent_dim", "embed_dim", "hidden_dim", "epochs", "batch_size", "eval_every"):
+    file_kind = "sequence_model"
+    lr_hint = "Adam's step for these small nets: 5e-3."
+    margin_high = 0.99
+    margin_hint = "It is a share of the language model's NLL; 0.01 = 1%."
+
+    def _check_own_params(self) -> None:
+        for name in ("embed_dim", "hidden_dim"):
             check_scalar(getattr(self, name), name, integer=True)
         check_scalar(self.n_clusters, "n_clusters", integer=True, low=2, low_open=False)
-        check_scalar(self.lr, "lr", fix="Adam's step for these small nets: 5e-3.")
-        check_scalar(self.beta, "beta", low_open=False, fix="beta=0 turns the KL term off.")
         check_scalar(self.word_dropout, "word_dropout", low_open=False, high=1.0, fix="Bowman et al. use 0.25-0.5.")
-        check_scalar(self.certificate_margin, "certificate_margin", low_open=False, high=0.99,
-                     fix="It is a share of the language model's NLL; 0.01 = 1%.")
         check_scalar(self.certificate_alpha, "certificate_alpha", high=0.5, fix="The tests' level; 0.01 by default.")
-        check_scalar(self.random_state, "random_state", integer=True, low_open=False, high=2**32 - 1)
         if self.vocab_size is not None:
             check_scalar(self.vocab_size, "vocab_size", integer=True, low=N_SPECIAL + 1, low_open=False)
         if self.decoder not in DECODERS:
             raise ShellVAEError(f"decoder={self.decoder!r}: choose one of {', '.join(DECODERS)}.")
         if self.decoder == "transformer" and self.embed_dim % 4:
             raise ShellVAEError(f"embed_dim={self.embed_dim}: the Transformer decoder's 4 heads need a multiple of 4.")
-        if not (self.method_params is None or isinstance(self.method_params, dict)):
-            raise ShellVAEError(f"method_params={self.method_params!r}: give a dict, e.g. {{'free_bits': 0.25}}, or None.")
         if not isinstance(self.language_model, bool):
             raise ShellVAEError(f"language_model={self.language_model!r}: give True or False.")
-        get_method(self.method, **(self.method_params or {}))
-        try:
-            torch.device(self.device)
-        except (RuntimeError, TypeError) as exc:
-            raise ShellVAEError(f"device={self.device!r} is not a torch device ({exc}); use 'cpu' or 'cuda'.") from None
 
     def _architecture(self) -> dict:
         return dict(decoder=self.decoder, embed_dim=self.embed_dim, hidden_dim=self.hidden_dim,
@@ -180,7 +172,7 @@ class SequenceVAE(BaseEstimator):
                 raise DataError(f"{name} holds token id {rows.max()} but the vocabulary has {self.vocab_size_} ids.")
         if X_val is not None and self.decoder == "transformer" and X_val.shape[1] > self.length_:
             raise DataError(f"X_val has length {X_val.shape[1]}; the Transformer is built for X's {self.length_}.")
-        self.method_ = get_method(self.method, **(self.method_params or {}))
+        self.method_ = self.build_method()
         self.region_ = None
         if self.method_.needs_centers:
             self.region_ = SequenceRegion(self.n_clusters, random_state=self.random_state).fit(X, self.vocab_size_)
@@ -218,10 +210,6 @@ class SequenceVAE(BaseEstimator):
         return lm.to(self.device)
 
     # -- using a fitted model -----------------------------------------------------------------
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise ShellVAEError("This SequenceVAE is not fitted yet: call fit(X) first (or SequenceVAE.load(path)).")
-
     def _rows(self, X, name: str = "X") -> np.ndarray:
         X = check_tokens(X, name, min_samples=1)
         if X.max() >= self.vocab_size_:
@@ -312,47 +300,28 @@ class SequenceVAE(BaseEstimator):
                 done |= token == EOS
         return x.cpu().numpy()
 
-    # -- persistence --------------------------------------------------------------------------
-    def save(self, path) -> None:
-        """Atomically save the fitted model, its language model and region, and its settings (no pickled code)."""
-        self._check_fitted()
-        params = {k: v for k, v in self.get_params().items() if k != "method"}
-        storage.save(path, {
-            "params": params,
-            "method": {"name": self.method_.name, "params": self.method_.params(), "state": self.method_.state_dict()},
-            "fitted": {"vocab_size_": self.vocab_size_, "length_": self.length_},
-            "vocab": None if self.vocab_ is None else list(self.vocab_.tokens),
-            "model": {k: v.cpu() for k, v in self.model_.state_dict().items()},
-            "lm": None if self.lm_ is None else {k: v.cpu() for k, v in self.lm_.state_dict().items()},
-            "region": None if self.region_ is None else storage.to_safe(self.region_.state_dict()),
-            "history": self.history_, "lm_history": self.lm_history_,
-        }, kind="sequence_model")
+    # -- the saved file (the shared record: ``VAEEstimator.save``) --------------------------------
+    def _fitted_record(self) -> dict:
+        return {"fitted": {"vocab_size_": self.vocab_size_, "length_": self.length_},
+                "vocab": None if self.vocab_ is None else list(self.vocab_.tokens),
+                "lm": None if self.lm_ is None else weights(self.lm_),
+                "region": None if self.region_ is None else storage.to_safe(self.region_.state_dict()),
+                "lm_history": self.lm_history_}
 
-    @classmethod
-    def load(cls, path, device: str = "cpu") -> SequenceVAE:
-        """A model written by ``save``; refuses code, other files and damaged ones with a clear error."""
-        record = storage.load(path, kind="sequence_model")
-        with storage.reading(path, "sequence model"):
-            est = cls(method=record["method"]["name"], **{**record["params"], "device": device})
-            est.method_ = get_method(est.method, **record["method"]["params"])
-            est.method_.load_state_dict(storage.from_safe(record["method"]["state"]))
-            est.vocab_size_, est.length_ = int(record["fitted"]["vocab_size_"]), int(record["fitted"]["length_"])
-            est.vocab_ = None if record["vocab"] is None else Vocabulary(record["vocab"])
-            est.region_ = None if record["region"] is None else SequenceRegion.from_state_dict(
-                storage.from_safe(record["region"]))
-            est.model_ = est._build()
-            est.lm_ = None if record["lm"] is None else est._build_lm()
-            try:
-                est.model_.load_state_dict(record["model"])
-                if est.lm_ is not None:
-                    est.lm_.load_state_dict(record["lm"])
-            except RuntimeError as exc:
-                raise ShellVAEError(f"{path}: model weights do not match the saved architecture: {exc}") from None
-            est.model_.to(device)
-            if est.lm_ is not None:
-                est.lm_.to(device)
-            est.history_, est.lm_history_ = record["history"], record["lm_history"]
-        return est
+    def _restore_fitted(self, record: dict, path) -> None:
+        self.vocab_size_, self.length_ = int(record["fitted"]["vocab_size_"]), int(record["fitted"]["length_"])
+        self.vocab_ = None if record["vocab"] is None else Vocabulary(record["vocab"])
+        self.region_ = None if record["region"] is None else SequenceRegion.from_state_dict(
+            storage.from_safe(record["region"]))
+        self.model_ = self._build()
+        load_weights(self.model_, record["model"], path, "the saved settings")
+        self.lm_ = None
+        if record["lm"] is not None:
+            self.lm_ = self._build_lm()
+            load_weights(self.lm_, record["lm"], path, "the saved settings (its language model)")
+            self.lm_.to(self.device)
+        self.model_.to(self.device)
+        self.lm_history_ = record["lm_history"]
 
 
 class _eval_mode:

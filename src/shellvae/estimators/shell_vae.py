@@ -3,7 +3,7 @@
     data -> SphericalShell -> ClusterGeometry -> GaussianVAE + method -> train -> metrics
 
 ``__init__`` stores hyperparameters only; ``fit`` learns ``region_`` (with its ``shell_`` and
-``geometry_``), ``model_``, ``method_``, ``sigma2_``, ``lambda_max_``, ``W_``, ``delta_collapse_``
+``geometry_``), ``model_``, ``method_``, ``sigma2_``, ``lambda_max_``, ``W_``, ``delta_``
 and ``history_``. The networks are shellvae's (``arch``: a registered architecture) or the user's
 own (``encoder=``, ``decoder=``; the contract is in ``core.model`` and docs/custom_models.md).
 """
@@ -15,26 +15,28 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import TransformerMixin
 from torch import nn
 
 from shellvae.training.batches import MemmapTrainData, TrainData
 from shellvae.evaluation.certificate import CERTIFICATE_MARGIN, Certificate, certify
 from shellvae.errors import ShellVAEError
 from shellvae.core.geometry import N_CLUSTERS, ClusterGeometry
-from shellvae.training.methods import Objective, get_method
+from shellvae.training.methods import Objective
 from shellvae.evaluation.likelihood import IW_SAMPLES, IW_SAMPLES_PER_EPOCH
 from shellvae.evaluation.metrics import cluster_sq_distances, encode_all, evaluate
-from shellvae.estimators.checks import check_checkpoint, check_params
+from shellvae.base import storage
+from shellvae.base.deprecation import deprecated_attribute
+from shellvae.estimators.base import VAEEstimator, load_weights
+from shellvae.estimators.checks import check_checkpoint, check_networks, check_shell_vae_params
 from shellvae.core.model import DECODER_HIDDEN, ENCODER_HIDDEN, LATENT_DIM, GaussianVAE, build_vae, check_contract
-from shellvae.estimators.persistence import load_estimator, save_estimator
 from shellvae.core.region import FeasibleRegion
-from shellvae.core.shell import R_MAX, R_MIN, ShellView
+from shellvae.core.shell import R_MAX, R_MIN, ShellView, SphericalShell
 from shellvae.training.loop import train
 from shellvae.base.validation import check_array, check_n_features, check_scalar, row_chunks
 
 
-class ShellVAE(TransformerMixin, BaseEstimator):
+class ShellVAE(TransformerMixin, VAEEstimator):
     """A VAE trained on spherical-shell data with a cluster-aware non-collapse certificate.
 
     Parameters
@@ -177,10 +179,13 @@ class ShellVAE(TransformerMixin, BaseEstimator):
         self.certificate_margin = certificate_margin
 
     # -- fitting ------------------------------------------------------------------------------
-    def check_params(self) -> None:
-        """Check the hyperparameters the estimator itself uses (``fit`` does; the CLI does before reading
-        data); the shell, geometry, model and method check their own (``estimators.checks``)."""
-        check_params(self)
+    file_kind = "model"
+    margin_hint = "It is a share of delta; 0.05 asks the decoder to recover 5% of the between-cluster variance."
+    unsaved_params = ("encoder", "decoder")
+    tuple_params = ("encoder_hidden", "decoder_hidden", "image_shape")
+
+    def _check_own_params(self) -> None:
+        check_shell_vae_params(self)
 
     @property
     def custom_networks(self) -> bool:
@@ -204,7 +209,7 @@ class ShellVAE(TransformerMixin, BaseEstimator):
         if X_val is not None:
             X_val = check_array(X_val, "X_val", dtype=None)
             check_n_features(X_val, "X_val", X.shape[1], type(self).__name__)
-        self.method_ = get_method(self.method, **(self.method_params or {}))
+        self.method_ = self.build_method()
         torch.manual_seed(self.random_state)
         model = self._build_model(X.shape[1]).to(self.device)
         # the contract, on a dry forward of the first rows (their shapes are those of the shell rows), before
@@ -240,7 +245,10 @@ class ShellVAE(TransformerMixin, BaseEstimator):
     def _set_region(self, region: FeasibleRegion) -> None:
         self.region_, self.shell_, self.geometry_ = region, region.shell_, region.geometry_
         self.lambda_max_ = self.geometry_.lambda_max_
-        self.W_, self.delta_collapse_ = region.W_, region.delta_
+        self.W_, self.delta_ = region.W_, region.delta_
+
+    #: the released name of ``delta_`` (the region's, the geometry files' and the records' ``delta``)
+    delta_collapse_ = deprecated_attribute("delta_collapse_", "delta_")
 
     def _build_model(self, input_dim: int) -> GaussianVAE:
         if self.custom_networks:  # copies: the user's modules keep their weights, and a refit starts afresh
@@ -257,10 +265,6 @@ class ShellVAE(TransformerMixin, BaseEstimator):
         return Objective(sigma2=self.sigma2_, beta=self.beta, region=self.region_)
 
     # -- using a fitted model -----------------------------------------------------------------
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise ShellVAEError("This ShellVAE is not fitted yet: call fit(X) first (or ShellVAE.load(path)).")
-
     def _shell_rows(self, X):
         """X's shell coordinates: a float32 tensor, or for a memory map a ``ShellView`` read batch by batch."""
         if isinstance(X, np.memmap):
@@ -332,7 +336,7 @@ class ShellVAE(TransformerMixin, BaseEstimator):
         """The certificate margin used when none is given: ``certificate_margin * delta``, the same
         for every method."""
         self._check_fitted()
-        return self.certificate_margin * self.delta_collapse_
+        return self.certificate_margin * self.delta_
 
     def certify(self, X, eps: float | None = None, *, metrics: dict | None = None) -> Certificate:
         """Whether held-out X proves the model is not collapsed (see ``metrics.Certificate``).
@@ -345,11 +349,14 @@ class ShellVAE(TransformerMixin, BaseEstimator):
         check_scalar(eps, "eps", low_open=False)
         return certify(self.evaluate(X) if metrics is None else metrics, self.region_, eps)
 
-    # -- persistence (estimators.persistence) ------------------------------------------------------------
-    def save(self, path) -> None:
-        """Atomically save the fitted model with its shell, geometry and settings (no pickled code)."""
-        self._check_fitted()
-        save_estimator(self, path)
+    # -- the saved file (the shared record: ``VAEEstimator.save``) --------------------------------
+    def _fitted_record(self) -> dict:
+        custom = None  # the user's modules: their weights are saved, their code is not (load takes them again)
+        if self.custom_networks:
+            custom = {"encoder": type(self.encoder).__name__, "decoder": type(self.decoder).__name__}
+        return {"custom": custom, "fitted": {"sigma2_": self.sigma2_, "n_features_in_": self.n_features_in_},
+                "shell": storage.to_safe(self.shell_.state_dict()),
+                "geometry": storage.to_safe(self.geometry_.state_dict())}
 
     @classmethod
     def load(cls, path, device: str = "cpu", *, encoder: nn.Module | None = None,
@@ -358,4 +365,36 @@ class ShellVAE(TransformerMixin, BaseEstimator):
         trained with your own ``encoder`` and ``decoder`` needs them again here (the same classes and
         sizes; their weights are replaced by the saved ones), one trained with a registered ``arch``
         needs that name registered. Weights that do not fit get an error naming the keys and shapes."""
-        return load_estimator(cls, path, device, encoder=encoder, decoder=decoder)
+        return super().load(path, device, encoder=encoder, decoder=decoder)
+
+    @classmethod
+    def _check_record(cls, record: dict, path, modules: dict) -> None:
+        custom = record.get("custom")
+        given = any(module is not None for module in modules.values())
+        if custom and not given:
+            raise ShellVAEError(
+                f"{path}: this model was trained with your own networks ({custom['encoder']}, {custom['decoder']}). "
+                "Loading never runs code from the file, so pass them again: ShellVAE.load(path, encoder=..., "
+                "decoder=...), built as for training (or register a factory with shellvae.register_architecture "
+                "and train with arch=NAME)."
+            )
+        if given and not custom:
+            raise ShellVAEError(f"{path}: this model uses shellvae's arch={record['params'].get('arch')!r}; load it "
+                                "without encoder= and decoder=.")
+
+    def _restore_fitted(self, record: dict, path) -> None:
+        check_networks(self)
+        self.sigma2_, self.n_features_in_ = record["fitted"]["sigma2_"], record["fitted"]["n_features_in_"]
+        shell = SphericalShell.from_state_dict(storage.from_safe(record["shell"]))
+        geometry = ClusterGeometry.from_state_dict(storage.from_safe(record["geometry"]))
+        self._set_region(FeasibleRegion.from_fitted(geometry, shell))
+        self.model_ = self.method_.prepare(self._build_model(self.n_features_in_))
+        custom = record["custom"]
+        load_weights(self.model_, record["model"], path,
+                     f"the encoder and decoder given (trained: {custom['encoder']}, {custom['decoder']})" if custom
+                     else f"arch={self.arch!r}")
+        width = (self.n_features_in_,)
+        if np.shape(self.shell_.mean_) != width or np.shape(self.geometry_.centers_)[1:] != width:
+            raise ShellVAEError(f"{path}: its shell or cluster centres do not have the model's "
+                                f"{self.n_features_in_} features; the file was altered. Retrain the model.")
+        self.model_.to(self.device)

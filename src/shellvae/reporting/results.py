@@ -49,10 +49,10 @@ def result_record(est, X_test, y_test=None, *, dataset: str, fit_seconds: float 
     times = [row["train_time_s"] for row in history if "train_time_s" in row]
     record = {
         **metrics,
-        "W": est.W_, "delta": est.delta_collapse_, "T": geometry.T_, "n_clusters": int(geometry.n_clusters_),
+        "W": est.W_, "delta": est.delta_, "T": geometry.T_, "n_clusters": int(geometry.n_clusters_),
         "feasible": bool(geometry.feasible_), "lambda_max": est.lambda_max_, "sigma2": est.sigma2_,
         "sigma2_ratio": est.sigma2_ / est.lambda_max_, "beta": est.beta, "eps": cert.eps,
-        "certificate_margin": cert.eps / est.delta_collapse_ if est.delta_collapse_ > 0 else None,
+        "certificate_margin": cert.eps / est.delta_ if est.delta_ > 0 else None,
         "certified": cert.certified, "fit_seconds": fit_seconds,
         "seconds_per_epoch": sum(times) / len(times) if times else None, "epochs": est.epochs,
         "method": est.method_.name, "dataset": dataset, "data_description": description,
