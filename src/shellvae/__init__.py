@@ -20,23 +20,31 @@ from shellvae.core.shell import SphericalShell
 from shellvae.data import DATASETS, Dataset, load_dataset, make_gmm, register_dataset
 from shellvae.data.sequences import SequenceDataset, TopicChains, Vocabulary, make_topic_chains, make_topic_corpus
 from shellvae.data.text import load_sequences, load_text
-from shellvae.errors import DataError, EmptyFeasibleRegionWarning, NonFiniteError, ShellVAEError
+from shellvae.errors import DataError, EmptyFeasibleRegionWarning, NonFiniteError, NotFittedError, ShellVAEError
 from shellvae.estimators.sequence_vae import SequenceVAE
 from shellvae.estimators.shell_vae import ShellVAE
 from shellvae.evaluation.any_model import certify_model
 from shellvae.evaluation.certificate import Certificate, certify
-from shellvae.evaluation.metrics import METRICS, evaluate, per_row, whole_set
+from shellvae.evaluation.metrics import (METRICS, evaluate, per_row, register_per_row_metric,
+                                         register_whole_set_metric, whole_set)
 from shellvae.evaluation.sequence_certificate import SequenceCertificate, certify_sequence_model
-from shellvae.training.methods import METHODS, Method, Shell, Vanilla, get_method, hyperparameter, register
+from shellvae.training.methods import (BNVAE, EM, METHODS, Aggressive, BetaVAE, Cyclical, FreeBits, KLAnneal, Method,
+                                       Shell, ShellBoundary, ShellLagrange, ShellNone, ShellNorm, Vanilla, get_method,
+                                       hyperparameter, register_method)
+from shellvae.training.methods.registry import register
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ARCHITECTURES", "DATASETS", "METHODS", "METRICS", "Certificate", "ClusterGeometry", "DataError", "Dataset",
-    "DualAscent", "EmptyFeasibleRegionWarning", "FeasibleRegion", "GaussianVAE", "LanguageModel", "Method",
-    "NonFiniteError", "SequenceCertificate", "SequenceDataset", "SequenceRegion", "SequenceVAE", "SequenceVAEModel",
-    "Shell", "ShellVAE", "ShellVAEError", "SphericalShell", "TopicChains", "Vanilla", "Vocabulary", "certify",
-    "certify_model", "certify_sequence_model", "evaluate", "get_method", "hyperparameter", "language_model",
-    "load_dataset", "load_sequences", "load_text", "make_gmm", "make_topic_chains", "make_topic_corpus", "mlp_vae",
-    "per_row", "register", "register_architecture", "register_dataset", "sequence_vae", "whole_set",
+    "ARCHITECTURES", "Aggressive", "BNVAE", "BetaVAE", "Certificate", "ClusterGeometry", "Cyclical", "DATASETS",
+    "DataError", "Dataset", "DualAscent", "EM", "EmptyFeasibleRegionWarning", "FeasibleRegion", "FreeBits",
+    "GaussianVAE", "KLAnneal", "LanguageModel", "METHODS", "METRICS", "Method", "NonFiniteError", "NotFittedError",
+    "SequenceCertificate", "SequenceDataset", "SequenceRegion", "SequenceVAE", "SequenceVAEModel", "Shell",
+    "ShellBoundary", "ShellLagrange", "ShellNone", "ShellNorm", "ShellVAE", "ShellVAEError", "SphericalShell",
+    "TopicChains", "Vanilla", "Vocabulary", "certify", "certify_model", "certify_sequence_model", "evaluate",
+    "get_method", "hyperparameter", "language_model", "load_dataset", "load_sequences", "load_text", "make_gmm",
+    "make_topic_chains", "make_topic_corpus", "mlp_vae", "register_architecture", "register_dataset",
+    "register_method", "register_per_row_metric", "register_whole_set_metric", "sequence_vae",
+    # deprecated aliases of released names (each warns): register_method, register_*_metric
+    "per_row", "register", "whole_set",
 ]

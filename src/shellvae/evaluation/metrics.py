@@ -2,10 +2,10 @@
 
 A metric is registered where it is defined, in one of two kinds:
 
-- ``@per_row(name)``: a function of one ``EvalBatch`` giving a value per row; ``evaluate`` sums
+- ``@register_per_row_metric(name)``: a function of one ``EvalBatch`` giving a value per row; ``evaluate`` sums
   it over the held-out set and divides by the rows (``per="row"``) or by rows x features
   (``per="value"``);
-- ``@whole_set(name)``: a function of the ``EvalSet`` (all latents, the per-row means already
+- ``@register_whole_set_metric(name)``: a function of the ``EvalSet`` (all latents, the per-row means already
   computed, the region, the labels), for what is not a mean over rows (KL over the set, active
   units, mutual information, margins).
 
@@ -39,6 +39,7 @@ from shellvae.core.model import GaussianVAE, sample_posterior
 from shellvae.core.objectives import cluster_sq_dist, kl_per_dim, mutual_information
 from shellvae.evaluation.probes import chance_accuracy, knn_accuracy, probe_accuracy
 from shellvae.core.region import FeasibleRegion
+from shellvae.base.deprecation import deprecated_function
 from shellvae.base.registry import Registry
 from shellvae.core.shell import ShellView
 
@@ -58,7 +59,7 @@ class Metric:
 METRICS: Registry[Metric] = Registry("metric")
 
 
-def per_row(name: str, doc: str, per: str = "row"):
+def register_per_row_metric(name: str, doc: str, per: str = "row"):
     """Register ``fn(batch: EvalBatch) -> (B,) tensor`` as the held-out mean ``name``."""
     def register(fn):
         METRICS.add(name, Metric(name, doc, fn, "per_row", per))
@@ -66,12 +67,17 @@ def per_row(name: str, doc: str, per: str = "row"):
     return register
 
 
-def whole_set(name: str, doc: str):
+def register_whole_set_metric(name: str, doc: str):
     """Register ``fn(s: EvalSet) -> float`` as the held-out metric ``name``."""
     def register(fn):
         METRICS.add(name, Metric(name, doc, fn, "whole_set"))
         return fn
     return register
+
+
+#: the released names of the two metric decorators
+per_row = deprecated_function("shellvae.per_row", register_per_row_metric)
+whole_set = deprecated_function("shellvae.whole_set", register_whole_set_metric)
 
 
 @dataclass
@@ -126,125 +132,125 @@ class EvalSet:
 
 
 # -- whole-set metrics of the latents -----------------------------------------------------------------
-@whole_set("kl", "mean KL(q(z|x) || N(0, I)) in nats, summed over latent dimensions")
+@register_whole_set_metric("kl", "mean KL(q(z|x) || N(0, I)) in nats, summed over latent dimensions")
 def _kl(s: EvalSet) -> float | None:
     return None if s.logvar is None else float(kl_per_dim(s.mu, s.logvar).sum(-1).mean())
 
 
-@whole_set("active_units", f"latent dimensions with Cov_x(E_q[z_j]) > {ACTIVE_UNIT_THRESHOLD} (Burda et al. 2015)")
+@register_whole_set_metric("active_units", f"latent dimensions with Cov_x(E_q[z_j]) > {ACTIVE_UNIT_THRESHOLD} (Burda et al. 2015)")
 def _active_units(s: EvalSet) -> int:
     return active_units(s.mu)
 
 
-@whole_set("mutual_info", f"I(x; z) in nats (He et al. 2019 estimator, {MI_SAMPLES} rows)")
+@register_whole_set_metric("mutual_info", f"I(x; z) in nats (He et al. 2019 estimator, {MI_SAMPLES} rows)")
 def _mutual_info(s: EvalSet) -> float | None:
     return None if s.logvar is None else mutual_information(s.mu[s.mi_rows], s.logvar[s.mi_rows], s.generator)
 
 
 
 # -- likelihood (docs/method.md §6; shellvae.evaluation.likelihood) ------------------------------------------------
-@per_row("elbo", "held-out ELBO in nats per row (shell space; one sampled z, exact KL)")
+@register_per_row_metric("elbo", "held-out ELBO in nats per row (shell space; one sampled z, exact KL)")
 def _elbo(b: EvalBatch):
     if b.likelihood is None:
         return None
     return gaussian_log_density(b.x, b.xhat_sampled, b.likelihood.sigma2) - kl_to_standard_normal(b.mu, b.logvar)
 
 
-@per_row("nll_iw", "importance-weighted bound on -log p(x~) in nats (shell space; Burda et al. 2016)")
+@register_per_row_metric("nll_iw", "importance-weighted bound on -log p(x~) in nats (shell space; Burda et al. 2016)")
 def _nll_iw(b: EvalBatch):
     return None if b.likelihood is None else -b.iw_log_likelihood
 
 
-@per_row("nll_iw_data", "the same in data space: -log p(x~) - log|det J| of the shell map")
+@register_per_row_metric("nll_iw_data", "the same in data space: -log p(x~) - log|det J| of the shell map")
 def _nll_iw_data(b: EvalBatch):
     if b.likelihood is None or b.log_det is None:
         return None
     return -(b.iw_log_likelihood + b.log_det)
 
 
-@per_row("outside_norm_range", "share of rows outside the training norm range (nll_iw_data extends the map there)")
+@register_per_row_metric("outside_norm_range", "share of rows outside the training norm range (nll_iw_data extends the map there)")
 def _outside_norm_range(b: EvalBatch):
     return None if b.outside is None else b.outside.double()
 
 
 # -- per-row metrics ---------------------------------------------------------------------------------
-@per_row("recon_mse", "mean squared error per dimension, decoding the posterior mean (shell space)", per="value")
+@register_per_row_metric("recon_mse", "mean squared error per dimension, decoding the posterior mean (shell space)", per="value")
 def _recon_mse(b: EvalBatch):
     return (b.x - b.xhat).pow(2).sum(-1)
 
 
-@per_row("recon_mse_sampled", "the same, decoding a sampled z", per="value")
+@register_per_row_metric("recon_mse_sampled", "the same, decoding a sampled z", per="value")
 def _recon_mse_sampled(b: EvalBatch):
     return None if b.xhat_sampled is None else (b.x - b.xhat_sampled).pow(2).sum(-1)
 
 
-@per_row("l_clu", "held-out L_clu = mean ||xhat_i - mu_c(i)||^2 (eq. 7), posterior-mean decoding")
+@register_per_row_metric("l_clu", "held-out L_clu = mean ||xhat_i - mu_c(i)||^2 (eq. 7), posterior-mean decoding")
 def _l_clu(b: EvalBatch):
     return cluster_sq_dist(b.xhat, b.centers)
 
 
-@per_row("l_clu_sampled", "L_clu decoding a sampled z")
+@register_per_row_metric("l_clu_sampled", "L_clu decoding a sampled z")
 def _l_clu_sampled(b: EvalBatch):
     return None if b.xhat_sampled is None else cluster_sq_dist(b.xhat_sampled, b.centers)
 
 
-@per_row("l_clu_shuffled", "L_clu decoding latents shuffled across rows (the control: a used latent loses here)")
+@register_per_row_metric("l_clu_shuffled", "L_clu decoding latents shuffled across rows (the control: a used latent loses here)")
 def _l_clu_shuffled(b: EvalBatch):
     return cluster_sq_dist(b.xhat_shuffled, b.centers)
 
 
-@per_row("cluster_accuracy", "share of reconstructions nearest their own cluster centre")
+@register_per_row_metric("cluster_accuracy", "share of reconstructions nearest their own cluster centre")
 def _cluster_accuracy(b: EvalBatch):
     return (torch.cdist(b.xhat, b.table).argmin(dim=1) == b.cluster).float()
 
 
-@per_row("cluster_accuracy_sampled", "the same, decoding a sampled z")
+@register_per_row_metric("cluster_accuracy_sampled", "the same, decoding a sampled z")
 def _cluster_accuracy_sampled(b: EvalBatch):
     if b.xhat_sampled is None:
         return None
     return (torch.cdist(b.xhat_sampled, b.table).argmin(dim=1) == b.cluster).float()
 
 
-@per_row("feasible_coverage", "share of rows with W <= ||xhat_i - mu_c(i)||^2 <= delta")
+@register_per_row_metric("feasible_coverage", "share of rows with W <= ||xhat_i - mu_c(i)||^2 <= delta")
 def _feasible_coverage(b: EvalBatch):
     d = cluster_sq_dist(b.xhat, b.centers)
     return ((d >= b.region.W_) & (d <= b.region.delta_)).float()
 
 
-@per_row("norm_satisfaction", "share of decoder outputs with r_min <= ||xhat_i|| <= r_max")
+@register_per_row_metric("norm_satisfaction", "share of decoder outputs with r_min <= ||xhat_i|| <= r_max")
 def _norm_satisfaction(b: EvalBatch):
     norms = b.xhat.norm(dim=-1)
     return ((norms >= b.region.r_min) & (norms <= b.region.r_max)).float()
 
 
 # -- whole-set metrics of the reconstructions --------------------------------------------------------
-@whole_set("collapse_floor", "the lowest L_clu any constant decoder output reaches on these rows")
+@register_whole_set_metric("collapse_floor", "the lowest L_clu any constant decoder output reaches on these rows")
 def _collapse_floor(s: EvalSet) -> float:
     return collapse_floor(s.region.geometry_.centers_, s.cluster_counts)
 
 
-@whole_set("margin", "delta - L_clu: how far below the collapse loss the model stays")
+@register_whole_set_metric("margin", "delta - L_clu: how far below the collapse loss the model stays")
 def _margin(s: EvalSet) -> float:
     return float(s.region.delta_ - s.means["l_clu"])
 
 
-@whole_set("cluster_r2", "1 - L_clu / delta: the share of between-cluster variance the decoder recovers")
+@register_whole_set_metric("cluster_r2", "1 - L_clu / delta: the share of between-cluster variance the decoder recovers")
 def _cluster_r2(s: EvalSet) -> float:
     return float(1.0 - s.means["l_clu"] / s.region.delta_) if s.region.delta_ > 0 else float("nan")
 
 
 # -- is the latent useful? (shellvae.evaluation.probes; needs class labels) ------------------------------------------
-@whole_set("probe_accuracy", "logistic regression on the posterior means, 5-fold cross-validated accuracy")
+@register_whole_set_metric("probe_accuracy", "logistic regression on the posterior means, 5-fold cross-validated accuracy")
 def _probe_accuracy(s: EvalSet):
     return None if s.y is None else probe_accuracy(s.mu, s.y)
 
 
-@whole_set("knn_accuracy", "10-nearest-neighbour accuracy on the posterior means, 5-fold cross-validated")
+@register_whole_set_metric("knn_accuracy", "10-nearest-neighbour accuracy on the posterior means, 5-fold cross-validated")
 def _knn_accuracy(s: EvalSet):
     return None if s.y is None else knn_accuracy(s.mu, s.y)
 
 
-@whole_set("chance_accuracy", "share of the most frequent class: what a collapsed latent scores")
+@register_whole_set_metric("chance_accuracy", "share of the most frequent class: what a collapsed latent scores")
 def _chance_accuracy(s: EvalSet):
     return None if s.y is None else chance_accuracy(s.y)
 

@@ -7,11 +7,11 @@ penalties off, so a comparison differs in nothing else. ``shell`` itself is the 
 
 from dataclasses import dataclass
 
-from shellvae.training.methods.registry import register
+from shellvae.training.methods.registry import register_method
 from shellvae.training.methods.shell import Shell
 
 
-@register
+@register_method
 @dataclass(repr=False)
 class ShellNone(Shell):
     name = "shell_none"
@@ -22,7 +22,7 @@ class ShellNone(Shell):
     use_norm: bool = False
 
 
-@register
+@register_method
 @dataclass(repr=False)
 class ShellBoundary(Shell):
     name = "shell_boundary"
@@ -32,7 +32,7 @@ class ShellBoundary(Shell):
     use_norm: bool = False
 
 
-@register
+@register_method
 @dataclass(repr=False)
 class ShellNorm(Shell):
     name = "shell_norm"

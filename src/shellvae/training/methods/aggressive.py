@@ -24,11 +24,11 @@ import torch
 
 from shellvae.training.methods.alternating import Alternating
 from shellvae.training.methods.base import hyperparameter
-from shellvae.training.methods.registry import register
+from shellvae.training.methods.registry import register_method
 from shellvae.core.objectives import mutual_information
 
 
-@register
+@register_method
 @dataclass(repr=False)
 class Aggressive(Alternating):
     name = "aggressive"

@@ -9,7 +9,7 @@ weight reaches beta at epoch ``warmup_epochs`` and stays there.
 from dataclasses import dataclass
 
 from shellvae.training.methods.base import Epoch, Method, hyperparameter
-from shellvae.training.methods.registry import register
+from shellvae.training.methods.registry import register_method
 from shellvae.core.objectives import linear_ramp
 
 
@@ -18,7 +18,7 @@ def warmup_scale(epoch: int, warmup_epochs: int) -> float:
     return linear_ramp(epoch / warmup_epochs, 0.0, 1.0) if warmup_epochs > 0 else 1.0
 
 
-@register
+@register_method
 @dataclass(repr=False)
 class KLAnneal(Method):
     name = "kl_anneal"

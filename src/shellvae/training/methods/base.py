@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import numbers
 import typing
+import abc
 from dataclasses import dataclass, field, fields
 from typing import Callable, ClassVar
 
@@ -105,8 +106,10 @@ def hyperparameter(default, *, low: float | None = None, high: float | None = No
 _BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
-class Method:
-    """Vanilla ELBO with a fixed KL weight beta. Subclasses override ``kl_weight`` / ``extra_terms``.
+class Method(abc.ABC):
+    """The base of every training method, abstract: a method is a registered subclass with its own
+    ``name``. What it inherits is the negative ELBO with a fixed KL weight beta (``Vanilla`` adds
+    nothing to it); a subclass overrides ``kl_weight`` / ``kl_term`` / ``extra_terms`` / ``train_step``.
 
     Capabilities (class attributes, read by the loop, the estimator and the experiments):
     ``needs_centers`` (batches carry each row's cluster centre, so the method needs a fitted
@@ -114,12 +117,16 @@ class Method:
     ``paper_protocol`` (hyperparameters the paper's experiments use for it).
     """
 
-    name: ClassVar[str] = "vanilla"
-    summary: ClassVar[str] = "Gaussian VAE, negative ELBO with KL weight beta"
-    reference: ClassVar[str] = "Kingma & Welling 2014"
+    summary: ClassVar[str] = ""
+    reference: ClassVar[str] = ""
     needs_centers: ClassVar[bool] = False
     ddp: ClassVar[str] = "exact"
     paper_protocol: ClassVar[dict] = {}
+
+    @property
+    @abc.abstractmethod
+    def name(self) -> str:
+        """The registry name, a class attribute of each method (``name = "vanilla"``)."""
 
     def __post_init__(self):
         self.check_params()
@@ -177,7 +184,7 @@ class Method:
 
     def extra_terms(self, out: VAEOutput, batch: Batch, objective: Objective,
                     schedule: Schedule) -> dict[str, tuple[float, torch.Tensor]]:
-        """Additional terms as {name: (weight, value)}; weight 0 only logs the value. Vanilla has none."""
+        """Additional terms as {name: (weight, value)}; weight 0 only logs the value. None by default."""
         return {}
 
     def loss(self, out: VAEOutput, batch: Batch, objective: Objective,

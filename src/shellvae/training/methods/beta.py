@@ -13,10 +13,10 @@ with beta = kl_beta.
 from dataclasses import dataclass
 
 from shellvae.training.methods.base import Epoch, Method, hyperparameter
-from shellvae.training.methods.registry import register
+from shellvae.training.methods.registry import register_method
 
 
-@register
+@register_method
 @dataclass(repr=False)
 class BetaVAE(Method):
     name = "beta"

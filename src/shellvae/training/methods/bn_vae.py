@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shellvae.training.methods.base import Method, hyperparameter
-from shellvae.training.methods.registry import register
+from shellvae.training.methods.registry import register_method
 from shellvae.core.model import GaussianVAE, split_posterior
 
 
@@ -53,7 +53,7 @@ class MeanBatchNorm(nn.Module):
         return torch.cat([mu, logvar], dim=-1)
 
 
-@register
+@register_method
 @dataclass(repr=False)
 class BNVAE(Method):
     name = "bn_vae"

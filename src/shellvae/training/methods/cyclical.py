@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from shellvae.training.methods.base import Epoch, Method, hyperparameter
-from shellvae.training.methods.registry import register
+from shellvae.training.methods.registry import register_method
 from shellvae.core.objectives import linear_ramp
 
 
@@ -25,7 +25,7 @@ def cyclical_scale(position: float, n_cycles: int = 4, ratio: float = 0.5) -> fl
     return linear_ramp(tau / ratio, 0.0, 1.0) if ratio > 0 else 1.0
 
 
-@register
+@register_method
 @dataclass(repr=False)
 class Cyclical(Method):
     name = "cyclical"

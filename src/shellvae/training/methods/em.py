@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 from shellvae.training.methods.alternating import Alternating
 from shellvae.training.methods.base import hyperparameter
-from shellvae.training.methods.registry import register
+from shellvae.training.methods.registry import register_method
 
 
-@register
+@register_method
 @dataclass(repr=False)
 class EM(Alternating):
     name = "em"

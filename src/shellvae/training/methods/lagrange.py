@@ -24,14 +24,14 @@ from dataclasses import dataclass
 import torch
 
 from shellvae.training.methods.base import hyperparameter
-from shellvae.training.methods.registry import register
-from shellvae.training.methods.shell import ShellBase
+from shellvae.training.methods.registry import register_method
+from shellvae.training.methods.shell import ShellMethodBase
 from shellvae.core.region import DualAscent
 
 
-@register
+@register_method
 @dataclass(repr=False)
-class ShellLagrange(ShellBase):
+class ShellLagrange(ShellMethodBase):
     name = "shell_lagrange"
     summary = "shell + constraint L_clu <= delta - eps held by a dual-ascent Lagrange multiplier, not a fixed penalty"
     reference = "beyond arXiv 2603.10935 v4 (docs/method.md §4, §8); dual ascent as in GECO (Rezende & Viola 2018)"

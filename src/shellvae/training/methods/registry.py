@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import copy
 
+from shellvae.base.deprecation import deprecated_function
 from shellvae.errors import ShellVAEError
 from shellvae.base.registry import Registry
 
 METHODS: Registry = Registry("method")
 
 
-def register(cls):
+def register_method(cls):
     """Class decorator: make ``cls`` available by ``cls.name`` (``get_method``, ``--method``)."""
     return METHODS.add(cls.name, cls)
+
+
+#: the released name of ``register_method``
+register = deprecated_function("shellvae.register", register_method)
 
 
 def get_method(method, **params):

@@ -9,7 +9,7 @@ F_eps = [W, delta - eps] (eps = eps_ratio * delta), L_n the decoder-norm penalty
 ``two_stage`` > 0 (default 0.2, the paper's protocol) the first share of epochs uses the smallest
 KL weight and no penalties.
 
-``ShellBase`` holds what every shell variant shares (the KL schedule, stage one, L_clu and the
+``ShellMethodBase`` holds what every shell variant shares (the KL schedule, stage one, L_clu and the
 norm penalty); a variant only says how the feasible region enters the loss (``region_terms``):
 a fixed-weight penalty here, a Lagrange multiplier in ``lagrange.py``, nothing in the ablations.
 The terms themselves come from the run's ``FeasibleRegion`` (``core.region``), the same object a
@@ -24,13 +24,13 @@ import torch
 
 from shellvae.base.distributed import global_batch_mean
 from shellvae.training.methods.base import Batch, Epoch, Method, Objective, Schedule, hyperparameter
-from shellvae.training.methods.registry import register
+from shellvae.training.methods.registry import register_method
 from shellvae.core.model import VAEOutput
 from shellvae.core.objectives import linear_ramp
 
 
 @dataclass(repr=False)
-class ShellBase(Method):
+class ShellMethodBase(Method):
     """Shared by the shell methods (not registered itself)."""
 
     needs_centers = True
@@ -70,9 +70,9 @@ class ShellBase(Method):
         return terms
 
 
-@register
+@register_method
 @dataclass(repr=False)
-class Shell(ShellBase):
+class Shell(ShellMethodBase):
     name = "shell"
     summary = "spherical shell + cluster-aware boundary penalty + decoder norm penalty (full method)"
     reference = "arXiv 2603.10935 v4"
