@@ -55,7 +55,7 @@ def imports_of(path: Path, module: str) -> set[str]:
                 target = node.module or ""
             if target.startswith("shellvae"):
                 found.add(target)
-                # `from shellvae import io` imports the module shellvae.base.storage
+                # `from shellvae import errors` imports the module shellvae.errors
                 found |= {f"{target}.{a.name}" for a in node.names if target == "shellvae"}
     return {m.removeprefix("shellvae").lstrip(".") for m in found} - {""}
 

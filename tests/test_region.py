@@ -8,7 +8,7 @@ import torch
 from shellvae import ClusterGeometry, DualAscent, FeasibleRegion, ShellVAE, ShellVAEError, SphericalShell, make_gmm
 from shellvae.training.methods import Objective, Schedule, get_method
 from shellvae.training.methods.base import Batch
-from shellvae.core.model import VAEOutput
+from shellvae.core.contract import VAEOutput
 from shellvae.core.objectives import boundary_penalty, cluster_loss, norm_penalty
 
 

@@ -82,7 +82,7 @@ def cli(*args: str) -> None:
 
 def test_killed_run_resumes_to_the_uninterrupted_result_and_runs_are_deterministic(tmp_path):
     a, b, killed = tmp_path / "a", tmp_path / "b", tmp_path / "killed"
-    reference = start("-m", "shellvae.cli", *ARGS, "--out", str(a))
+    reference = start("-m", "shellvae", *ARGS, "--out", str(a))
     doomed = start("-c", CHILD, *ARGS, "--out", str(killed))
     cli(*ARGS, "--out", str(b))  # meanwhile, the second uninterrupted run
     finish(reference)

@@ -1,6 +1,7 @@
-"""Sequence VAEs (shellvae.sequence): the generator's oracle, the text loader, the models, every
+"""Sequence VAEs (the sequence family): the generator's oracle, the text loader, the models, every
 method through the registry, the metrics, the language-model-floor certificate and the CLI."""
 
+import inspect
 import itertools
 import json
 import math
@@ -10,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from shellvae import METHODS, SequenceVAE
+from shellvae import METHODS, SequenceVAE, mlp_vae
 from shellvae.cli import main
 from shellvae.errors import DataError, ShellVAEError
 from shellvae.data.sequences import BOS, EOS, PAD, UNK, make_topic_chains, make_topic_corpus
@@ -25,7 +26,8 @@ from shellvae.data.text import encode_lines
 from shellvae.evaluation.sequence_metrics import elbo, shuffled_order
 from shellvae.core.sequence_model import decoder_inputs, language_model
 
-SHELL_METHODS = [m for m in METHODS if METHODS[m].needs_centers]
+#: the region methods sequences train with: shell_norm's only penalty bounds a norm, which bags have not
+SHELL_METHODS = [m for m in METHODS if METHODS[m].needs_centers and m != "shell_norm"]
 OTHER_METHODS = [m for m in METHODS if not METHODS[m].needs_centers]
 
 
@@ -210,6 +212,42 @@ def test_every_method_trains_with_sequence_vae(tiny, method, vanilla_sequence_la
         assert metrics["bag_collapse_floor"] > 0 and "bag_l_clu" in metrics
 
 
+def test_shell_norm_is_refused_on_sequences_not_trained_as_shell_none(tiny):
+    """A SequenceRegion bounds no norm: shell_norm (the norm penalty alone) would be shell_none."""
+    with pytest.raises(ShellVAEError, match="shell_norm.*bounds no norm"):
+        small("shell_norm", language_model=False).fit(tiny.X_train[:128])
+    region = SequenceRegion(4, vocab_size=14, random_state=0).fit(tiny.X_train)
+    with pytest.raises(ShellVAEError, match="no norm penalty"):
+        region.norm_penalty(torch.zeros(2, 14))
+
+
+def test_the_region_keeps_its_parent_s_fit_signature(tiny):
+    region = SequenceRegion(4, random_state=0)
+    assert list(inspect.signature(region.fit).parameters) == ["X", "y", "geometry"]
+    assert region.fit(tiny.X_train).vocab_size_ == tiny.X_train.max() + 1
+    with pytest.raises(ShellVAEError, match="vocab_size=14"):
+        SequenceRegion(4).fit(tiny.X_train, 14)  # the released fit(X, vocab_size)
+
+
+def test_the_bag_is_a_named_output_not_a_step_of_the_reconstruction(tiny):
+    x = torch.as_tensor(tiny.X_train[:6])
+    for bag_output in (False, True):
+        out = sequence_vae(14, 8, 3, embed_dim=8, hidden_dim=8, bag_output=bag_output).eval()(x)
+        assert out.xhat.shape == (6, 8, 14)
+        assert (out.log_bag is not None) == bag_output
+        if bag_output:
+            assert out.log_bag.shape == (6, 14)
+
+
+def test_every_model_family_meets_the_declared_contract():
+    from shellvae.core.contract import TrainableModel, VectorModel
+
+    models = [mlp_vae(5, 2), sequence_vae(12, 5, 3, embed_dim=8, hidden_dim=8),
+              language_model(12, 5, 3, embed_dim=8, hidden_dim=8)]
+    assert all(isinstance(m, TrainableModel) for m in models)
+    assert isinstance(models[0], VectorModel)
+
+
 def test_bn_vae_wraps_the_sequence_encoder():
     model = METHODS["bn_vae"]().prepare(sequence_vae(12, 5, 3, embed_dim=8, hidden_dim=8))
     mu, logvar = model.encode(torch.randint(N_SPECIAL, 12, (64, 5)))
@@ -374,7 +412,7 @@ def test_trained_models_free_bits_certified_vanilla_not():
 
 # -- the feasible region on bags of tokens -------------------------------------------------------------------------
 def test_region_on_bags_of_tokens(tiny):
-    region = SequenceRegion(4, random_state=0).fit(tiny.X_train, 14)
+    region = SequenceRegion(4, vocab_size=14, random_state=0).fit(tiny.X_train)
     bags = bag_of_tokens(tiny.X_train, 14)
     assert np.allclose(bags.sum(axis=1), 8) and region.W_ == 0.0 and region.data_W_ > 0 and region.feasible_
     assert math.isclose(region.geometry_.T_, 1.0) and np.allclose(region.transform(tiny.X_train), bags * region.scale_)
@@ -382,15 +420,19 @@ def test_region_on_bags_of_tokens(tiny):
     assert torch.allclose(centers, torch.as_tensor(region.geometry_.centers_[region.geometry_.labels_[:5]],
                                                    dtype=torch.float32))
     # a constant bag (a decoder that ignores z) never gets below the collapse value
-    constant = torch.full((len(bags), 1, 14), 1e-12).log()
-    constant[:, 0] = torch.as_tensor(bags.mean(axis=0)).float().log()
+    from shellvae.core.contract import VAEOutput
+
+    log_bag = torch.as_tensor(bags.mean(axis=0)).float().log().expand(len(bags), -1)
+    rows = torch.zeros(len(bags), 8, 14)
+    constant = VAEOutput(rows[:, 0, :2], rows[:, 0, :2], rows[:, 0, :2], rows, log_bag)
     all_centers = region.centers(torch.arange(len(bags)))
     # the mean bag is the best constant: it scores delta, the collapse value, exactly
-    assert float(region.cluster_loss(constant, all_centers)) == pytest.approx(region.delta_, rel=1e-5)
+    assert float(region.cluster_loss(region.bounded_output(constant), all_centers)) == pytest.approx(region.delta_,
+                                                                                                   rel=1e-5)
 
 
 def test_region_certificate_tells_a_constant_bag_from_a_topic_aware_one(tiny):
-    region = SequenceRegion(4, random_state=0).fit(tiny.X_train, 14)
+    region = SequenceRegion(4, vocab_size=14, random_state=0).fit(tiny.X_train)
     metrics = {"kl": 0.0, "active_units": 0, "mutual_info": 0.0}
     floor = region.delta_
     collapsed = {"bag_l_clu": floor, "bag_l_clu_shuffled": floor, "bag_collapse_floor": floor,
@@ -479,7 +521,7 @@ def test_expected_counts_and_the_region_measurements(tiny):
     X, topics = chains.sample(20_000, np.random.default_rng(3))
     bags = bag_of_tokens(X, 14)[:, N_SPECIAL:]
     assert np.abs(bags[topics == 0].mean(axis=0) - chains.expected_counts()[0]).max() < 0.1
-    region = SequenceRegion(4, random_state=0).fit(tiny.X_train, 14)
+    region = SequenceRegion(4, vocab_size=14, random_state=0).fit(tiny.X_train)
     # a "decoder" whose teacher-forced predictions are the true next-token distributions given the topic
     from shellvae.evaluation.bag_metrics import teacher_forced_l_clu, topic_bag_l_clu
     uniform = teacher_forced_l_clu(lambda x: torch.zeros(*x.shape, 14), tiny.X_test, region)

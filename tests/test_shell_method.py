@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from shellvae.training.methods import Batch, Epoch, Objective, Shell, Vanilla
-from shellvae.core.model import VAEOutput
+from shellvae.core.contract import VAEOutput
 from shellvae.core.region import FeasibleRegion
 
 OBJECTIVE = Objective(sigma2=0.5, beta=2.0, region=FeasibleRegion.from_bounds(0.2, 0.8))

@@ -130,7 +130,7 @@ def test_streaming_counts_distinct_rows(tmp_path):
 
 def test_estimator_fits_a_memmap_without_loading_it(gmm, mapped, monkeypatch):
     """The whole fit (checks, shell, streaming K-means, training) on a memmap reads at most 500 rows at a time."""
-    from shellvae import estimator  # noqa: F401 (its ShellView is spied on)
+    from shellvae.estimators import shell_vae as estimator  # its ShellView is spied on
 
     reads: list[int] = []
     original = estimator.ShellView

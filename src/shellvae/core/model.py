@@ -19,11 +19,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
+from shellvae.core.contract import VAEOutput
 from shellvae.errors import ShellVAEError
 from shellvae.base.registry import Registry
 
@@ -32,13 +33,6 @@ from shellvae.base.registry import Registry
 LATENT_DIM = 8
 #: the paper's MLP widths (docs/method.md §7)
 ENCODER_HIDDEN, DECODER_HIDDEN = (256, 128), (128, 256)
-
-
-class VAEOutput(NamedTuple):
-    mu: torch.Tensor
-    logvar: torch.Tensor
-    z: torch.Tensor
-    xhat: torch.Tensor
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:

@@ -25,6 +25,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 
@@ -34,6 +36,7 @@ from shellvae.core.geometry import N_CLUSTERS, ClusterGeometry
 from shellvae.core.objectives import boundary_penalty, cluster_loss, norm_penalty
 from shellvae.core.shell import R_MAX, R_MIN, ShellView, SphericalShell
 from shellvae.base.validation import check_array
+from shellvae.core.contract import VAEOutput
 
 
 class FeasibleRegion:
@@ -163,6 +166,13 @@ class FeasibleRegion:
         _, labels = self._table(index.device)
         table, _ = self._table(index.device if device is None else device)
         return table.index_select(0, labels.index_select(0, index).to(table.device))
+
+    #: whether the region bounds the decoder outputs' norms (L_n); a region on other outputs may not
+    bounds_norm: ClassVar[bool] = True
+
+    def bounded_output(self, out: VAEOutput) -> torch.Tensor:
+        """The model output this region bounds: the reconstruction ``xhat``, for the shell's rows."""
+        return out.xhat
 
     def cluster_loss(self, xhat: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
         """L_clu = (1/B) sum_i ||xhat_i - mu_c(i)||^2 over the batch (eq. 7)."""

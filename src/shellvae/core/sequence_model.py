@@ -4,9 +4,9 @@ fed z at every step, and the z-free language model of the same architecture (the
     q(z|x) = N(mu(x), diag exp(logvar(x))),  p(z) = N(0, I),
     p(x|z) = prod_t Cat(x_t; softmax(decoder(z, x_<t)))
 
-The model follows ``shellvae.core.model.GaussianVAE``'s interface, so every method and the one
-training loop work with it unchanged: ``encode(x) -> (mu, logvar)``, ``reparameterize``,
-``decode(z, x) -> logits``, ``forward(x) -> VAEOutput(mu, logvar, z, logits)``, and
+The models meet the declared model contract (``core.contract.TrainableModel``), so every method
+and the one training loop work with them unchanged: ``encode(x) -> (mu, logvar)``, ``reparameterize``,
+``decode(z, x) -> logits``, ``forward(x) -> VAEOutput(mu, logvar, z, logits, log_bag)``, and
 ``.encoder`` (a module x (B, T) -> (B, 2d), so BN-VAE's wrapper applies as it is), ``.decoder``
 (aggressive and em step them separately), ``.latent_dim``.
 
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shellvae.errors import ShellVAEError
-from shellvae.core.model import VAEOutput
+from shellvae.core.contract import VAEOutput
 from shellvae.data.sequences import BOS, PAD, UNK
 
 DECODERS = ("lstm", "transformer")
@@ -130,17 +130,17 @@ def token_nll_per_sequence(logits: torch.Tensor, x: torch.Tensor) -> torch.Tenso
 
 
 def token_nll(x: torch.Tensor, out: VAEOutput) -> torch.Tensor:
-    """The reconstruction term of ``Objective(reconstruction=token_nll)``: -log p(x|z), batch mean. The
-    logits are the first T positions of ``out.xhat`` (a region model appends its z-only bag after them)."""
-    logits = out.xhat[:, :x.shape[1]]
+    """The reconstruction term of ``Objective(reconstruction=token_nll)``: -log p(x|z), batch mean, from
+    the T steps' logits ``out.xhat``."""
+    logits = out.xhat
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x.reshape(-1), ignore_index=PAD,
                            reduction="sum") / len(x)
 
 
 class SequenceVAEModel(nn.Module):
     """The sequence VAE (module docstring). With ``bag_output`` on (the region methods, see
-    ``shellvae.core.sequence_region``), ``forward``'s ``xhat`` is (B, T + 1, V): the T steps' logits, then
-    the log of the decoder's z-only bag of tokens (``z_only_bag``)."""
+    ``shellvae.core.sequence_region``), ``forward``'s output also carries ``log_bag``, the log of the
+    decoder's z-only bag of tokens (``z_only_bag``), the output the region bounds."""
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int, bag_output: bool = False):
         super().__init__()
@@ -172,10 +172,13 @@ class SequenceVAEModel(nn.Module):
     def forward(self, x: torch.Tensor) -> VAEOutput:
         mu, logvar = self.encode(x)
         z = self.reparameterize(mu, logvar)
-        logits = self.decode(z, x)
-        if self.bag_output:
-            logits = torch.cat([logits, self.z_only_bag(z, x).clamp(min=1e-12).log()[:, None, :]], dim=1)
-        return VAEOutput(mu, logvar, z, logits)
+        logits = self.decode(z, x)  # first: word dropout draws from the random stream
+        if not self.bag_output:
+            return VAEOutput(mu, logvar, z, logits)
+        # one tensor seen as two fields: the autograd graph of the released version (which appended the bag
+        # to the logits), so the gradients of the two paths add in the same order and results stay bit for bit
+        both = torch.cat([logits, self.z_only_bag(z, x).clamp(min=1e-12).log()[:, None, :]], dim=1)
+        return VAEOutput(mu, logvar, z, both[:, :-1], both[:, -1])
 
 
 class _NoEncoder(nn.Module):
@@ -220,15 +223,18 @@ class LanguageModel(nn.Module):
 
 
 def sequence_vae(vocab_size: int, max_length: int, latent_dim: int = 16, *, decoder: str = "lstm",
-                 embed_dim: int = 64, hidden_dim: int = 128, word_dropout: float = 0.0) -> SequenceVAEModel:
-    """An LSTM encoder and a ``decoder`` ("lstm" or "transformer") over ``vocab_size`` token ids."""
+                 embed_dim: int = 64, hidden_dim: int = 128, word_dropout: float = 0.0,
+                 bag_output: bool = False) -> SequenceVAEModel:
+    """An LSTM encoder and a ``decoder`` ("lstm" or "transformer") over ``vocab_size`` token ids;
+    ``bag_output``: its outputs carry the z-only bag a ``SequenceRegion`` bounds (the shell methods)."""
     if latent_dim < 1:
         raise ShellVAEError(f"latent_dim={latent_dim}: need at least 1 latent dimension.")
     if not 0.0 <= word_dropout <= 1.0 or math.isnan(word_dropout):
         raise ShellVAEError(f"word_dropout={word_dropout}: a probability, in [0, 1].")
     return SequenceVAEModel(SequenceEncoder(vocab_size, latent_dim, embed_dim, hidden_dim),
                             build_decoder(decoder, vocab_size, latent_dim, max_length=max_length, embed_dim=embed_dim,
-                                          hidden_dim=hidden_dim, word_dropout=word_dropout), latent_dim)
+                                          hidden_dim=hidden_dim, word_dropout=word_dropout), latent_dim,
+                            bag_output=bag_output)
 
 
 def language_model(vocab_size: int, max_length: int, latent_dim: int = 16, *, decoder: str = "lstm",

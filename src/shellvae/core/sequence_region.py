@@ -26,11 +26,12 @@ Two things do not carry over, each measured (docs/sequences.md):
   have L_clu well below W). A lower edge at W would push good decoders away, so the region here
   is [0, delta - eps]: ``W_`` is 0 and the data's W is kept as ``data_W_``.
 
-The shell methods (``shell``, ``shell_lagrange`` and the ablations) run unchanged through the
-method registry: the estimator gives them this region as ``Objective.region``, and the model's
-output carries the z-only bag after the step logits (``bag_output``). There is no norm penalty
-(a bag of predicted distributions cannot leave the simplex scaled by the length): ``shell_norm``
-is ``shell_none`` here, and ``shell_boundary`` is ``shell``.
+The shell methods (``shell``, ``shell_lagrange``, ``shell_boundary``, ``shell_none``) run unchanged
+through the method registry: the estimator gives them this region as ``Objective.region``, and the
+model's output carries the z-only bag in its own field (``VAEOutput.log_bag``, ``bag_output``).
+There is no norm penalty (a bag of predicted distributions cannot leave the simplex scaled by the
+length; ``bounds_norm`` is False): ``shell_boundary`` is ``shell`` here, and ``shell_norm``, whose
+only penalty is the norm's, is refused with an error rather than trained as ``shell_none``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import numpy as np
 import torch
 
 from shellvae.errors import EmptyFeasibleRegionWarning, ShellVAEError
+from shellvae.core.contract import VAEOutput
 from shellvae.core.geometry import ClusterGeometry
 from shellvae.core.objectives import cluster_loss
 from shellvae.core.region import FeasibleRegion
@@ -54,13 +56,6 @@ def bag_of_tokens(X, vocab_size: int) -> np.ndarray:
     return bags
 
 
-def predicted_bag(xhat: torch.Tensor) -> torch.Tensor:
-    """The z-only bag a region model's output carries after its step logits (``bag_output``), (B, V)."""
-    if xhat.ndim != 3:
-        raise ShellVAEError(f"expected a sequence model's output (B, T + 1, V), got shape {tuple(xhat.shape)}.")
-    return xhat[:, -1].exp()
-
-
 class SequenceRegion(FeasibleRegion):
     """The feasible region [0, delta - eps] of the decoder's z-only bag of tokens (module docstring).
 
@@ -69,11 +64,20 @@ class SequenceRegion(FeasibleRegion):
     ``feasible_`` (delta > 0), ``vocab_size_``.
     """
 
-    def __init__(self, n_clusters: int = 16, *, random_state: int = 0):
+    def __init__(self, n_clusters: int = 16, *, vocab_size: int | None = None, random_state: int = 0):
         super().__init__(n_clusters, random_state=random_state)
+        self.vocab_size = vocab_size
 
-    def fit(self, X, vocab_size: int, y=None) -> SequenceRegion:
-        bags = bag_of_tokens(X, vocab_size)
+    def fit(self, X, y=None, *, geometry: ClusterGeometry | None = None) -> SequenceRegion:
+        """Fit the bags' scale and their cluster geometry on token rows X (N, T); ``y`` is ignored.
+
+        The bags have ``vocab_size`` entries (default: X's largest id + 1). ``geometry``: as for
+        ``FeasibleRegion.fit``, here on X's scaled bags of tokens (``transform``)."""
+        if y is not None and np.ndim(y) == 0:  # the released fit(X, vocab_size) would pass it as y here
+            raise ShellVAEError(f"SequenceRegion.fit(X, {y!r}): y is ignored; give the vocabulary size to the "
+                                f"constructor, SequenceRegion(n_clusters, vocab_size={y!r}).fit(X).")
+        X = np.asarray(X)
+        bags = bag_of_tokens(X, int(self.vocab_size or X.max() + 1))
         total = float(((bags - bags.mean(axis=0)) ** 2).sum(axis=1).mean())
         if not total > 0:
             raise ShellVAEError("every training sequence has the same bag of tokens: there are no clusters to find.")
@@ -82,8 +86,7 @@ class SequenceRegion(FeasibleRegion):
         with warnings.catch_warnings():  # the paper's W >= delta test does not apply here (module docstring),
             warnings.simplefilter("ignore", EmptyFeasibleRegionWarning)  # and distinct sequences may share a bag
             warnings.filterwarnings("ignore", message=".*distinct rows", category=UserWarning)
-            geometry = ClusterGeometry(self.n_clusters, random_state=self.random_state).fit(bags)
-        return self._from_geometry(geometry)
+            return self._from_geometry(self._fit_geometry(bags, geometry))
 
     def _from_geometry(self, geometry: ClusterGeometry, scale: float | None = None) -> SequenceRegion:
         if scale is not None:
@@ -97,7 +100,9 @@ class SequenceRegion(FeasibleRegion):
     @classmethod
     def from_state_dict(cls, state: dict) -> SequenceRegion:
         geometry = ClusterGeometry.from_state_dict(state["geometry"])
-        return cls(geometry.n_clusters, random_state=geometry.random_state)._from_geometry(geometry, state["scale"])
+        region = cls(geometry.n_clusters, vocab_size=int(np.shape(geometry.centers_)[1]),
+                     random_state=geometry.random_state)
+        return region._from_geometry(geometry, state["scale"])
 
     def state_dict(self) -> dict:
         return {"geometry": self.geometry_.state_dict(), "scale": self.scale_}
@@ -107,13 +112,24 @@ class SequenceRegion(FeasibleRegion):
         self._check_fitted()
         return bag_of_tokens(X, self.vocab_size_) * self.scale_
 
-    def cluster_loss(self, xhat: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
-        """L_clu of the (scaled) z-only bags a region model's output carries (``predicted_bag``), batch mean."""
-        return cluster_loss(predicted_bag(xhat) * self.scale_, centers)
+    bounds_norm = False  # a bag of predicted distributions has no norm to bound (module docstring)
+
+    def bounded_output(self, out: VAEOutput) -> torch.Tensor:
+        """The decoder's z-only bags of tokens (B, V), from the output's ``log_bag`` (``bag_output``)."""
+        if out.log_bag is None:
+            raise ShellVAEError("the model's output carries no bag of tokens: build it with bag_output=True "
+                                "(sequence_vae(..., bag_output=True)) to train it with a SequenceRegion.")
+        return out.log_bag.exp()
+
+    def cluster_loss(self, bag: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+        """L_clu of the (scaled) z-only bags (``bounded_output``), batch mean."""
+        return cluster_loss(bag * self.scale_, centers)
 
     def norm_penalty(self, xhat: torch.Tensor) -> torch.Tensor:
-        """No norm penalty on sequences (module docstring): 0."""
-        return xhat.new_zeros(())
+        """Refused: the region bounds no norm here (module docstring), and a penalty of 0 would make
+        ``shell_norm`` ``shell_none`` without a word."""
+        raise ShellVAEError("a SequenceRegion has no norm penalty: a bag of predicted distributions has no norm "
+                            "to bound. Train sequences with shell, shell_boundary or shell_none.")
 
     def __repr__(self) -> str:
         fitted = f", data W={self.data_W_:.4g}, delta={self.delta_:.4g}" if hasattr(self, "delta_") else ""

@@ -55,7 +55,7 @@ class VAEEstimator(BaseEstimator):
                      fix=self.margin_hint)
         if not (self.method_params is None or isinstance(self.method_params, dict)):
             raise ShellVAEError(f"method_params={self.method_params!r}: give a dict of the method's hyperparameters, "
-                                "e.g. {'beta': 0.5}, or None.")
+                                "e.g. {'free_bits': 0.25} for free_bits, or None.")
         self.build_method()  # the method checks its own hyperparameters
         check_device(self.device)
         self._check_own_params()

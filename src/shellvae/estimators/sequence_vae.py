@@ -148,8 +148,8 @@ class SequenceVAE(VAEEstimator):
                     word_dropout=self.word_dropout)
 
     def _build(self):
-        model = sequence_vae(self.vocab_size_, self.length_, self.latent_dim, **self._architecture())
-        model.bag_output = self.region_ is not None
+        model = sequence_vae(self.vocab_size_, self.length_, self.latent_dim, bag_output=self.region_ is not None,
+                             **self._architecture())
         return self.method_.prepare(model)
 
     def _build_lm(self) -> LanguageModel:
@@ -175,7 +175,9 @@ class SequenceVAE(VAEEstimator):
         self.method_ = self.build_method()
         self.region_ = None
         if self.method_.needs_centers:
-            self.region_ = SequenceRegion(self.n_clusters, random_state=self.random_state).fit(X, self.vocab_size_)
+            self.region_ = SequenceRegion(self.n_clusters, vocab_size=self.vocab_size_,
+                                          random_state=self.random_state).fit(X)
+            self.method_.check_region(self.region_)
         torch.manual_seed(self.random_state)
         self.model_ = self._build().to(self.device)
         tokens = torch.as_tensor(X, device=self.device)

@@ -218,6 +218,7 @@ class ShellVAE(TransformerMixin, VAEEstimator):
         region = FeasibleRegion(self.n_clusters, r_min=self.r_min, r_max=self.r_max, radius=self.radius,
                                 zero_norm=self.zero_norm, random_state=self.random_state)
         self._set_region(region.fit(memmap if memmap is not None else X, geometry=geometry))
+        self.method_.check_region(self.region_)
         self.sigma2_ = float(self.sigma2 if self.sigma2 is not None else self.sigma2_ratio * self.lambda_max_)
         self.n_features_in_ = X.shape[1]
         self.model_ = self.method_.prepare(model).to(self.device)

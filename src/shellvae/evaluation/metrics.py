@@ -35,13 +35,14 @@ import torch
 
 from shellvae.core.geometry import collapse_floor
 from shellvae.evaluation.likelihood import IW_SAMPLES, gaussian_log_density, iw_log_likelihood_batch, kl_to_standard_normal
-from shellvae.core.model import GaussianVAE, sample_posterior
+from shellvae.core.model import sample_posterior
 from shellvae.core.objectives import cluster_sq_dist, kl_per_dim, mutual_information
 from shellvae.evaluation.probes import chance_accuracy, knn_accuracy, probe_accuracy
 from shellvae.core.region import FeasibleRegion
 from shellvae.base.deprecation import deprecated_function
 from shellvae.base.registry import Registry
 from shellvae.core.shell import ShellView
+from shellvae.core.contract import VectorModel
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015
 MI_SAMPLES = 1000  # the MI estimate is O(n^2): a seeded subset keeps it cheap
@@ -94,7 +95,7 @@ class EvalBatch:
     centers: torch.Tensor  # (B, D) each row's cluster centre
     table: torch.Tensor  # (K, D) every centre
     region: FeasibleRegion
-    model: GaussianVAE
+    model: VectorModel
     likelihood: Likelihood | None  # how to score the rows' likelihood (None: not asked for)
     log_det: torch.Tensor | None  # (B,) log|det J| of the shell map at the rows' data-space points
     outside: torch.Tensor | None  # (B,) rows outside the training norm range (log_det extended linearly)
@@ -274,7 +275,7 @@ def row_batches(X, batch_size: int, device) -> Iterator[torch.Tensor]:
 
 
 @torch.no_grad()
-def encode_all(model: GaussianVAE, X, batch_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_all(model: VectorModel, X, batch_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior means and log-variances of all rows of X (see ``row_batches``), batched."""
     device = model_device(model)
     parts = [model.encode(rows) for rows in row_batches(X, batch_size, device)]
@@ -282,7 +283,7 @@ def encode_all(model: GaussianVAE, X, batch_size: int = 4096) -> tuple[torch.Ten
 
 
 @torch.no_grad()
-def decode_all(model: GaussianVAE, Z: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+def decode_all(model: VectorModel, Z: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
     return torch.cat([model.decode(Z[i:i + batch_size]) for i in range(0, len(Z), batch_size)])
 
 
@@ -292,7 +293,7 @@ def active_units(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> 
 
 
 @torch.no_grad()
-def evaluate(model: GaussianVAE, X, region: FeasibleRegion, *, clusters: np.ndarray | None = None,
+def evaluate(model: VectorModel, X, region: FeasibleRegion, *, clusters: np.ndarray | None = None,
              y=None, sigma2: float | None = None, iw_samples: int = IW_SAMPLES, log_det: np.ndarray | None = None,
              outside_norm_range: np.ndarray | None = None, batch_size: int = 4096, seed: int = 0) -> dict:
     """Every registered metric on shell rows X (N, D): a tensor, an array or a ``ShellView``.
@@ -364,7 +365,7 @@ def evaluate(model: GaussianVAE, X, region: FeasibleRegion, *, clusters: np.ndar
 
 
 @torch.no_grad()
-def cluster_sq_distances(model: GaussianVAE, X, region: FeasibleRegion, batch_size: int = 4096) -> np.ndarray:
+def cluster_sq_distances(model: VectorModel, X, region: FeasibleRegion, batch_size: int = 4096) -> np.ndarray:
     """||xhat_i - mu_c(i)||^2 of every row of shell data X (posterior-mean decoding; c(i) the
     nearest centre): the per-row values whose mean ``evaluate`` reports as ``l_clu``."""
     was_training = model.training

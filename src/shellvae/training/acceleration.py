@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from shellvae.training.methods.base import ForwardLoss
-from shellvae.core.model import VAEOutput
+from shellvae.core.contract import VAEOutput
 
 #: torch.compile's modes, accepted as ``compile=`` (True is "default")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -52,7 +52,7 @@ class AutocastForward(nn.Module):
     def forward(self, x: torch.Tensor):
         with torch.autocast("cuda", dtype=torch.bfloat16):
             out = self.model(x)
-        return VAEOutput(*(t.float() for t in out)) if isinstance(out, VAEOutput) else out
+        return VAEOutput(*(None if t is None else t.float() for t in out)) if isinstance(out, VAEOutput) else out
 
 
 def with_amp(model: nn.Module, amp: bool) -> nn.Module:

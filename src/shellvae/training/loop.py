@@ -24,11 +24,11 @@ from shellvae.training.acceleration import adam, compiled, flushing_denormals, w
 from shellvae.training.batches import MemmapTrainData, TrainData
 from shellvae.errors import NonFiniteError, ShellVAEError
 from shellvae.training.methods import Epoch, EpochPlan, Method, Objective
-from shellvae.core.model import GaussianVAE
+from shellvae.core.contract import TrainableModel
 
 
 def train(
-    model: GaussianVAE,
+    model: TrainableModel,
     method: Method,
     data: TrainData | MemmapTrainData,
     objective: Objective,
@@ -37,7 +37,7 @@ def train(
     batch_size: int,
     lr: float,
     seed: int,
-    validate: Callable[[GaussianVAE], dict] | None = None,
+    validate: Callable[[TrainableModel], dict] | None = None,
     eval_every: int = 1,
     checkpoint: str | Path | None = None,
     resume: bool = False,

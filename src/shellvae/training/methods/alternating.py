@@ -19,7 +19,7 @@ from typing import Iterable
 import torch
 
 from shellvae.training.methods.base import Batch, EpochPlan, Method
-from shellvae.core.model import GaussianVAE, VAEOutput
+from shellvae.core.contract import TrainableModel, VAEOutput
 
 
 class Alternating(Method):
@@ -29,7 +29,7 @@ class Alternating(Method):
     # hides, and take a data-dependent number of inner steps, which would desynchronise the ranks
     ddp = "not supported: encoder-only and decoder-only inner steps would desynchronise the ranks"
 
-    def step_on(self, params: Iterable[torch.nn.Parameter], model: GaussianVAE, optimizer: torch.optim.Optimizer,
+    def step_on(self, params: Iterable[torch.nn.Parameter], model: TrainableModel, optimizer: torch.optim.Optimizer,
                 batch: Batch, plan: EpochPlan) -> tuple[VAEOutput, dict[str, torch.Tensor]]:
         """One optimiser step on the method's loss that moves only ``params``; returns the output and logs."""
         optimizer.zero_grad(set_to_none=True)

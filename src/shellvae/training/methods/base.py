@@ -24,7 +24,7 @@ from typing import Callable, ClassVar
 import torch
 
 from shellvae.errors import ShellVAEError
-from shellvae.core.model import GaussianVAE, VAEOutput
+from shellvae.core.contract import TrainableModel, VAEOutput
 from shellvae.core.objectives import gaussian_nll, kl_divergence
 
 
@@ -79,7 +79,7 @@ class Batch:
     centers: torch.Tensor | None = None  # (B, D) each sample's cluster centre mu_c(i)
 
 
-ForwardLoss = Callable[[GaussianVAE, Batch, Objective, Schedule], tuple[VAEOutput, torch.Tensor, dict]]
+ForwardLoss = Callable[[TrainableModel, Batch, Objective, Schedule], tuple[VAEOutput, torch.Tensor, dict]]
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class EpochPlan:
     forward_loss: ForwardLoss  # the method's own, or its torch.compile'd version
     draw_batch: Callable[[], Batch] | None = None  # a fresh random training batch (inner steps)
 
-    def loss(self, model: GaussianVAE, batch: Batch) -> tuple[VAEOutput, torch.Tensor, dict]:
+    def loss(self, model: TrainableModel, batch: Batch) -> tuple[VAEOutput, torch.Tensor, dict]:
         return self.forward_loss(model, batch, self.objective, self.schedule)
 
 
@@ -166,10 +166,14 @@ class Method(abc.ABC):
         return {key: getattr(self, key) for key in self.hyperparameters()}
 
     # -- the loss -------------------------------------------------------------------------------
-    def prepare(self, model: GaussianVAE) -> GaussianVAE:
+    def prepare(self, model: TrainableModel) -> TrainableModel:
         """Adapt a freshly built model before training (e.g. BN-VAE adds a batch norm on mu). Must be
         deterministic: it also runs when a saved model is loaded, before its weights are restored."""
         return model
+
+    def check_region(self, region) -> None:
+        """Refuse, before training, a feasible region this method cannot use (none by default; the
+        estimators call it once the region is fitted)."""
 
     def kl_weight(self, beta: float, epoch: Epoch) -> float:
         return beta
@@ -203,7 +207,7 @@ class Method(abc.ABC):
         logs["loss"] = total
         return total, logs
 
-    def forward_loss(self, model: GaussianVAE, batch: Batch, objective: Objective,
+    def forward_loss(self, model: TrainableModel, batch: Batch, objective: Objective,
                      schedule: Schedule) -> tuple[VAEOutput, torch.Tensor, dict[str, torch.Tensor]]:
         """The model's output on the batch, the loss and its logged terms: the part of a step that
         ``compile=True`` compiles as one graph (forward and every loss term together)."""
@@ -212,7 +216,7 @@ class Method(abc.ABC):
         return out, loss, logs
 
     # -- training -------------------------------------------------------------------------------
-    def train_step(self, model: GaussianVAE, optimizer: torch.optim.Optimizer, batch: Batch,
+    def train_step(self, model: TrainableModel, optimizer: torch.optim.Optimizer, batch: Batch,
                    plan: EpochPlan) -> dict[str, torch.Tensor]:
         """One optimisation step; returns detached logs. Alternating methods override this."""
         optimizer.zero_grad(set_to_none=True)

@@ -27,7 +27,8 @@ from torch import nn
 
 from shellvae.training.methods.base import Method, hyperparameter
 from shellvae.training.methods.registry import register_method
-from shellvae.core.model import GaussianVAE, split_posterior
+from shellvae.core.model import split_posterior
+from shellvae.core.contract import TrainableModel
 
 
 class MeanBatchNorm(nn.Module):
@@ -67,7 +68,7 @@ class BNVAE(Method):
     bn_eps: float = hyperparameter(1e-12, low=0.0, low_open=True,
                                    doc="batch norm's eps; PyTorch's 1e-5 lets the encoder slip under the bound")
 
-    def prepare(self, model: GaussianVAE) -> GaussianVAE:
+    def prepare(self, model: TrainableModel) -> TrainableModel:
         # deterministic (no random init): prepare also runs on load, before the weights are restored
         model.encoder = MeanBatchNorm(model.encoder, model.latent_dim, self.gamma, self.bn_eps)
         return model

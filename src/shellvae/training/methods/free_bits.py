@@ -13,7 +13,7 @@ import torch
 from shellvae.base.distributed import global_batch_mean
 from shellvae.training.methods.base import Method, hyperparameter
 from shellvae.training.methods.registry import register_method
-from shellvae.core.model import VAEOutput
+from shellvae.core.contract import VAEOutput
 from shellvae.core.objectives import kl_per_dim
 
 

@@ -25,8 +25,9 @@ import torch
 from shellvae.base.distributed import global_batch_mean
 from shellvae.training.methods.base import Batch, Epoch, Method, Objective, Schedule, hyperparameter
 from shellvae.training.methods.registry import register_method
-from shellvae.core.model import VAEOutput
+from shellvae.core.contract import VAEOutput
 from shellvae.core.objectives import linear_ramp
+from shellvae.errors import ShellVAEError
 
 
 @dataclass(repr=False)
@@ -62,12 +63,14 @@ class ShellMethodBase(Method):
 
     def extra_terms(self, out: VAEOutput, batch: Batch, objective: Objective, schedule: Schedule):
         region, on = objective.region, schedule.constraints_on
+        bounded = region.bounded_output(out)
         # the global batch's L_clu under DDP (L_b is nonlinear in it); this batch's otherwise
-        l_clu = global_batch_mean(region.cluster_loss(out.xhat, batch.centers), len(batch.x))
+        l_clu = global_batch_mean(region.cluster_loss(bounded, batch.centers), len(batch.x))
         terms = {"l_clu": (0.0, l_clu), **self.region_terms(l_clu, objective, on)}
-        if self.use_norm:
-            terms["l_n"] = (self.lambda_n * on, region.norm_penalty(out.xhat))
+        if self.use_norm and region.bounds_norm:
+            terms["l_n"] = (self.lambda_n * on, region.norm_penalty(bounded))
         return terms
+
 
 
 @register_method
@@ -81,6 +84,14 @@ class Shell(ShellMethodBase):
     eps_ratio: float = hyperparameter(0.05, low=0.0, high=1.0, high_open=True,
                                       doc="training margin eps = eps_ratio * delta; 0 leaves collapse on the boundary")
     use_boundary: bool = hyperparameter(True, doc="whether L_b enters the loss")
+
+    def check_region(self, region) -> None:
+        """Refuse a region this method cannot use: one with no norm bound, when the norm penalty is this
+        method's only penalty (``shell_norm`` would silently be ``shell_none``)."""
+        if self.use_norm and not self.use_boundary and not region.bounds_norm:
+            raise ShellVAEError(f"method {self.name!r} trains with the decoder-norm penalty alone, and a "
+                                f"{type(region).__name__} bounds no norm: it would be shell_none. Use shell, "
+                                "shell_boundary or shell_none.")
 
     def eps(self, region) -> float:
         """The training margin of the boundary penalty (not the certificate's margin)."""
