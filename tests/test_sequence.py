@@ -5,6 +5,7 @@ import inspect
 import itertools
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -448,10 +449,9 @@ def test_cli_trains_on_a_text_file(tmp_path):
     words = [["red", "green", "blue"], ["cat", "dog", "cow"]]
     lines = [" ".join(rng.choice(words[i % 2], size=rng.integers(2, 6))) for i in range(120)]
     path = write(tmp_path, "corpus.txt", "\n".join(lines))
-    result = CliRunner().invoke(main, ["train", "--data", str(path), "--method", "free_bits", "-p", "free_bits=0.5",
-                                       "--epochs", "1", "--latent-dim", "4", "--seq-param", "hidden_dim=16",
-                                       "--seq-param", "embed_dim=8", "--seq-param", "iw_samples=3",
-                                       "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(main, ["train-text", "--data", str(path), "--method", "free_bits", "-p", "free_bits=0.5",
+                                       "--epochs", "1", "--latent-dim", "4", "--hidden-dim", "16", "--embed-dim", "8",
+                                       "--iw-samples", "3", "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
     # the printed verdict is the recorded one
@@ -465,9 +465,9 @@ def test_cli_trains_on_a_text_file(tmp_path):
 
 
 def test_cli_trains_on_the_generated_corpus(tmp_path):
-    result = CliRunner().invoke(main, ["train", "--data", "corpus:topics:n_topics=2,vocab_size=6,length=5",
+    result = CliRunner().invoke(main, ["train-text", "--data", "corpus:topics:n_topics=2,vocab_size=6,length=5",
                                        "--n-train", "100", "--n-test", "50", "--method", "vanilla", "--epochs", "1",
-                                       "--seq-param", "hidden_dim=8", "--seq-param", "iw_samples=2", "--quiet",
+                                       "--hidden-dim", "8", "--iw-samples", "2", "--quiet",
                                        "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert "oracle NLL" in result.output
@@ -476,41 +476,55 @@ def test_cli_trains_on_the_generated_corpus(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--data", "BAD"], "not UTF-8"),
     (["--data", "MISSING"], "no such file"),
-    (["--data", "GOOD", "--sigma2", "1"], "no Gaussian decoder"),
+    (["--data", "GOOD", "--min-count", "2", "--data", "corpus:topics"], "text-file options"),
     (["--data", "corpus:words"], "corpus:topics"),
     (["--data", "corpus:topics:n_topics=x"], "not a number"),
 ])
 def test_cli_gives_a_clear_error(tmp_path, args, message):
     paths = {"BAD": str(write(tmp_path, "bad.txt", b"ok line\n\xff\xfe broken\n")),
              "GOOD": str(write(tmp_path, "good.txt", "a b\nc d\n")), "MISSING": str(tmp_path / "nope.txt")}
-    result = CliRunner().invoke(main, ["train", *[paths.get(a, a) for a in args], "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(main, ["train-text", *[paths.get(a, a) for a in args], "--out", str(tmp_path / "run")])
     assert result.exit_code == 1 and "Error:" in result.output and message in result.output, result.output
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("args, option", [
-    (["--epochs", "0"], "--epochs"),
-    (["--seq-param", "word_dropout=2"], "--seq-param"),
-    (["--certificate-margin", "2"], "--certificate-margin"),
-    (["--n-clusters", "1"], "--n-clusters"),
-    (["-p", "free_bits=0.1", "-p", "free_bits=0.2"], "-p"),
-    (["--seq-param", "colour=red"], "--seq-param"),
-    (["--seq-param", "hidden_dim=x"], "--seq-param"),
-    (["--seq-param", "iw_samples=0"], "--seq-param"),
-    (["--n-clusters", "x"], "--n-clusters"),
-])
-def test_cli_bad_option_values_are_usage_errors_as_on_the_other_branch(tmp_path, args, option):
-    """Exit 2 with "Invalid value for OPTION", before any data is read, as `shellvae train` on arrays."""
-    result = CliRunner().invoke(main, ["train", "--data", "corpus:topics", *args, "--out", str(tmp_path / "run")])
-    assert result.exit_code == 2 and f"Invalid value for {option}" in result.output, result.output
+@pytest.mark.parametrize("data", ["corpus:topics", "text.txt"])
+def test_train_sends_token_sequences_to_train_text(tmp_path, data):
+    """Sequences have a command of their own; `train` (vectors) names it instead of turning into it."""
+    result = CliRunner().invoke(main, ["train", "--data", data, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "shellvae train-text" in result.output, result.output
     assert not (tmp_path / "run").exists()
 
 
-def test_cli_refuses_options_by_their_command_line_names_and_unwritable_outputs_before_training(tmp_path):
-    result = CliRunner().invoke(main, ["train", "--data", "corpus:topics", "--distributed", "--out", str(tmp_path)])
-    assert result.exit_code == 1 and "--distributed does not apply to token sequences" in result.output
+@pytest.mark.parametrize("option", ["--sigma2", "--arch", "--mmap", "--distributed", "--resume", "--seq-param"])
+def test_train_text_has_no_vector_options_to_refuse(tmp_path, option):
+    result = CliRunner().invoke(main, ["train-text", "--data", "corpus:topics", option, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "No such option" in result.output, result.output
+
+
+@pytest.mark.parametrize("args, option", [
+    (["--epochs", "0"], "--epochs"),
+    (["--word-dropout", "2"], "--word-dropout"),
+    (["--certificate-margin", "2"], "--certificate-margin"),
+    (["--n-clusters", "1"], "--n-clusters"),
+    (["-p", "free_bits=0.1", "-p", "free_bits=0.2"], "-p"),
+    (["--decoder", "gru"], "--decoder"),
+    (["--hidden-dim", "x"], "--hidden-dim"),
+    (["--hidden-dim", "0"], "--hidden-dim"),
+    (["--iw-samples", "0"], "--iw-samples"),
+    (["--certificate-alpha", "0.9"], "--certificate-alpha"),
+    (["--n-clusters", "x"], "--n-clusters"),
+])
+def test_cli_bad_option_values_are_usage_errors_as_for_vectors(tmp_path, args, option):
+    """Exit 2 with "Invalid value for OPTION", before any data is read, as `shellvae train` on arrays."""
+    result = CliRunner().invoke(main, ["train-text", "--data", "corpus:topics", *args, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and re.search(f"Invalid value for '?{option}'?", result.output), result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_refuses_unwritable_outputs_before_training(tmp_path):
     (tmp_path / "run" / "model.pt").mkdir(parents=True)  # the model file cannot be written: refused up front
-    result = CliRunner().invoke(main, ["train", "--data", "corpus:topics", "--epochs", "1", "--quiet",
+    result = CliRunner().invoke(main, ["train-text", "--data", "corpus:topics", "--epochs", "1", "--quiet",
                                        "--out", str(tmp_path / "run")])
     assert result.exit_code == 1 and "model.pt is a folder" in result.output, result.output
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["model.pt"]  # nothing trained, nothing written

@@ -1,4 +1,4 @@
-"""Command line: ``shellvae train | demo | diagnose | show | summarize | reproduce``.
+"""Command line: ``shellvae train | train-text | demo | diagnose | show | summarize | reproduce``.
 
 Every choice and default comes from where it is defined: methods, datasets and experiments from
 their registries, defaults from ``ShellVAE``'s signature. Every command checks its whole input
@@ -29,7 +29,7 @@ from shellvae.cli.inputs import (IMAGE_FILES, RUN_FILES, FiniteFloat, FiniteFloa
 from shellvae.training.methods import METHODS
 from shellvae.core.model import ARCHITECTURES
 from shellvae.reporting.results import fit_and_record
-from shellvae.cli import sequences as sequence_cli
+from shellvae.cli.sequences import train_text
 from shellvae.data.text import is_sequence_spec
 from shellvae.reporting.tables import load_metrics, markdown_table, write_history_csv
 
@@ -39,9 +39,8 @@ DEMO_COLUMNS = ["method", "kl", "active_units", "mutual_info", "recon_mse", "l_c
                 "norm_satisfaction", "certified"]
 SUMMARY_COLUMNS = ["dataset", "method", "n_clusters", "W", "delta", "feasible", "kl", "active_units", "mutual_info",
                    "recon_mse", "l_clu", "eps", "cluster_accuracy", "certified", "epochs", "fit_seconds"]
-DATA_HELP = (", ".join(DATASETS) + ", or a .npy/.npz/.csv file of shape (N, D), or token sequences: a .txt file (one "
-             "sequence per line) or corpus:topics (generated; docs/sequences.md): "
-             + "; ".join(f"{name}: {spec.summary}" for name, spec in DATASETS.items()))
+DATA_HELP = (", ".join(DATASETS) + ", or a .npy/.npz/.csv file of shape (N, D) (token sequences: `shellvae "
+             "train-text`): " + "; ".join(f"{name}: {spec.summary}" for name, spec in DATASETS.items()))
 METHOD_HELP = "; ".join(f"{name}: {cls.summary} (DDP: {cls.ddp.split(':')[0]})" for name, cls in METHODS.items())
 
 
@@ -104,34 +103,20 @@ def main(threads):
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt if present.")
 @click.option("--out", type=OutputPath(file_okay=False), required=True, help="Output folder.")
 @click.option("--certificate-margin", type=FiniteFloat(), default=DEFAULTS["certificate_margin"], show_default=True,
-              help="The certificate's margin as a share of delta (the same for every method); for token "
-                   "sequences, a share of the language model's NLL (default there: 0.01).")
+              help="The certificate's margin as a share of delta (the same for every method).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--distributed", "ddp", is_flag=True,
               help="Data-parallel training under torchrun (torchrun --nproc_per_node 2 -m shellvae train "
                    "--distributed ...): rank 0 fits the geometry and writes OUT; see docs/performance.md.")
-@click.option("--seq-param", "seq_param", multiple=True, metavar="KEY=VALUE",
-              help="Token sequences only: a setting of the sequence model or the text loader, e.g. "
-                   "--seq-param word_dropout=0.25 (repeatable); see docs/sequences.md.")
 @clean_errors
 def train(data, data_dir, method, method_param, sigma2_ratio, sigma2, beta, epochs, batch_size, lr, seed, n_clusters,
           latent_dim, arch, show, test_size, n_train, n_test, device, mmap, compile_, amp, resume, out,
-          certificate_margin, quiet, ddp, seq_param):
-    """Train one model; write OUT/metrics.json, OUT/history.csv, OUT/model.pt and, except for
-    token sequences, OUT/checkpoint.pt after every epoch, which --resume continues from."""
-    if is_sequence_spec(data):  # token sequences (docs/sequences.md)
-        command = click.get_current_context()
-        given = {name for name in command.params
-                 if command.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
-        method_params = parse_method_params(sequence_cli.method_of(command.params, given), method_param)
-        est, spec, iw_samples = sequence_cli.prepare_sequences(command.params, given, method_params)
-        check_estimator(est, sequence_cli.OPTION_OF)
-        with output_folder(out) as folder:
-            check_output_files(folder, sequence_cli.OUTPUT_FILES)
-            click.echo(sequence_cli.train_sequences(est, spec, iw_samples, folder))
-        return
-    if seq_param:
-        raise ShellVAEError("--seq-param applies to token sequences only (--data FILE.txt or corpus:topics).")
+          certificate_margin, quiet, ddp):
+    """Train one model of vectors; write OUT/metrics.json, OUT/history.csv, OUT/model.pt and
+    OUT/checkpoint.pt after every epoch, which --resume continues from."""
+    if is_sequence_spec(data):
+        raise ShellVAEError(f"--data {data!r} names token sequences: train them with `shellvae train-text --data "
+                            f"{data} ...` (its own options; docs/sequences.md).")
     check_not_both("sigma2", "sigma2_ratio")
     if mmap and Path(data).suffix.lower() != ".npy":
         raise ShellVAEError(f"--mmap memory-maps .npy files; {data!r} is not one. Drop --mmap, or save the "
@@ -388,3 +373,6 @@ def reproduce(experiment, profile, datasets, seeds, data_dir, jobs, out, certifi
 
 if __name__ == "__main__":
     main()
+
+
+main.add_command(train_text)

@@ -43,6 +43,12 @@ class VAEEstimator(BaseEstimator):
     #: hyperparameters saved as lists and given back as tuples
     tuple_params: ClassVar[tuple[str, ...]] = ()
 
+    def _store_hyperparameters(self, arguments: dict) -> None:
+        """Store ``__init__``'s arguments as they are, one attribute each (scikit-learn's rule: no logic
+        in ``__init__``); a subclass's ``__init__`` calls ``self._store_hyperparameters(locals())``."""
+        for name in self._get_param_names():
+            setattr(self, name, arguments[name])
+
     # -- checks -------------------------------------------------------------------------------
     def check_params(self) -> None:
         """Check every hyperparameter before any data is read (``fit`` does; the CLI does first)."""

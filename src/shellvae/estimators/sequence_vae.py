@@ -18,19 +18,18 @@ from shellvae.training.batches import TrainData
 from shellvae.errors import DataError, ShellVAEError
 from shellvae.estimators.base import VAEEstimator, load_weights, weights
 from shellvae.training.methods import Objective, get_method
-from shellvae.evaluation.sequence_certificate import (CERTIFICATE_ALPHA, CERTIFICATE_MARGIN, SequenceCertificate,
+from shellvae.evaluation.sequence_certificate import (LM_FLOOR_MARGIN_SHARE, PAIRED_TEST_ALPHA, SequenceCertificate,
                                            certify_sequence_model)
 from shellvae.data.sequences import BOS, EOS, N_SPECIAL, PAD, Vocabulary
 from shellvae.data.text import check_tokens
-from shellvae.evaluation.sequence_metrics import IW_SAMPLES, evaluate_sequences
+from shellvae.evaluation.likelihood import IW_SAMPLES_PER_EPOCH, SEQUENCE_IW_SAMPLES
+from shellvae.evaluation.sequence_metrics import evaluate_sequences
 from shellvae.core.sequence_model import DECODERS, LanguageModel, language_model, sequence_vae, token_nll
 from shellvae.core.sequence_region import SequenceRegion
 from shellvae.evaluation.bag_metrics import certify_region, region_metrics
 from shellvae.training.loop import train
 from shellvae.base.validation import check_scalar
 
-#: importance samples per sequence for the per-epoch held-out curve (``fit(X_val=...)``)
-IW_SAMPLES_PER_EPOCH = 10
 
 
 class SequenceVAE(VAEEstimator):
@@ -77,57 +76,20 @@ class SequenceVAE(VAEEstimator):
         Show a progress bar.
     """
 
-    def __init__(
-        self,
-        method="free_bits",
-        *,
-        method_params: dict | None = None,
-        latent_dim: int = 16,
-        decoder: str = "lstm",
-        embed_dim: int = 64,
-        hidden_dim: int = 128,
-        word_dropout: float = 0.0,
-        beta: float = 1.0,
-        epochs: int = 10,
-        batch_size: int = 64,
-        lr: float = 5e-3,
-        n_clusters: int = 16,
-        language_model: bool = True,
-        certificate_margin: float = CERTIFICATE_MARGIN,
-        certificate_alpha: float = CERTIFICATE_ALPHA,
-        vocab_size: int | None = None,
-        random_state: int = 0,
-        device: str = "cpu",
-        eval_every: int = 1,
-        progress: bool = False,
-    ):
-        self.method = method
-        self.method_params = method_params
-        self.latent_dim = latent_dim
-        self.decoder = decoder
-        self.embed_dim = embed_dim
-        self.hidden_dim = hidden_dim
-        self.word_dropout = word_dropout
-        self.beta = beta
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.n_clusters = n_clusters
-        self.language_model = language_model
-        self.certificate_margin = certificate_margin
-        self.certificate_alpha = certificate_alpha
-        self.vocab_size = vocab_size
-        self.random_state = random_state
-        self.device = device
-        self.eval_every = eval_every
-        self.progress = progress
-
-    # -- fitting ------------------------------------------------------------------------------
     file_kind = "sequence_model"
     lr_hint = "Adam's step for these small nets: 5e-3."
     margin_high = 0.99
     margin_hint = "It is a share of the language model's NLL; 0.01 = 1%."
 
+    def __init__(self, method="free_bits", *, method_params: dict | None = None, latent_dim: int = 16,
+                 decoder: str = "lstm", embed_dim: int = 64, hidden_dim: int = 128, word_dropout: float = 0.0,
+                 beta: float = 1.0, epochs: int = 10, batch_size: int = 64, lr: float = 5e-3, n_clusters: int = 16,
+                 language_model: bool = True, certificate_margin: float = LM_FLOOR_MARGIN_SHARE,
+                 certificate_alpha: float = PAIRED_TEST_ALPHA, vocab_size: int | None = None, random_state: int = 0,
+                 device: str = "cpu", eval_every: int = 1, progress: bool = False):
+        self._store_hyperparameters(locals())
+
+    # -- fitting ------------------------------------------------------------------------------
     def _check_own_params(self) -> None:
         for name in ("embed_dim", "hidden_dim"):
             check_scalar(getattr(self, name), name, integer=True)
@@ -239,7 +201,7 @@ class SequenceVAE(VAEEstimator):
                                       lm=None if lm is None else lm.log_likelihood, oracle=oracle, topics=topics,
                                       device=self.device, extra=extra)
 
-    def evaluate(self, X, y=None, *, iw_samples: int = IW_SAMPLES, oracle=None) -> dict:
+    def evaluate(self, X, y=None, *, iw_samples: int = SEQUENCE_IW_SAMPLES, oracle=None) -> dict:
         """Held-out metrics on token rows X (``shellvae.evaluation.sequence_metrics``): ``nll_iw`` / ``ppl_iw`` (with
         ``iw_samples`` importance samples a sequence), ``elbo``, ``kl``, ``mutual_info``, ``active_units``,
         ``nll_own``, ``nll_shuffled``, the language model's ``nll_lm`` and ``lm_gap``; the shell methods'

@@ -19,11 +19,11 @@ from sklearn.base import TransformerMixin
 from torch import nn
 
 from shellvae.training.batches import MemmapTrainData, TrainData
-from shellvae.evaluation.certificate import CERTIFICATE_MARGIN, Certificate, certify
+from shellvae.evaluation.certificate import REGION_MARGIN_SHARE, Certificate, certify
 from shellvae.errors import ShellVAEError
 from shellvae.core.geometry import N_CLUSTERS, ClusterGeometry
 from shellvae.training.methods import Objective
-from shellvae.evaluation.likelihood import IW_SAMPLES, IW_SAMPLES_PER_EPOCH
+from shellvae.evaluation.likelihood import IW_SAMPLES_PER_EPOCH, VECTOR_IW_SAMPLES
 from shellvae.evaluation.metrics import cluster_sq_distances, encode_all, evaluate
 from shellvae.base import storage
 from shellvae.base.deprecation import deprecated_attribute
@@ -115,6 +115,11 @@ class ShellVAE(TransformerMixin, VAEEstimator):
     geometry is fitted on rank 0 only (``shellvae.base.distributed``).
     """
 
+    file_kind = "model"
+    margin_hint = "It is a share of delta; 0.05 asks the decoder to recover 5% of the between-cluster variance."
+    unsaved_params = ("encoder", "decoder")
+    tuple_params = ("encoder_hidden", "decoder_hidden", "image_shape")
+
     def __init__(
         self,
         method="shell",
@@ -146,44 +151,11 @@ class ShellVAE(TransformerMixin, VAEEstimator):
         compile: bool = False,
         amp: bool = False,
         zero_norm: str = "error",
-        certificate_margin: float = CERTIFICATE_MARGIN,
+        certificate_margin: float = REGION_MARGIN_SHARE,
     ):
-        self.method = method
-        self.method_params = method_params
-        self.latent_dim = latent_dim
-        self.n_clusters = n_clusters
-        self.sigma2 = sigma2
-        self.sigma2_ratio = sigma2_ratio
-        self.beta = beta
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.r_min = r_min
-        self.r_max = r_max
-        self.radius = radius
-        self.arch = arch
-        self.encoder = encoder
-        self.decoder = decoder
-        self.encoder_hidden = encoder_hidden
-        self.decoder_hidden = decoder_hidden
-        self.image_shape = image_shape
-        self.random_state = random_state
-        self.device = device
-        self.eval_every = eval_every
-        self.checkpoint = checkpoint
-        self.resume = resume
-        self.progress = progress
-        self.compile = compile
-        self.amp = amp
-        self.zero_norm = zero_norm
-        self.certificate_margin = certificate_margin
+        self._store_hyperparameters(locals())
 
     # -- fitting ------------------------------------------------------------------------------
-    file_kind = "model"
-    margin_hint = "It is a share of delta; 0.05 asks the decoder to recover 5% of the between-cluster variance."
-    unsaved_params = ("encoder", "decoder")
-    tuple_params = ("encoder_hidden", "decoder_hidden", "image_shape")
-
     def _check_own_params(self) -> None:
         check_shell_vae_params(self)
 
@@ -304,7 +276,7 @@ class ShellVAE(TransformerMixin, VAEEstimator):
         z = torch.randn(n, self.latent_dim, generator=torch.Generator().manual_seed(seed))
         return self.inverse_transform(z.numpy())
 
-    def evaluate(self, X, y=None, *, iw_samples: int = IW_SAMPLES) -> dict:
+    def evaluate(self, X, y=None, *, iw_samples: int = VECTOR_IW_SAMPLES) -> dict:
         """Every held-out metric of docs/method.md §6 on X (data space; a memory map is read batch by
         batch): KL, active units, MI, the likelihood (``elbo``, ``nll_iw`` with ``iw_samples``
         importance samples per row, ``nll_iw_data``), reconstruction and cluster metrics, and with

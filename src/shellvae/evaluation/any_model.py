@@ -2,7 +2,7 @@
 
 - A decoder of continuous rows (a Gaussian decoder, in shell or data space) gets the cluster-aware
   certificate: held-out L_clu below the collapse floor the cluster geometry gives
-  (``certificate.certify_model``, docs/method.md §3, §6).
+  (``certificate.certify_vector_model``, docs/method.md §3, §6).
 - An autoregressive decoder of token sequences gets the language-model floor: held-out NLL
   decoding each sequence's own latent below a z-free language model's and below other sequences'
   latents, by a margin a paired test resolves (``sequence_certificate.certify_sequence_model``,
@@ -14,19 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from shellvae.evaluation.certificate import Certificate
-from shellvae.evaluation.certificate import certify_model as certify_rows
+from shellvae.evaluation.certificate import CollapseCertificate, certify_vector_model
 from shellvae.errors import ShellVAEError
-from shellvae.evaluation.sequence_certificate import SequenceCertificate, certify_sequence_model
+from shellvae.evaluation.sequence_certificate import certify_sequence_model
 
 
 def certify_model(encode: Callable, decode: Callable, X, *, shell=None, geometry=None, lm_nll=None,
-                  **options) -> Certificate | SequenceCertificate:
+                  **options) -> CollapseCertificate:
     """The certificate of a VAE trained anywhere, on held-out ``X``.
 
     With ``shell`` and ``geometry`` (the fitted ``SphericalShell`` and ``ClusterGeometry``): the
     cluster-aware certificate of a model of continuous rows; ``options`` are those of
-    ``certificate.certify_model`` (``space``, ``eps``, ``certificate_margin``, ``device``, ...).
+    ``certificate.certify_vector_model`` (``space``, ``eps``, ``certificate_margin``, ``device``, ...).
     With ``lm_nll`` (the z-free language model's -log p(x) per held-out sequence, or a callable):
     the language-model-floor certificate of a sequence model, ``decode(z, x)`` giving -log p(x|z)
     per sequence; ``options`` are those of ``certify_sequence_model`` (``margin``, ``alpha``, ...).
@@ -40,4 +39,4 @@ def certify_model(encode: Callable, decode: Callable, X, *, shell=None, geometry
         raise ShellVAEError("certify_model needs shell= and geometry= (fitted on the training data) for a model of "
                             "continuous rows, or lm_nll= (a z-free language model's held-out NLL) for a sequence "
                             "model.")
-    return certify_rows(encode, decode, X, shell=shell, geometry=geometry, **options)
+    return certify_vector_model(encode, decode, X, shell=shell, geometry=geometry, **options)

@@ -10,10 +10,8 @@ from shellvae.core.geometry import collapse_floor
 from shellvae.core.objectives import cluster_sq_dist
 from shellvae.core.sequence_region import SequenceRegion
 from shellvae.data.sequences import N_SPECIAL
-from shellvae.evaluation.certificate import Certificate, certify
+from shellvae.evaluation.certificate import REGION_MARGIN_SHARE, Certificate, certify
 
-#: the certificate margin of the region, as a share of delta (the paper's eps_ratio, shellvae's default)
-REGION_MARGIN = 0.05
 
 
 @torch.no_grad()
@@ -73,8 +71,8 @@ def topic_bag_l_clu(chains, X, topics, region: SequenceRegion) -> float:
 
 def certify_region(metrics: dict, region: SequenceRegion, eps: float | None = None) -> Certificate:
     """The paper's certificate on the z-only bags (``shellvae.certify``): bag L_clu < min(delta, floor) - eps,
-    eps = ``REGION_MARGIN`` * delta by default. ``metrics``: ``SequenceVAE.evaluate``'s, with the bag metrics."""
-    eps = REGION_MARGIN * region.delta_ if eps is None else eps
+    eps = ``REGION_MARGIN_SHARE`` * delta by default (as for vectors). ``metrics``: ``SequenceVAE.evaluate``'s, with the bag metrics."""
+    eps = REGION_MARGIN_SHARE * region.delta_ if eps is None else eps
     renamed = {key: metrics[f"bag_{key}"] for key in ("l_clu", "collapse_floor", "cluster_r2", "l_clu_shuffled",
                                                       "cluster_accuracy")}
     renamed.update(margin=region.delta_ - renamed["l_clu"], kl=metrics["kl"], active_units=metrics["active_units"],

@@ -5,7 +5,7 @@ spread of the samples' own cluster centres; equal to delta on the training data)
 L_clu < min(delta, collapse_floor) - eps proves the decoder output depends on the input: the
 model is not collapsed. The margin eps is the certificate's own setting.
 
-``certify`` turns ``evaluate``'s metrics into the verdict; ``certify_model`` runs both on a VAE
+``certify`` turns ``evaluate``'s metrics into the verdict; ``certify_vector_model`` runs both on a VAE
 that shellvae did not train, given as two callables (docs/custom_models.md).
 """
 
@@ -26,19 +26,40 @@ from shellvae.core.region import FeasibleRegion
 from shellvae.core.shell import SphericalShell
 from shellvae.base.validation import check_scalar
 
-#: the default certificate margin, as a share of delta: certified iff held-out L_clu is below the
-#: collapse floor by more than 5% of delta, i.e. the decoder recovers more than 5% of the
+#: the region certificate's default margin, as a share of delta: certified iff held-out L_clu is below
+#: the collapse floor by more than 5% of delta, i.e. the decoder recovers more than 5% of the
 #: between-cluster variance (cluster R^2 > 0.05). One bar for every method (docs/method.md §6).
-CERTIFICATE_MARGIN = 0.05
+REGION_MARGIN_SHARE = 0.05
+
+
+class CollapseCertificate:
+    """What every non-collapse certificate gives, whichever collapse floor it measures against:
+    ``certified``, the ``reasons`` in words, ``to_dict()`` and the printed verdict (``details`` are its
+    own lines). The two floors: ``Certificate``, the cluster-aware region's (Gaussian decoders), and
+    ``SequenceCertificate``, the z-free language model's (autoregressive decoders)."""
+
+    certified: bool
+    reasons: list[str]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def details(self) -> list[str]:
+        """The lines between the verdict and the reasons."""
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        verdict = "CERTIFIED non-collapsed" if self.certified else "NOT certified"
+        return "\n".join([verdict, *self.details(), *(f"  - {r}" for r in self.reasons)])
 
 
 @dataclass
-class Certificate:
-    """Whether held-out data proves the decoder output depends on the input.
+class Certificate(CollapseCertificate):
+    """Whether held-out data proves the decoder output depends on the input (the region's floor).
 
     ``l_clu_shuffled`` is the control: decoding other samples' latents must lose the advantage.
     ``l_clu_sampled`` decodes a sampled z instead of the posterior mean. ``kl``, ``mutual_info`` and
-    ``l_clu_sampled`` are None for an encoder that gives no log-variances (``certify_model``).
+    ``l_clu_sampled`` are None for an encoder that gives no log-variances (``certify_vector_model``).
     """
 
     W: float
@@ -58,13 +79,8 @@ class Certificate:
     reasons: list[str] = field(default_factory=list)
     l_clu_sampled: float | None = None
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def __str__(self) -> str:
-        verdict = "CERTIFIED non-collapsed" if self.certified else "NOT certified"
-        lines = [
-            f"{verdict}",
+    def details(self) -> list[str]:
+        return [
             f"  feasible region [W, delta) = [{self.W:.4f}, {self.delta:.4f})  (eps = {self.eps:.4f})",
             f"  held-out L_clu = {self.l_clu:.4f}  (collapse floor {self.collapse_floor:.4f}, "
             f"margin delta - L_clu = {self.margin:+.4f}, cluster R^2 = {self.cluster_r2:.3f})",
@@ -72,8 +88,6 @@ class Certificate:
             f"KL = {_fmt(self.kl, '.3f')} nats, {self.active_units} active units, MI = {_fmt(self.mutual_info, '.3f')} "
             f"nats, reconstructions in own cluster = {100 * self.cluster_accuracy:.1f}%",
         ]
-        lines += [f"  - {r}" for r in self.reasons]
-        return "\n".join(lines)
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -83,10 +97,10 @@ def _fmt(value: float | None, spec: str) -> str:
 def certify(metrics: dict, region, eps: float | None = None) -> Certificate:
     """The verdict from held-out ``evaluate`` metrics and the run's ``FeasibleRegion``: certified iff
     the region is non-empty and L_clu < min(delta, collapse_floor) - eps (default eps:
-    ``CERTIFICATE_MARGIN * delta``)."""
+    ``REGION_MARGIN_SHARE * delta``)."""
     W, delta = region.W_, region.delta_
     # a negative margin would certify outputs a constant (collapsed) decoder reaches
-    eps = check_scalar(CERTIFICATE_MARGIN * delta if eps is None else eps, "eps", low_open=False)
+    eps = check_scalar(REGION_MARGIN_SHARE * delta if eps is None else eps, "eps", low_open=False)
     bar = min(delta, metrics["collapse_floor"]) - eps
     reasons = []
     if not region.feasible_:
@@ -186,8 +200,8 @@ def _check_callables(model: CallableVAE, x: torch.Tensor, space: str) -> None:
                             f"the input's shape, ({b}, {d}).")
 
 
-def certify_model(encode: Callable, decode: Callable, X, *, shell: SphericalShell, geometry: ClusterGeometry,
-                  space: str = "shell", eps: float | None = None, certificate_margin: float = CERTIFICATE_MARGIN,
+def certify_vector_model(encode: Callable, decode: Callable, X, *, shell: SphericalShell, geometry: ClusterGeometry,
+                  space: str = "shell", eps: float | None = None, certificate_margin: float = REGION_MARGIN_SHARE,
                   device="cpu", batch_size: int = 4096, seed: int = 0) -> Certificate:
     """Certify any VAE, trained anywhere, on held-out data: the same ``Certificate`` as ``ShellVAE.certify``.
 

@@ -19,7 +19,7 @@ Reconstructions decode the posterior mean (deterministic); the ``*_sampled`` var
 sampled z, because KL > 0 alone does not prove the latent is useful (docs/method.md §8).
 
 The model is anything with ``encode(x) -> (mu, logvar)``, ``decode(z)``, ``eval()`` / ``train()``
-and a ``device`` (or parameters): shellvae's ``GaussianVAE``, or ``certificate.certify_model``'s
+and a ``device`` (or parameters): shellvae's ``GaussianVAE``, or ``certificate.certify_vector_model``'s
 adapter around any VAE's callables. An encoder that gives no log-variances (logvar None) leaves
 the metrics of a sampled z, the KL, the MI and the likelihood None.
 """
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from shellvae.core.geometry import collapse_floor
-from shellvae.evaluation.likelihood import IW_SAMPLES, gaussian_log_density, iw_log_likelihood_batch, kl_to_standard_normal
+from shellvae.evaluation.likelihood import VECTOR_IW_SAMPLES, gaussian_log_density, iw_log_likelihood_batch, kl_to_standard_normal
 from shellvae.core.model import sample_posterior
 from shellvae.core.objectives import cluster_sq_dist, kl_per_dim, mutual_information
 from shellvae.evaluation.probes import chance_accuracy, knn_accuracy, probe_accuracy
@@ -294,7 +294,7 @@ def active_units(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> 
 
 @torch.no_grad()
 def evaluate(model: VectorModel, X, region: FeasibleRegion, *, clusters: np.ndarray | None = None,
-             y=None, sigma2: float | None = None, iw_samples: int = IW_SAMPLES, log_det: np.ndarray | None = None,
+             y=None, sigma2: float | None = None, iw_samples: int = VECTOR_IW_SAMPLES, log_det: np.ndarray | None = None,
              outside_norm_range: np.ndarray | None = None, batch_size: int = 4096, seed: int = 0) -> dict:
     """Every registered metric on shell rows X (N, D): a tensor, an array or a ``ShellView``.
 

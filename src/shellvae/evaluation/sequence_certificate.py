@@ -12,7 +12,7 @@ test over the sequences says that is not noise:
     certified  iff  for both d:  H0: mean(d) <= margin is rejected by a one-sided paired t-test
                     at level alpha (t = (mean(d) - margin) / (sd(d) / sqrt(n)), n - 1 d.f.)
 
-The margin defaults to ``CERTIFICATE_MARGIN`` = 1% of the language model's held-out NLL (nats
+The margin defaults to ``LM_FLOOR_MARGIN_SHARE`` = 1% of the language model's held-out NLL (nats
 per sequence): a decoder must beat the floor by more than training runs of the floor itself
 differ (on the generated corpus its held-out NLL had a standard deviation of 0.4-0.6% over 3
 seeds: docs/results/sequences.md), by a difference a paired test over the held-out sequences
@@ -32,19 +32,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from scipy import stats
 
 from shellvae.errors import ShellVAEError
+from shellvae.evaluation.certificate import CollapseCertificate
 from shellvae.evaluation.sequence_metrics import shuffled_order
 
-#: the default margin, as a share of the language model's held-out NLL per sequence
-CERTIFICATE_MARGIN = 0.01
-#: the default level of the one-sided paired tests
-CERTIFICATE_ALPHA = 0.01
+#: the language-model-floor certificate's default margin, as a share of the language model's held-out
+#: NLL per sequence
+LM_FLOOR_MARGIN_SHARE = 0.01
+#: the default level of its one-sided paired tests
+PAIRED_TEST_ALPHA = 0.01
 
 
 @dataclass
@@ -82,8 +84,8 @@ def paired_test(d, margin: float, alpha: float, name: str = "gap") -> PairedTest
 
 
 @dataclass
-class SequenceCertificate:
-    """Whether held-out sequences prove the decoder uses z (module docstring)."""
+class SequenceCertificate(CollapseCertificate):
+    """Whether held-out sequences prove the decoder uses z (module docstring): the language model's floor."""
 
     nll_own: float
     nll_shuffled: float
@@ -95,17 +97,10 @@ class SequenceCertificate:
     certified: bool
     reasons: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def __str__(self) -> str:
-        verdict = "CERTIFIED non-collapsed" if self.certified else "NOT certified"
-        lines = [verdict,
-                 f"  held-out NLL (nats/sequence): own posterior mean {self.nll_own:.3f}, shuffled latents "
+    def details(self) -> list[str]:
+        return [f"  held-out NLL (nats/sequence): own posterior mean {self.nll_own:.3f}, shuffled latents "
                  f"{self.nll_shuffled:.3f}, z-free language model (the collapse floor) {self.nll_lm:.3f}",
-                 f"  - {self.lm_test}", f"  - {self.shuffle_test}"]
-        lines += [f"  - {r}" for r in self.reasons]
-        return "\n".join(lines)
+                f"  - {self.lm_test}", f"  - {self.shuffle_test}"]
 
 
 def _codes(encode: Callable, x: torch.Tensor) -> torch.Tensor:
@@ -128,7 +123,7 @@ def _nll(fn: Callable, *args) -> torch.Tensor:
 
 @torch.no_grad()
 def certify_sequence_model(encode: Callable, decode_nll: Callable, X, *, lm_nll, margin: float | None = None,
-                           margin_share: float = CERTIFICATE_MARGIN, alpha: float = CERTIFICATE_ALPHA,
+                           margin_share: float = LM_FLOOR_MARGIN_SHARE, alpha: float = PAIRED_TEST_ALPHA,
                            seed: int = 0, batch_size: int = 1024, device="cpu") -> SequenceCertificate:
     """The language-model-floor certificate of a sequence VAE on held-out token rows X (N, T).
 

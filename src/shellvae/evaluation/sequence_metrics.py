@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from shellvae.errors import ShellVAEError
-from shellvae.evaluation.likelihood import kl_to_standard_normal
+from shellvae.evaluation.likelihood import (SEQUENCE_IW_SAMPLES, iw_bound, kl_to_standard_normal,
+                                            log_prior_minus_log_posterior, posterior_draws)
 from shellvae.evaluation.metrics import ACTIVE_UNIT_THRESHOLD, MI_SAMPLES, active_units
 from shellvae.core.objectives import mutual_information
 from shellvae.evaluation.probes import chance_accuracy, probe_accuracy
@@ -39,10 +40,6 @@ from shellvae.data.sequences import PAD
 Encoder = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 LogLikelihood = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-#: importance samples per held-out sequence for the final metrics. He et al. 2019 use 500; measured
-#: on the generated corpus (a free-bits model, 500 held-out sequences) the bound's NLL was 25.95 at
-#: K = 50, 25.84 at 100 and 25.69 at 500 nats (s.e. over the sequences 0.29), at 1/5 of the cost
-IW_SAMPLES = 100
 #: sequences decoded at once (rows x importance samples)
 DECODE_ROWS = 2048
 
@@ -67,14 +64,14 @@ def _generator(generator, device):
 
 
 @torch.no_grad()
-def iw_log_likelihood(encode: Encoder, log_likelihood: LogLikelihood, X, *, n_samples: int = IW_SAMPLES,
+def iw_log_likelihood(encode: Encoder, log_likelihood: LogLikelihood, X, *, n_samples: int = SEQUENCE_IW_SAMPLES,
                       batch_size: int = 256, max_decode_rows: int = DECODE_ROWS,
                       generator: torch.Generator | None = None, device="cpu") -> torch.Tensor:
     """log p_K(x) of every sequence of X (N, T): (N,) float64 (module docstring).
 
-    With z = mu + e * s: log p(z) - log q(z|x) = -(1/2) sum_j (z_j^2 - e_j^2 - logvar_j).
-    ``batch_size`` sequences are encoded at once and their samples decoded ``max_decode_rows``
-    sequences at a time.
+    The one importance-weighted estimator of both families (``evaluation.likelihood``: the draws, the
+    latent terms, the bound) with a categorical decoder. ``batch_size`` sequences are encoded at once and
+    their samples decoded ``max_decode_rows`` sequences at a time.
     """
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
         raise ShellVAEError(f"n_samples={n_samples!r}: must be a positive integer.")
@@ -82,16 +79,13 @@ def iw_log_likelihood(encode: Encoder, log_likelihood: LogLikelihood, X, *, n_sa
     out = []
     for x in _batches(X, batch_size, device):
         mu, logvar = encode(x)
-        std = (0.5 * logvar).exp()
         chunk = max(1, min(n_samples, max_decode_rows // len(x)))
         parts = []
-        for start in range(0, n_samples, chunk):
-            s = min(chunk, n_samples - start)
-            eps = torch.randn((s, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
-            z = mu + eps * std
+        for eps, z in posterior_draws(mu, logvar, n_samples, chunk, generator):
+            s = len(z)
             log_px = log_likelihood(z.reshape(s * len(x), -1), x.repeat(s, 1)).reshape(s, len(x)).double()
-            parts.append(log_px - 0.5 * (z.double().pow(2) - eps.double().pow(2) - logvar.double()).sum(dim=-1))
-        out.append(torch.logsumexp(torch.cat(parts), dim=0) - math.log(n_samples))
+            parts.append(log_px + log_prior_minus_log_posterior(z, eps, logvar))
+        out.append(iw_bound(torch.cat(parts), n_samples))
     return torch.cat(out)
 
 
@@ -143,7 +137,7 @@ def shuffled_order(n: int, seed: int) -> np.ndarray:
 
 @torch.no_grad()
 def evaluate_sequences(encode: Encoder, log_likelihood: LogLikelihood, X, *, lm=None, oracle=None, topics=None,
-                       iw_samples: int = IW_SAMPLES, seed: int = 0, device="cpu", extra=None) -> dict:
+                       iw_samples: int = SEQUENCE_IW_SAMPLES, seed: int = 0, device="cpu", extra=None) -> dict:
     """Every held-out metric of the module docstring on token rows X (N, T).
 
     ``lm``: the z-free language model's per-sequence NLL on X (an (N,) array) or its

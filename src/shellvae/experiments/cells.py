@@ -37,7 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from shellvae.base import storage
-from shellvae.evaluation.certificate import certify_model
+from shellvae.evaluation.certificate import certify_vector_model
 from shellvae.data import load_dataset
 from shellvae.errors import EmptyFeasibleRegionWarning, NonFiniteError, ShellVAEError
 from shellvae.estimators.shell_vae import ShellVAE
@@ -245,8 +245,8 @@ def auto_k_certificate(cell: Cell, est: ShellVAE, X_train_shell: np.ndarray, X_t
         if path is not None:
             save_geometry(path, geometry)
     est.model_.eval()
-    cert = certify_model(est.model_.encode, est.model_.decode, X_test, shell=est.shell_, geometry=geometry,
-                         device=est.device, seed=cell.seed)
+    cert = certify_vector_model(est.model_.encode, est.model_.decode, X_test, shell=est.shell_, geometry=geometry,
+                                device=est.device, seed=cell.seed)
     return {"certificate_auto": cert.to_dict(), "auto_n_clusters": int(geometry.n_clusters_)}
 
 

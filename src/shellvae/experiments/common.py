@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shellvae.evaluation.certificate import CERTIFICATE_MARGIN, certify
+from shellvae.evaluation.certificate import REGION_MARGIN_SHARE as CERTIFICATE_MARGIN, certify
 from shellvae.data import DATASETS
 from shellvae.estimators.shell_vae import ShellVAE
 from shellvae.experiments.cells import Cell, resolve_data
