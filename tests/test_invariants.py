@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shellvae import ClusterGeometry, FeasibleRegion, SphericalShell, certify, evaluate, mlp_vae
-from shellvae.core.geometry import within_between
+from shellvae.core.variances import within_between
 from shellvae.core.objectives import cluster_loss, gaussian_nll, kl_per_dim, norm_penalty
 
 shapes = st.tuples(st.integers(3, 50), st.integers(1, 8))

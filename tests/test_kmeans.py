@@ -10,7 +10,7 @@ from sklearn.cluster import KMeans
 
 from shellvae import ClusterGeometry, SphericalShell, make_gmm
 from shellvae.core import kmeans as km
-from shellvae.core.geometry import principal_space, within_between, within_between_from_sums
+from shellvae.core.variances import principal_space, within_between, within_between_from_sums
 
 
 def blobs(n=600, d=5, k=4, seed=0, spread=0.3):

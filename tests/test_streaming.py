@@ -16,7 +16,7 @@ from sklearn.metrics import adjusted_rand_score
 from shellvae import ClusterGeometry, ShellVAE, SphericalShell, make_gmm
 from shellvae.base.validation import check_array
 from shellvae.errors import DataError, ShellVAEError
-from shellvae.core.geometry import largest_eigenvalue, within_between, within_between_from_sums
+from shellvae.core.variances import largest_eigenvalue, within_between, within_between_from_sums
 from shellvae.core.shell import ShellView
 from shellvae.training.batches import MemmapTrainData
 

@@ -243,7 +243,7 @@ def summarize(runs, out):
 def diagnose(data, data_dir, sigma2_ratio, sigma2, beta, k_grid, max_samples, seed, out):
     """Before training: lambda_max, the predicted collapse threshold, and W, delta across K."""
     from shellvae.evaluation.diagnose import diagnose as run_diagnosis
-    from shellvae.core.geometry import AUTO_K_GRID
+    from shellvae.core.autok import AUTO_K_GRID
 
     check_not_both("sigma2", "sigma2_ratio")
     grid = AUTO_K_GRID

@@ -3,7 +3,7 @@
 The certificate does not need the best partition. For ANY labelling c(i), W (eq. 4) and delta
 (eq. 5) computed exactly from it satisfy T = W + delta (eq. 6), and a constant decoder still
 scores >= delta; a better partition only widens the region [W, delta). So the *search* for the
-labels may be approximate and cheap, as long as ``geometry.within_between`` then computes T, W
+labels may be approximate and cheap, as long as ``variances.within_between`` then computes T, W
 and delta exactly (float64) from the final labels over all rows. The search here:
 
 1. **Projection.** Rows are centred and projected onto the top ``SEARCH_DIMS`` principal axes
@@ -25,7 +25,7 @@ centred rows (centring keeps float32 accurate for data far from the origin); tor
 its own threads (``torch.set_num_threads``). Cluster sums for the centres are float64.
 
 A warm start is a set of centres to begin from instead of seeds: the auto-K search
-(``geometry.search_k``) continues k-means++ from the previous K's centres (beside ``n_init``
+(``autok.search_k``) continues k-means++ from the previous K's centres (beside ``n_init``
 fresh seedings), and fits the chosen K on all rows from its subset centres. Empty clusters in
 the in-memory Lloyd loop move to the rows farthest from their centres, as scikit-learn does; in
 ``refine`` an empty cluster keeps its centre. Everything is seeded: the same data, parameters
@@ -121,7 +121,7 @@ def stalled(previous: float, objective: float, tol: float) -> bool:
 # -- projection --------------------------------------------------------------------------------
 def project(blocks: Blocks, n: int, mean: np.ndarray, axes: torch.Tensor | None) -> torch.Tensor:
     """(N, dims) float32 coordinates of the centred rows along ``axes`` (D, dims), orthonormal
-    principal axes (``geometry.principal_space``); the centred rows themselves if None."""
+    principal axes (``variances.principal_space``); the centred rows themselves if None."""
     out = None
     for start, block in blocks:
         rows = centred_float32(block, mean)

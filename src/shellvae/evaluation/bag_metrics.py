@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from shellvae.core.geometry import collapse_floor
+from shellvae.core.variances import collapse_floor
 from shellvae.core.objectives import cluster_sq_dist
 from shellvae.core.sequence_region import SequenceRegion
 from shellvae.data.sequences import N_SPECIAL

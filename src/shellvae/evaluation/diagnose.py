@@ -3,7 +3,7 @@
 ``diagnose`` maps the data to the shell and reports lambda_max, the predicted collapse threshold
 for the given sigma^2 and beta (docs/method.md §5), the linear-VAE prediction of KL and active
 units, and the cluster geometry T, W, delta across a K sweep, so that K and sigma^2 can be chosen.
-The sweep is ``geometry.search_k``, the search behind ``ClusterGeometry(n_clusters="auto")``, on
+The sweep is ``autok.search_k``, the search behind ``ClusterGeometry(n_clusters="auto")``, on
 the same seeded subset: its table is the one auto-K reads (auto stops at the first K whose width
 reaches its margin; the table goes on through the grid).
 """
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 from shellvae.base.validation import check_array, check_scalar
 from shellvae.errors import ShellVAEError
-from shellvae.core.geometry import AUTO_K_GRID, search_grid, search_k
+from shellvae.core.autok import AUTO_K_GRID, search_grid, search_k
 from shellvae.core.kmeans import subset_rows
 from shellvae.core.shell import R_MAX, R_MIN, SphericalShell
 from shellvae.core.theory import collapse_threshold, covariance_spectrum, linear_vae_active_units, linear_vae_kl

@@ -33,7 +33,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from shellvae.core.geometry import collapse_floor
+from shellvae.core.variances import collapse_floor
 from shellvae.evaluation.likelihood import VECTOR_IW_SAMPLES, gaussian_log_density, iw_log_likelihood_batch, kl_to_standard_normal
 from shellvae.core.model import sample_posterior
 from shellvae.core.objectives import cluster_sq_dist, kl_per_dim, mutual_information
