@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     rows, measurements = [], []
     for setting in args.settings.split(","):
         data = make_topic_corpus(N_TRAIN, N_TEST, seed=CORPUS_SEED, **SETTINGS[setting])
-        region = SequenceRegion(N_CLUSTERS, random_state=0).fit(data.X_train, len(data.vocab))
+        region = SequenceRegion(N_CLUSTERS, vocab_size=len(data.vocab), random_state=0).fit(data.X_train)
         for seed in range(args.seeds):
             base = None  # the vanilla fit that carries this seed's language model
 
