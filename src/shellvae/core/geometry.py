@@ -45,13 +45,12 @@ import numpy as np
 from sklearn.cluster import MiniBatchKMeans
 
 from shellvae.core import kmeans as kmeans_lib
-from shellvae.core.autok import AUTO_K_GRID, exact_geometry, search_k
+from shellvae.core.autok import exact_geometry, search_k
 from shellvae.base.validation import (CHUNK_ROWS, check_array, check_distinct_count, check_distinct_rows, check_scalar,
                                 row_chunks, row_hashes)
 from shellvae.errors import EmptyFeasibleRegionWarning, NotFittedError, ShellVAEError
 from shellvae.core.shell import ShellView
-from shellvae.core.variances import (_blocks, cluster_sums, nearest_center, principal_space, within_between,
-                                    within_between_from_sums)
+from shellvae.core.variances import _blocks, cluster_sums, nearest_center, principal_space, within_between_from_sums
 
 #: the default number of clusters (the paper's K for the image datasets; its synthetic mixture has 8)
 N_CLUSTERS = 10
