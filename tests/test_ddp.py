@@ -131,7 +131,7 @@ def test_ddp_shell_matches_single_process(ddp_results):
     data = _data()
     single = ShellVAE("shell", **SHELL).fit(data.X_train, X_val=data.X_test)
     r0, r1 = ranks
-    assert r0["W"] == single.W_ and r0["delta"] == single.delta_collapse_  # geometry of rank 0, broadcast
+    assert r0["W"] == single.W_ and r0["delta"] == single.delta_  # geometry of rank 0, broadcast
     assert r1["W"] == r0["W"] and r1["delta"] == r0["delta"]
     untimed = [[{k: v for k, v in row.items() if not k.endswith("_time_s")} for row in r["shell_history"]]
                for r in ranks]

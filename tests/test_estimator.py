@@ -32,7 +32,7 @@ def test_init_stores_parameters_only():
 def test_fit_returns_self_and_learns_state(data):
     est = ShellVAE("vanilla", **FAST)
     assert est.fit(data.X_train) is est
-    for attr in ("shell_", "geometry_", "model_", "method_", "sigma2_", "lambda_max_", "W_", "delta_collapse_",
+    for attr in ("shell_", "geometry_", "model_", "method_", "sigma2_", "lambda_max_", "W_", "delta_",
                  "history_"):
         assert hasattr(est, attr)
     assert len(est.history_) == 3 and est.W_ == est.geometry_.W_
