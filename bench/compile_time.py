@@ -19,9 +19,9 @@ import torch
 from torch._dynamo.utils import counters
 
 from shellvae import ClusterGeometry, FeasibleRegion, SphericalShell, get_method, load_dataset, make_gmm, mlp_vae
-from shellvae.batches import TrainData
-from shellvae.methods import Objective
-from shellvae.train import train
+from shellvae.training.batches import TrainData
+from shellvae.training.methods import Objective
+from shellvae.training.loop import train
 
 MNIST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mnist")
 

@@ -23,9 +23,9 @@ import time
 import torch
 
 from shellvae import ClusterGeometry, FeasibleRegion, SphericalShell, get_method, make_gmm, mlp_vae
-from shellvae.batches import TrainData
-from shellvae.methods import Objective
-from shellvae.train import train
+from shellvae.training.batches import TrainData
+from shellvae.training.methods import Objective
+from shellvae.training.loop import train
 
 
 def main() -> None:

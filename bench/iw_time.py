@@ -21,8 +21,8 @@ import torch
 
 from shellvae import SphericalShell, mlp_vae
 from shellvae.data import load_dataset
-from shellvae.likelihood import elbo, iw_log_likelihood
-from shellvae.probes import knn_accuracy, probe_accuracy
+from shellvae.evaluation.likelihood import elbo, iw_log_likelihood
+from shellvae.evaluation.probes import knn_accuracy, probe_accuracy
 
 
 def main() -> None:

@@ -52,11 +52,13 @@ from threadpoolctl import threadpool_limits
 
 from shellvae import ClusterGeometry, SphericalShell, get_method, load_dataset, make_gmm, mlp_vae
 from shellvae.errors import EmptyFeasibleRegionWarning
-from shellvae.geometry import AUTO_K_GRID, SWEEP_SAMPLES, search_k, within_between
-from shellvae.kmeans import subset_rows
-from shellvae.batches import TrainData
-from shellvae.methods import Objective
-from shellvae.train import train
+from shellvae.core.autok import AUTO_K_GRID, search_k
+from shellvae.core.geometry import SWEEP_SAMPLES
+from shellvae.core.variances import within_between
+from shellvae.core.kmeans import subset_rows
+from shellvae.training.batches import TrainData
+from shellvae.training.methods import Objective
+from shellvae.training.loop import train
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -1,7 +1,7 @@
 """One-off cost of the shell method against data size: shell transform, K-means and geometry.
 
 GMM data (32 dims, 8 components) of 10,000 to 1,000,000 rows, K = 8, ``ClusterGeometry(kmeans="auto")``
-(the default): ``shellvae.kmeans`` at every size (3 k-means++ restarts with Lloyd iterations on
+(the default): ``shellvae.core.kmeans`` at every size (3 k-means++ restarts with Lloyd iterations on
 a 20,000-row subset, Lloyd on all rows, then full-dimension passes; 32 features are below
 ``SEARCH_DIMS``, so there is no projection); the geometry (T, W, delta, lambda_max) follows from
 the labels exactly. Each size is timed once, after a warm-up fit. The
@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from shellvae import ClusterGeometry, FeasibleRegion, SphericalShell, get_method, make_gmm, mlp_vae
-from shellvae.batches import TrainData
-from shellvae.methods import Objective
-from shellvae.shell import ShellView
-from shellvae.train import train
+from shellvae.training.batches import TrainData
+from shellvae.training.methods import Objective
+from shellvae.core.shell import ShellView
+from shellvae.training.loop import train
 
 
 def epoch_seconds_per_row() -> float:

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from shellvae import ClusterGeometry, FeasibleRegion, SphericalShell, get_method, load_dataset, make_gmm, mlp_vae
-from shellvae.batches import MemmapTrainData, TrainData
-from shellvae.methods import Objective
-from shellvae.train import train
+from shellvae.training.batches import MemmapTrainData, TrainData
+from shellvae.training.methods import Objective
+from shellvae.training.loop import train
 
 MNIST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mnist")
 

@@ -66,9 +66,9 @@ def child(config: str, workdir: str) -> None:
 
     torch.set_num_threads(1)
     from shellvae import FeasibleRegion, ShellVAE, get_method, mlp_vae
-    from shellvae.batches import MemmapTrainData, TrainData
-    from shellvae.methods import Objective
-    from shellvae.train import train
+    from shellvae.training.batches import MemmapTrainData, TrainData
+    from shellvae.training.methods import Objective
+    from shellvae.training.loop import train
 
     with open(os.path.join(workdir, "fitted.pkl"), "rb") as f:
         shell, geometry = pickle.load(f)

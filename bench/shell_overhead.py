@@ -49,9 +49,9 @@ import torch
 import torch.nn.functional as F
 
 from shellvae import ClusterGeometry, FeasibleRegion, SphericalShell, get_method, make_gmm, mlp_vae
-from shellvae.acceleration import adam, compiled
-from shellvae.methods import Batch, Epoch, EpochPlan, Objective, Shell
-from shellvae.objectives import gaussian_nll, kl_divergence
+from shellvae.training.acceleration import adam, compiled
+from shellvae.training.methods import Batch, Epoch, EpochPlan, Objective, Shell
+from shellvae.core.objectives import gaussian_nll, kl_divergence
 
 
 def setup():

@@ -43,10 +43,10 @@ import torch
 from torch import nn
 
 from shellvae import SphericalShell, get_method, load_dataset, make_gmm, mlp_vae
-from shellvae import train as train_module
-from shellvae.batches import TrainData
-from shellvae.methods import Objective
-from shellvae.train import train
+from shellvae.training import loop as train_module
+from shellvae.training.batches import TrainData
+from shellvae.training.methods import Objective
+from shellvae.training.loop import train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MNIST_DIR = os.path.join(HERE, "..", "..", "shared", "data", "mnist")
@@ -83,7 +83,7 @@ def pythae_vae(input_dim: int, latent_dim: int, reference: nn.Module):
 
 
 def mlp(sizes):
-    from shellvae.model import mlp as shellvae_mlp
+    from shellvae.core.model import mlp as shellvae_mlp
 
     return shellvae_mlp(sizes)
 
@@ -104,7 +104,7 @@ def pythae_trainer(X: np.ndarray, reference: nn.Module, epochs: int, batch_size:
 @contextlib.contextmanager
 def plain_loop():
     """shellvae's loop with the unfused Adam and without flushing subnormals (the loop's optimiser is
-    ``acceleration.adam``, looked up in ``shellvae.train`` when ``train()`` runs)."""
+    ``acceleration.adam``, looked up in ``shellvae.training.loop`` when ``train()`` runs)."""
     adam = train_module.adam
     train_module.adam = lambda model, lr: torch.optim.Adam(model.parameters(), lr=lr)
     try:

@@ -33,9 +33,9 @@ import numpy as np
 import torch
 
 from shellvae import ClusterGeometry, FeasibleRegion, SphericalShell, get_method, load_dataset, mlp_vae
-from shellvae.batches import TrainData
-from shellvae.methods import Objective
-from shellvae.train import train
+from shellvae.training.batches import TrainData
+from shellvae.training.methods import Objective
+from shellvae.training.loop import train
 
 PAPER_K = {"gmm": 8, "mnist": 10}
 

@@ -19,7 +19,7 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)  # as the tests (tests/conftest.py)
 
-from shellvae import io  # noqa: E402
+from shellvae.base import storage  # noqa: E402
 from tests.test_reliability import BAD_INPUTS, DOC, TABLE_END, TABLE_START, generated_block  # noqa: E402
 
 
@@ -30,7 +30,7 @@ def main() -> None:
     pattern = re.compile(re.escape(TABLE_START) + ".*?" + re.escape(TABLE_END), re.S)
     if not pattern.search(doc):
         sys.exit(f"{DOC}: no {TABLE_START} ... {TABLE_END} markers to fill.")
-    io.write_text(DOC, pattern.sub(lambda _: block, doc))
+    storage.write_text(DOC, pattern.sub(lambda _: block, doc))
     print(f"updated {DOC.relative_to(REPO)}: {len(BAD_INPUTS)} bad inputs, the data and command-line fuzzing summaries")
 
 

@@ -41,7 +41,8 @@ sys.path.insert(0, str(REPO / "examples"))
 from custom_architecture import ConvDecoder, ConvEncoder, ResMLPDecoder, ResMLPEncoder  # noqa: E402
 
 import shellvae  # noqa: E402
-from shellvae import FeasibleRegion, ShellVAE, get_method, io  # noqa: E402
+from shellvae import FeasibleRegion, ShellVAE, get_method
+from shellvae.base import storage  # noqa: E402
 
 LATENT = 8
 CONDITION = dict(sigma2_ratio=2.0, beta=2.0)  # the moderate violating condition
@@ -174,7 +175,7 @@ def main() -> None:
                     print(f"{dataset}: {data.X_train.shape} train, {data.X_test.shape} test; {region}", flush=True)
                 record = run(arch, dataset, method, seed, *datasets[dataset])
                 records.append(record)
-                io.write_json(cache, records)
+                storage.write_json(cache, records)
                 print(f"{arch} on {dataset}, {method} seed {seed}: KL {record['kl']:.3f}, AU {record['active_units']}, nll_iw "
                       f"{record['nll_iw']:.2f}, probe {record['probe_accuracy']:.3f}, certified {record['certified']}, "
                       f"{record['fit_seconds']:.0f} s", flush=True)
@@ -184,7 +185,7 @@ def main() -> None:
     command = "python scripts/architectures.py MNIST_DIR" + "".join(
         f" {flag} {shlex.quote(str(value))}" for flag, value, default in (
             ("--seeds", args.seeds, 3), ("--out", args.out, "runs/architectures")) if value != default)
-    io.write_text(args.table, table(records, command, seeds))
+    storage.write_text(args.table, table(records, command, seeds))
     print(f"wrote {args.table}")
 
 

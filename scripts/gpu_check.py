@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from shellvae import ShellVAE, make_gmm
-from shellvae.methods import Method
+from shellvae.training.methods import Method
 
 COMMON = {"n_clusters": 8, "epochs": 10, "batch_size": 128, "random_state": 0}
 

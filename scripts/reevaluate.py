@@ -27,14 +27,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shellvae import io
-from shellvae.estimator import ShellVAE
+from shellvae.base import storage as io
+from shellvae import ShellVAE
 from shellvae.experiments import recommend, table1
 from shellvae.experiments.cells import _estimator_kwargs, geometry_path, load_cell, load_cell_data, load_geometry
 from shellvae.experiments.common import RunContext, aggregate
 from shellvae.experiments.paired import TIE_SE, by_seed, paired
 from shellvae.experiments.profiles import get_profile
-from shellvae.likelihood import elbo, iw_log_likelihood
+from shellvae.evaluation.likelihood import elbo, iw_log_likelihood
 
 CLOSE = 0.1  # nats: differences below this are re-evaluated
 ROWS = 500  # held-out rows scored (a seeded subset; the same rows for every method and seed)

@@ -27,9 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shellvae import io
-from shellvae.sequence import SequenceRegion, SequenceVAE, make_topic_corpus
-from shellvae.sequence.region import teacher_forced_l_clu, topic_bag_l_clu
+from shellvae.base import storage
+from shellvae.core.sequence_region import SequenceRegion
+from shellvae.estimators.sequence_vae import SequenceVAE
+from shellvae.data.sequences import make_topic_corpus
+from shellvae.evaluation.bag_metrics import teacher_forced_l_clu, topic_bag_l_clu
 
 SETTINGS = {
     "A": dict(n_topics=8, vocab_size=40, length=24, support=3),  # the corpus
@@ -59,7 +61,7 @@ def run_cell(path: Path, work):
     if path.exists():
         return json.loads(path.read_text())
     record = work()
-    io.write_json(path, record)
+    storage.write_json(path, record)
     return record
 
 
@@ -78,13 +80,13 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", default=",".join(m for m, _ in METHODS))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    out, cells = io.check_writable_folder(args.out), io.check_writable_folder(args.cells)
+    out, cells = storage.check_writable_folder(args.out), storage.check_writable_folder(args.cells)
     chosen = args.methods.split(",")
     start = time.perf_counter()
     rows, measurements = [], []
     for setting in args.settings.split(","):
         data = make_topic_corpus(N_TRAIN, N_TEST, seed=CORPUS_SEED, **SETTINGS[setting])
-        region = SequenceRegion(N_CLUSTERS, random_state=0).fit(data.X_train, len(data.vocab))
+        region = SequenceRegion(N_CLUSTERS, vocab_size=len(data.vocab), random_state=0).fit(data.X_train)
         for seed in range(args.seeds):
             base = None  # the vanilla fit that carries this seed's language model
 
@@ -153,7 +155,7 @@ def write_outputs(out: Path, rows: list[dict], measurements: list[dict], seconds
         writer = csv.DictWriter(f, COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    io.write_json(out / "sequences.json", {"command": command, "seconds": seconds, "rows": rows,
+    storage.write_json(out / "sequences.json", {"command": command, "seconds": seconds, "rows": rows,
                                            "measurements": measurements})
     fit_total = sum(r["fit_seconds"] for r in rows) + sum(m["lm_seconds"] for m in measurements)
     lines = ["# Sequence VAEs on the generated corpus", "",
@@ -202,7 +204,7 @@ def write_outputs(out: Path, rows: list[dict], measurements: list[dict], seconds
                 lines.append(f"| {setting} | {m[0]['delta']:.3f} | {m[0]['data_W']:.3f} | "
                              f"{m[0]['topic_bag_l_clu']:.3f} | {mean_sd(x['lm_teacher_forced_l_clu'] for x in m)} |")
         lines.append("")
-    io.write_text(out / "sequences.md", "\n".join(lines))
+    storage.write_text(out / "sequences.md", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from shellvae.cli import DEMO_COLUMNS, main
-from shellvae.tables import markdown_table
+from shellvae.reporting.tables import markdown_table
 
 REQUIRED_KEYS = {"method", "kl", "active_units", "recon_mse", "feasible_coverage", "norm_satisfaction", "l_clu", "W",
                  "delta", "lambda_max", "sigma2", "certified"}

@@ -30,13 +30,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import shellvae.cli as cli_module
-import shellvae.diagnose  # noqa: F401 (imported for its sentinel: the CLI imports it when diagnose runs)
+import shellvae.evaluation.diagnose  # noqa: F401 (imported for its sentinel: the CLI imports it when diagnose runs)
 from shellvae import ShellVAE
 from shellvae.cli import main
 from shellvae.data import DATASETS
 from shellvae.errors import ShellVAEError
 from shellvae.experiments import EXPERIMENTS
-from shellvae.methods import METHODS
+from shellvae.training.methods import METHODS
 
 REPO = Path(__file__).resolve().parents[1]
 #: examples per subcommand (and for the global options); N_CASES in all
@@ -345,7 +345,7 @@ def workspace(tmp_path_factory):
 def sentinels(workspace):
     mp = pytest.MonkeyPatch()
     mp.setattr(cli_module, "load_dataset", Sentinel("load_dataset", cli_module.load_dataset))
-    data_module, diagnose_module = sys.modules["shellvae.data"], sys.modules["shellvae.diagnose"]
+    data_module, diagnose_module = sys.modules["shellvae.data"], sys.modules["shellvae.evaluation.diagnose"]
     mp.setattr(data_module, "load_dataset", Sentinel("shellvae.data.load_dataset", data_module.load_dataset))
     mp.setattr(ShellVAE, "fit", Sentinel("ShellVAE.fit"))
     mp.setattr(cli_module, "fit_and_record", Sentinel("fit_and_record"))

@@ -1,6 +1,6 @@
 """Your own networks in ShellVAE, and certificates for VAEs that shellvae did not train (issue 13).
 
-The encoder and decoder here are written in the test, not taken from shellvae.model.
+The encoder and decoder here are written in the test, not taken from shellvae.core.model.
 """
 
 from __future__ import annotations

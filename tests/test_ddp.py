@@ -28,10 +28,10 @@ import torch.multiprocessing as mp
 
 from shellvae import ShellVAE, get_method, make_gmm, mlp_vae
 from shellvae.errors import ShellVAEError
-from shellvae.batches import TrainData
-from shellvae.methods import Objective
-from shellvae.region import FeasibleRegion
-from shellvae.train import train
+from shellvae.training.batches import TrainData
+from shellvae.training.methods import Objective
+from shellvae.core.region import FeasibleRegion
+from shellvae.training.loop import train
 
 EPOCHS, BATCH = 5, 100  # 4,000 rows: 40 global batches of 100 = 2 shards of 50 an epoch
 SHELL = {"n_clusters": 8, "epochs": EPOCHS, "batch_size": BATCH, "random_state": 0}
@@ -49,7 +49,7 @@ EXACT = {"vanilla": {}, "shell": {}, "shell_lagrange": {"alpha": 0.9},
 
 def _deterministic(name: str, X: np.ndarray) -> tuple[list[torch.Tensor], list[dict], dict]:
     """30 steps on 1,000 rows (rounding differences grow with the steps: keep the comparison short)."""
-    from shellvae.geometry import ClusterGeometry
+    from shellvae.core.geometry import ClusterGeometry
 
     X = X[:1_000]
     torch.manual_seed(0)
@@ -81,7 +81,7 @@ def _worker(rank: int, rendezvous: str, out_dir: str) -> None:
         except ShellVAEError as exc:
             error = str(exc)
         torch.save({"exact": exact, "shell_history": est.history_, "error": error,
-                    "W": est.W_, "delta": est.delta_collapse_}, os.path.join(out_dir, f"rank{rank}.pt"))
+                    "W": est.W_, "delta": est.delta_}, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -131,7 +131,7 @@ def test_ddp_shell_matches_single_process(ddp_results):
     data = _data()
     single = ShellVAE("shell", **SHELL).fit(data.X_train, X_val=data.X_test)
     r0, r1 = ranks
-    assert r0["W"] == single.W_ and r0["delta"] == single.delta_collapse_  # geometry of rank 0, broadcast
+    assert r0["W"] == single.W_ and r0["delta"] == single.delta_  # geometry of rank 0, broadcast
     assert r1["W"] == r0["W"] and r1["delta"] == r0["delta"]
     untimed = [[{k: v for k, v in row.items() if not k.endswith("_time_s")} for row in r["shell_history"]]
                for r in ranks]
@@ -171,7 +171,7 @@ def test_torchrun_entry_point_trains_and_only_rank0_writes(tmp_path):
 
 
 def test_distributed_helpers_are_no_ops_in_one_process():
-    from shellvae import distributed
+    from shellvae.base import distributed
 
     assert distributed.info() is None and distributed.is_main_process()
     assert distributed.run_once(lambda x: x + 1, 1) == 2

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 
 from shellvae import ClusterGeometry, SphericalShell
 from shellvae.cli import main
-from shellvae.diagnose import diagnose
-from shellvae.geometry import AUTO_K_GRID
+from shellvae.evaluation.diagnose import diagnose
+from shellvae.core.autok import AUTO_K_GRID
 
 
 def test_prediction_flips_at_lambda_max(small_gmm):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from shellvae import Shell, ShellVAE, ShellVAEError
-from shellvae.methods import base
+from shellvae.training.methods import base
 
 FAST = dict(n_clusters=8, epochs=3, random_state=0)
 
@@ -32,7 +32,7 @@ def test_init_stores_parameters_only():
 def test_fit_returns_self_and_learns_state(data):
     est = ShellVAE("vanilla", **FAST)
     assert est.fit(data.X_train) is est
-    for attr in ("shell_", "geometry_", "model_", "method_", "sigma2_", "lambda_max_", "W_", "delta_collapse_",
+    for attr in ("shell_", "geometry_", "model_", "method_", "sigma2_", "lambda_max_", "W_", "delta_",
                  "history_"):
         assert hasattr(est, attr)
     assert len(est.history_) == 3 and est.W_ == est.geometry_.W_
@@ -104,11 +104,11 @@ def test_method_instance_and_params(data):
     est = ShellVAE(Shell(lambda_b=1.0, eps_ratio=0.1), **FAST).fit(data.X_train)
     assert est.method_.lambda_b == 1.0
     # the certificate's margin is the certificate's, not the method's training margin (eps_ratio)
-    assert est.certify(data.X_test).eps == pytest.approx(0.05 * est.delta_collapse_)
+    assert est.certify(data.X_test).eps == pytest.approx(0.05 * est.delta_)
     vanilla = ShellVAE("vanilla", **FAST).fit(data.X_train)
     assert vanilla.certify(data.X_test).eps == est.certify(data.X_test).eps  # one bar for every method
     assert ShellVAE("vanilla", certificate_margin=0.2, **FAST).fit(data.X_train).certify(
-        data.X_test).eps == pytest.approx(0.2 * est.delta_collapse_)
+        data.X_test).eps == pytest.approx(0.2 * est.delta_)
     with pytest.raises(ShellVAEError, match="bad hyperparameters"):
         ShellVAE("shell", method_params={"lambda_q": 1}, **FAST).fit(data.X_train)
     with pytest.raises(ShellVAEError, match="unknown method"):
@@ -141,7 +141,7 @@ def test_bad_data(data, fitted):
 def test_certify_reuses_given_metrics(fitted, data):
     metrics = fitted.evaluate(data.X_test)
     assert fitted.certify(data.X_test, metrics=metrics) == fitted.certify(data.X_test)
-    assert fitted.default_eps() == pytest.approx(0.05 * fitted.delta_collapse_)
+    assert fitted.default_eps() == pytest.approx(0.05 * fitted.delta_)
 
 
 def test_zero_norm_is_an_estimator_setting(rng):

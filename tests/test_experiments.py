@@ -14,7 +14,7 @@ from shellvae.experiments import get_profile, run_experiment
 from shellvae.experiments.common import RunContext
 from shellvae.experiments.phase import collapse_onset, theory_kl
 from shellvae.experiments.profiles import phase_grid
-from shellvae.tables import aggregate_seeds, format_mean_std, mean_std
+from shellvae.reporting.tables import aggregate_seeds, format_mean_std, mean_std
 
 #: smaller than the `test` profile: one epoch on a few hundred samples
 TINY = replace(get_profile("test"), sizes={"default": (200, 80), "synthetic": (300, 100)}, epochs={"default": 1},
@@ -113,7 +113,7 @@ def test_an_interrupted_cell_resumes_from_its_last_epoch_to_the_uninterrupted_re
     """A cell killed mid-training (here: right after its epoch-2 checkpoint) leaves no record but its
     checkpoint; the rerun trains only the remaining epoch and stores the record an uninterrupted run
     stores (timings aside), counts the lost process's epochs in fit_seconds, and removes the checkpoint."""
-    from shellvae import checkpoint
+    from shellvae.training import checkpoint
 
     cell = RunContext("table1", replace(TINY, epochs={"default": 3}), ["synthetic"], [0], tmp_path).cell(
         "synthetic", "moderate", "shell", 0)
@@ -236,7 +236,7 @@ def test_dynamics_bands_stop_at_zero(tmp_path, monkeypatch):
     otherwise show negative ticks), while the mean line and the upper edge are unchanged."""
     import matplotlib.pyplot as plt
 
-    from shellvae import figures
+    from shellvae.reporting import figures
 
     monkeypatch.setattr(figures, "_save", lambda fig, path: None)  # keeps the figure open to inspect
     epochs, mean, std = np.arange(1, 6), np.array([1e-3, 1e-4, 0.0, 2e-4, 1e-5]), np.full(5, 5e-4)
@@ -253,7 +253,7 @@ def test_figure_experiments_write_pngs(tmp_path, monkeypatch):
     import matplotlib.image
     import numpy as np
 
-    from shellvae import figures
+    from shellvae.reporting import figures
 
     plotted = []  # (experiment, every axes' plotted y values) of each figure, as it is saved
     save = figures._save

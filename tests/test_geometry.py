@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from shellvae import ClusterGeometry, EmptyFeasibleRegionWarning, ShellVAEError, SphericalShell
-from shellvae import kmeans as kmeans_lib
-from shellvae.geometry import AUTO_K_GRID, collapse_floor, largest_eigenvalue, search_k, within_between
+from shellvae.core import kmeans as kmeans_lib
+from shellvae.core.autok import AUTO_K_GRID, search_k
+from shellvae.core.variances import collapse_floor, largest_eigenvalue, within_between
 
 
 @settings(max_examples=40, deadline=None)

@@ -7,8 +7,8 @@ from click.testing import CliRunner
 
 from shellvae import ShellVAE, ShellVAEError
 from shellvae.cli import main
-from shellvae.figures import save_image_grid
-from shellvae.model import build_vae, conv_vae
+from shellvae.reporting.figures import save_image_grid
+from shellvae.core.model import build_vae, conv_vae
 
 
 def blobs(n=240, size=8, seed=0):

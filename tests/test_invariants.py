@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shellvae import ClusterGeometry, FeasibleRegion, SphericalShell, certify, evaluate, mlp_vae
-from shellvae.geometry import within_between
-from shellvae.objectives import cluster_loss, gaussian_nll, kl_per_dim, norm_penalty
+from shellvae.core.variances import within_between
+from shellvae.core.objectives import cluster_loss, gaussian_nll, kl_per_dim, norm_penalty
 
 shapes = st.tuples(st.integers(3, 50), st.integers(1, 8))
 seeds = st.integers(0, 2**16)
@@ -228,7 +228,7 @@ def test_mutual_information_is_zero_for_one_posterior_and_log_n_for_separated_on
     standard deviation is sqrt(d / 2 / n) here (log q(z_i) is a Gaussian log-density at its own
     draw: variance d / 2). Every x with the same posterior: the aggregate posterior is that
     posterior, MI = 0. Posteriors far apart with tiny variance identify their x: MI = log n."""
-    from shellvae.objectives import mutual_information
+    from shellvae.core.objectives import mutual_information
 
     noise = 5 * math.sqrt(d / 2 / n)
     g = torch.Generator().manual_seed(seed)

@@ -1,4 +1,4 @@
-"""shellvae.kmeans: the assignment, seeding, Lloyd's fixed point and early stop, warm starts,
+"""shellvae.core.kmeans: the assignment, seeding, Lloyd's fixed point and early stop, warm starts,
 the projection, the refinement passes, and the objective against scikit-learn."""
 
 import numpy as np
@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from sklearn.cluster import KMeans
 
 from shellvae import ClusterGeometry, SphericalShell, make_gmm
-from shellvae import kmeans as km
-from shellvae.geometry import principal_space, within_between, within_between_from_sums
+from shellvae.core import kmeans as km
+from shellvae.core.variances import principal_space, within_between, within_between_from_sums
 
 
 def blobs(n=600, d=5, k=4, seed=0, spread=0.3):

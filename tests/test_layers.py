@@ -6,25 +6,26 @@ or inside a function (an import moved into a function to dodge a circle is still
 """
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "shellvae"
 
-#: lowest first; a name is a module or a subpackage of shellvae
+#: lowest first: the data flow, data -> core -> training -> evaluation -> estimators -> reporting ->
+#: experiments -> cli; a name is a top-level module or subpackage of shellvae
 LAYERS = [
-    ("base", ["errors", "registry", "validation", "io", "distributed"]),
+    ("errors", ["errors"]),
+    ("base: registries, checks, files, processes", ["base"]),
     ("data", ["data"]),
-    ("shell transform", ["shell"]),
-    ("cluster geometry", ["variances", "kmeans", "autok", "geometry", "theory"]),
-    ("model and objective", ["model", "objectives", "region"]),
-    ("methods", ["methods"]),
-    ("training", ["batches", "acceleration", "checkpoint", "train"]),
-    ("metrics", ["metrics", "likelihood", "probes", "certificate"]),
-    ("estimator", ["estimator_checks", "persistence", "estimator", "results", "diagnose", "sequence", "any_model"]),
-    ("reports", ["tables", "figures", "experiments"]),
-    ("entry points", ["cli_inputs", "cli", "__main__", "__init__"]),
+    ("core: shell, cluster geometry, models, objectives, regions", ["core"]),
+    ("training: the loop and the methods", ["training"]),
+    ("evaluation: metrics, likelihood, probes, certificates", ["evaluation"]),
+    ("estimators", ["estimators"]),
+    ("reporting: tables, figures, result records", ["reporting"]),
+    ("experiments", ["experiments"]),
+    ("entry points", ["cli", "__main__", "__init__"]),
 ]
 RANK = {name: rank for rank, (_, names) in enumerate(LAYERS) for name in names}
 
@@ -54,7 +55,7 @@ def imports_of(path: Path, module: str) -> set[str]:
                 target = node.module or ""
             if target.startswith("shellvae"):
                 found.add(target)
-                # `from shellvae import io` imports the module shellvae.io
+                # `from shellvae import errors` imports the module shellvae.errors
                 found |= {f"{target}.{a.name}" for a in node.names if target == "shellvae"}
     return {m.removeprefix("shellvae").lstrip(".") for m in found} - {""}
 
@@ -97,8 +98,20 @@ def test_the_checker_sees_a_function_level_import(tmp_path):
     """The test is not vacuous: an upward import hidden in a function is found."""
     fake = tmp_path / "fake.py"
     fake.write_text("def f():\n    from shellvae.cli import main\n    from . import report\n")
-    assert imports_of(fake, "shell") == {"cli", "report"}
-    assert RANK["cli"] > RANK["shell"]
+    assert imports_of(fake, "core.shell") == {"cli", "core"}
+    assert RANK[unit("cli")] > RANK[unit("core.shell")]
+
+
+def test_every_layer_is_a_package_or_module_that_exists():
+    """LAYERS names what is there: a renamed package does not leave a layer that checks nothing."""
+    present = {unit(m) for m in MODULES}
+    assert not sorted(set(RANK) - present), f"LAYERS names what the package lacks: {sorted(set(RANK) - present)}"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_module_shadows_the_standard_library(module):
+    """A module named like a standard one (``io``, ``types``...) is shadowed or shadows inside its package."""
+    assert module.split(".")[-1] not in sys.stdlib_module_names, f"rename {module}: the standard library has one"
 
 
 #: a module longer than this is split by what it does (issue: a house that reads one way)

@@ -18,7 +18,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from shellvae import ShellVAEError, SphericalShell
-from shellvae.likelihood import (
+from shellvae.evaluation.likelihood import (
     data_log_likelihood,
     default_decode_rows,
     elbo,
@@ -83,7 +83,7 @@ def test_collapsed_model_numpy_input_and_small_decode_chunks():
 
 
 def test_shell_views_are_read_a_batch_at_a_time():
-    from shellvae.shell import ShellView
+    from shellvae.core.shell import ShellView
 
     rng = np.random.default_rng(0)
     data = rng.normal(size=(60, 4))

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from shellvae.batches import TrainData
-from shellvae.methods import Objective, Vanilla
-from shellvae.metrics import active_units, encode_all, kl_per_dim
-from shellvae.model import mlp_vae
-from shellvae.theory import covariance_spectrum, linear_vae_active_units, linear_vae_kl
-from shellvae.train import train
+from shellvae.training.batches import TrainData
+from shellvae.training.methods import Objective, Vanilla
+from shellvae.evaluation.metrics import active_units, encode_all, kl_per_dim
+from shellvae.core.model import mlp_vae
+from shellvae.core.theory import covariance_spectrum, linear_vae_active_units, linear_vae_kl
+from shellvae.training.loop import train
 
 SPECTRUM = np.array([3.0, 1.5, 0.8, 0.3, 0.1, 0.05])
 TOLERANCE = 0.03  # relative, on the total KL; measured error ~1%

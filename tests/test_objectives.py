@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shellvae.objectives import (
+from shellvae.core.objectives import (
     boundary_penalty, cluster_loss, gaussian_nll, kl_divergence, kl_per_dim, linear_ramp, norm_penalty,
 )
 

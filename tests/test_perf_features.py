@@ -10,11 +10,11 @@ from shellvae import ClusterGeometry, ShellVAE, SphericalShell, get_method, make
 from shellvae.data import load_dataset
 from shellvae.data.arrays import load_array
 from shellvae.errors import DataError, ShellVAEError
-from shellvae.acceleration import adam, denormals_flushed
-from shellvae.batches import MemmapTrainData, TrainData
-from shellvae.methods import Objective
-from shellvae.region import FeasibleRegion
-from shellvae.train import train
+from shellvae.training.acceleration import adam, denormals_flushed
+from shellvae.training.batches import MemmapTrainData, TrainData
+from shellvae.training.methods import Objective
+from shellvae.core.region import FeasibleRegion
+from shellvae.training.loop import train
 
 RUN = dict(batch_size=64, lr=1e-3, seed=0, progress=False)
 

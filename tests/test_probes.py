@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shellvae import ShellVAEError
-from shellvae.probes import active_dims, chance_accuracy, knn_accuracy, probe_accuracy
+from shellvae.evaluation.probes import active_dims, chance_accuracy, knn_accuracy, probe_accuracy
 
 PROBES = [probe_accuracy, knn_accuracy]
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from shellvae import ClusterGeometry, DualAscent, FeasibleRegion, ShellVAE, ShellVAEError, SphericalShell, make_gmm
-from shellvae.methods import Objective, Schedule, get_method
-from shellvae.methods.base import Batch
-from shellvae.model import VAEOutput
-from shellvae.objectives import boundary_penalty, cluster_loss, norm_penalty
+from shellvae.training.methods import Objective, Schedule, get_method
+from shellvae.training.methods.base import Batch
+from shellvae.core.contract import VAEOutput
+from shellvae.core.objectives import boundary_penalty, cluster_loss, norm_penalty
 
 
 @pytest.fixture(scope="module")

@@ -23,12 +23,14 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from shellvae import ClusterGeometry, NonFiniteError, ShellVAE, ShellVAEError, certify_model, io, make_gmm
-from shellvae.certificate import certify
+from shellvae import ClusterGeometry, NonFiniteError, ShellVAE, ShellVAEError, certify_model, make_gmm
+
+from shellvae.base import storage
+from shellvae.evaluation.certificate import certify
 from shellvae.cli import main
 from shellvae.data.arrays import load_array
 from shellvae.errors import DataError
-from shellvae.methods import Vanilla
+from shellvae.training.methods import Vanilla
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "reliability.md"
@@ -567,7 +569,7 @@ class InfGradAtEpoch3(CountsEpochs):
 def assert_last_good_checkpoint(folder: Path, epoch: int) -> None:
     """The checkpoint holds ``epoch`` finished epochs with finite weights, and nothing half-written is left."""
     assert sorted(p.name for p in folder.iterdir()) == ["ckpt.pt"]  # no temp files, no model or results
-    state = io.load(folder / "ckpt.pt", kind="checkpoint")
+    state = storage.load(folder / "ckpt.pt", kind="checkpoint")
     assert state["epoch"] == epoch and len(state["history"]) == epoch
     assert all(torch.isfinite(t).all() for t in state["model"].values())
 
@@ -583,7 +585,7 @@ def test_non_finite_training_stops_and_keeps_the_last_good_checkpoint(method, ba
         est.fit(ctx.X)
     assert_last_good_checkpoint(tmp_path, epoch=2)
     # and it still loads into the model: training can go on from there
-    state = io.load(tmp_path / "ckpt.pt", kind="checkpoint")
+    state = storage.load(tmp_path / "ckpt.pt", kind="checkpoint")
     ctx.fitted._build_model(8).load_state_dict(state["model"])
 
 
@@ -608,12 +610,13 @@ def test_data_at_1e30_trains_like_data_at_1(ctx):
 WRITERS = {"savefig", "imsave", "write_text", "write_bytes", "savez", "savez_compressed", "savetxt", "to_csv", "tofile"}
 
 
-def writes_a_file(call: ast.Call, own_functions: set[str]) -> bool:
-    """Whether a call writes a file directly (shellvae.io's own writers are the atomic ones)."""
+def writes_a_file(call: ast.Call, own_functions: set[str], storage_names: frozenset = frozenset({"storage"})) -> bool:
+    """Whether a call writes a file directly (shellvae.base.storage's own writers are the atomic ones;
+    ``storage_names``: the names the module imports it under)."""
     func = call.func
     name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
     owner = ast.unparse(func.value) if isinstance(func, ast.Attribute) else ""
-    if owner == "io" or (not owner and name in own_functions):  # shellvae.io's writers, or the module's own
+    if owner in storage_names or (not owner and name in own_functions):  # shellvae.base.storage's writers, or the module's own
         return False
     if name == "open":
         modes = [*call.args[1:2], *[k.value for k in call.keywords if k.arg == "mode"]]
@@ -631,9 +634,12 @@ def test_every_file_writer_goes_through_atomic_path():
         guarded = {id(n) for w in ast.walk(tree) if isinstance(w, ast.With)
                    and any("atomic_path" in ast.unparse(item.context_expr) for item in w.items) for n in ast.walk(w)}
         own = {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
+        storage_names = frozenset(a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                                  and n.module == "shellvae.base" for a in n.names if a.name == "storage")
         offenders += [f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)[:80]}" for node in ast.walk(tree)
-                      if isinstance(node, ast.Call) and id(node) not in guarded and writes_a_file(node, own)]
-    assert not offenders, "file writes outside io.atomic_path:\n" + "\n".join(offenders)
+                      if isinstance(node, ast.Call) and id(node) not in guarded
+                      and writes_a_file(node, own, storage_names)]
+    assert not offenders, "file writes outside storage.atomic_path:\n" + "\n".join(offenders)
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -642,14 +648,14 @@ def leftovers(folder: Path) -> list[str]:
 
 def test_exception_inside_the_block_keeps_the_previous_file(tmp_path):
     target = tmp_path / "metrics.json"
-    io.write_json(target, {"kl": 1.0})
+    storage.write_json(target, {"kl": 1.0})
     with pytest.raises(RuntimeError):
-        with io.atomic_path(target) as tmp:
+        with storage.atomic_path(target) as tmp:
             tmp.write_text('{"kl": 2')  # half written
             raise RuntimeError("crash mid-write")
     assert target.read_text() == '{\n  "kl": 1.0\n}\n' and not leftovers(tmp_path)
     with pytest.raises(TypeError):
-        io.write_json(target, {"kl": object()})  # not serialisable: fails before touching the file
+        storage.write_json(target, {"kl": object()})  # not serialisable: fails before touching the file
     assert target.read_text() == '{\n  "kl": 1.0\n}\n' and not leftovers(tmp_path)
 
 
@@ -688,7 +694,7 @@ def test_failing_checkpoint_write_mid_training_keeps_the_last_one(ctx, tmp_path,
 def test_failing_figure_write_keeps_the_previous_png(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
-    from shellvae.figures import save_image_grid
+    from shellvae.reporting.figures import save_image_grid
 
     path = tmp_path / "samples.png"
     rows = np.random.default_rng(0).random((4, 16))
@@ -707,7 +713,7 @@ def test_failing_figure_write_keeps_the_previous_png(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
 def test_written_files_get_the_usual_permissions(tmp_path):
-    io.write_text(tmp_path / "a.txt", "x")
+    storage.write_text(tmp_path / "a.txt", "x")
     (tmp_path / "b.txt").write_text("x")  # what a plain open() gives under this umask
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == stat.S_IMODE((tmp_path / "b.txt").stat().st_mode)
 
@@ -716,4 +722,4 @@ def test_cli_outputs_and_checkpoint_are_complete_files(tmp_path):
     out = tmp_path / "run"
     cli(*CLI_TRAIN, "--n-clusters", "8", "--out", str(out))
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "history.csv", "metrics.json", "model.pt"]
-    assert io.load(out / "checkpoint.pt", kind="checkpoint")["epoch"] == 1
+    assert storage.load(out / "checkpoint.pt", kind="checkpoint")["epoch"] == 1

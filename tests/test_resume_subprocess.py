@@ -22,7 +22,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from shellvae import ShellVAE, io
+from shellvae import ShellVAE
+
+from shellvae.base import storage
 from shellvae.cli import main
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
@@ -31,12 +33,12 @@ ARGS = ["train", "--data", "synthetic", "--n-train", "1500", "--n-test", "300", 
         "--method", "shell", "--seed", "3", "--quiet"]
 KILL_AFTER = 2  # checkpoints written before the process dies
 
-#: runs the CLI with shellvae.checkpoint.save wrapped: after the KILL_AFTER-th checkpoint, SIGKILL itself
+#: runs the CLI with shellvae.training.checkpoint.save wrapped: after the KILL_AFTER-th checkpoint, SIGKILL itself
 CHILD = f"""
 import os, signal, sys
 import torch
 torch.set_num_threads(1)
-import shellvae.checkpoint as checkpoint
+import shellvae.training.checkpoint as checkpoint
 original, calls = checkpoint.save, []
 def save_then_die(*args, **kwargs):
     original(*args, **kwargs)
@@ -80,7 +82,7 @@ def cli(*args: str) -> None:
 
 def test_killed_run_resumes_to_the_uninterrupted_result_and_runs_are_deterministic(tmp_path):
     a, b, killed = tmp_path / "a", tmp_path / "b", tmp_path / "killed"
-    reference = start("-m", "shellvae.cli", *ARGS, "--out", str(a))
+    reference = start("-m", "shellvae", *ARGS, "--out", str(a))
     doomed = start("-c", CHILD, *ARGS, "--out", str(killed))
     cli(*ARGS, "--out", str(b))  # meanwhile, the second uninterrupted run
     finish(reference)
@@ -88,7 +90,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result_and_runs_are_determinist
 
     # the killed run left a complete epoch-2 checkpoint and nothing else: no results, no temp files
     assert sorted(p.name for p in killed.iterdir()) == ["checkpoint.pt"]
-    assert io.load(killed / "checkpoint.pt", kind="checkpoint")["epoch"] == KILL_AFTER
+    assert storage.load(killed / "checkpoint.pt", kind="checkpoint")["epoch"] == KILL_AFTER
 
     cli(*ARGS, "--out", str(killed), "--resume")
     resumed, reference = ShellVAE.load(killed / "model.pt"), ShellVAE.load(a / "model.pt")

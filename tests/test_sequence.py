@@ -1,27 +1,34 @@
-"""Sequence VAEs (shellvae.sequence): the generator's oracle, the text loader, the models, every
+"""Sequence VAEs (the sequence family): the generator's oracle, the text loader, the models, every
 method through the registry, the metrics, the language-model-floor certificate and the CLI."""
 
+import inspect
 import itertools
 import json
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
-from shellvae import METHODS, SequenceVAE
+from shellvae import METHODS, SequenceVAE, mlp_vae
 from shellvae.cli import main
 from shellvae.errors import DataError, ShellVAEError
-from shellvae.sequence import (BOS, EOS, PAD, UNK, SequenceRegion, bag_of_tokens, certify_region,
-                               certify_sequence_model, check_tokens, iw_log_likelihood, load_text, make_topic_chains,
-                               make_topic_corpus, paired_test, sequence_vae)
-from shellvae.sequence.data import N_SPECIAL, TopicChains
-from shellvae.sequence.inputs import encode_lines
-from shellvae.sequence.metrics import elbo, shuffled_order
-from shellvae.sequence.model import decoder_inputs, language_model
+from shellvae.data.sequences import BOS, EOS, PAD, UNK, make_topic_chains, make_topic_corpus
+from shellvae.core.sequence_region import SequenceRegion, bag_of_tokens
+from shellvae.evaluation.bag_metrics import certify_region
+from shellvae.evaluation.sequence_certificate import certify_sequence_model, paired_test
+from shellvae.data.text import check_tokens, load_text
+from shellvae.evaluation.sequence_metrics import iw_log_likelihood
+from shellvae.core.sequence_model import sequence_vae
+from shellvae.data.sequences import N_SPECIAL, TopicChains
+from shellvae.data.text import encode_lines
+from shellvae.evaluation.sequence_metrics import elbo, shuffled_order
+from shellvae.core.sequence_model import decoder_inputs, language_model
 
-SHELL_METHODS = [m for m in METHODS if METHODS[m].needs_centers]
+#: the region methods sequences train with: shell_norm's only penalty bounds a norm, which bags have not
+SHELL_METHODS = [m for m in METHODS if METHODS[m].needs_centers and m != "shell_norm"]
 OTHER_METHODS = [m for m in METHODS if not METHODS[m].needs_centers]
 
 
@@ -206,6 +213,42 @@ def test_every_method_trains_with_sequence_vae(tiny, method, vanilla_sequence_la
         assert metrics["bag_collapse_floor"] > 0 and "bag_l_clu" in metrics
 
 
+def test_shell_norm_is_refused_on_sequences_not_trained_as_shell_none(tiny):
+    """A SequenceRegion bounds no norm: shell_norm (the norm penalty alone) would be shell_none."""
+    with pytest.raises(ShellVAEError, match="shell_norm.*bounds no norm"):
+        small("shell_norm", language_model=False).fit(tiny.X_train[:128])
+    region = SequenceRegion(4, vocab_size=14, random_state=0).fit(tiny.X_train)
+    with pytest.raises(ShellVAEError, match="no norm penalty"):
+        region.norm_penalty(torch.zeros(2, 14))
+
+
+def test_the_region_keeps_its_parent_s_fit_signature(tiny):
+    region = SequenceRegion(4, random_state=0)
+    assert list(inspect.signature(region.fit).parameters) == ["X", "y", "geometry"]
+    assert region.fit(tiny.X_train).vocab_size_ == tiny.X_train.max() + 1
+    with pytest.raises(ShellVAEError, match="vocab_size=14"):
+        SequenceRegion(4).fit(tiny.X_train, 14)  # the released fit(X, vocab_size)
+
+
+def test_the_bag_is_a_named_output_not_a_step_of_the_reconstruction(tiny):
+    x = torch.as_tensor(tiny.X_train[:6])
+    for bag_output in (False, True):
+        out = sequence_vae(14, 8, 3, embed_dim=8, hidden_dim=8, bag_output=bag_output).eval()(x)
+        assert out.xhat.shape == (6, 8, 14)
+        assert (out.log_bag is not None) == bag_output
+        if bag_output:
+            assert out.log_bag.shape == (6, 14)
+
+
+def test_every_model_family_meets_the_declared_contract():
+    from shellvae.core.contract import TrainableModel, VectorModel
+
+    models = [mlp_vae(5, 2), sequence_vae(12, 5, 3, embed_dim=8, hidden_dim=8),
+              language_model(12, 5, 3, embed_dim=8, hidden_dim=8)]
+    assert all(isinstance(m, TrainableModel) for m in models)
+    assert isinstance(models[0], VectorModel)
+
+
 def test_bn_vae_wraps_the_sequence_encoder():
     model = METHODS["bn_vae"]().prepare(sequence_vae(12, 5, 3, embed_dim=8, hidden_dim=8))
     mu, logvar = model.encode(torch.randint(N_SPECIAL, 12, (64, 5)))
@@ -370,7 +413,7 @@ def test_trained_models_free_bits_certified_vanilla_not():
 
 # -- the feasible region on bags of tokens -------------------------------------------------------------------------
 def test_region_on_bags_of_tokens(tiny):
-    region = SequenceRegion(4, random_state=0).fit(tiny.X_train, 14)
+    region = SequenceRegion(4, vocab_size=14, random_state=0).fit(tiny.X_train)
     bags = bag_of_tokens(tiny.X_train, 14)
     assert np.allclose(bags.sum(axis=1), 8) and region.W_ == 0.0 and region.data_W_ > 0 and region.feasible_
     assert math.isclose(region.geometry_.T_, 1.0) and np.allclose(region.transform(tiny.X_train), bags * region.scale_)
@@ -378,15 +421,19 @@ def test_region_on_bags_of_tokens(tiny):
     assert torch.allclose(centers, torch.as_tensor(region.geometry_.centers_[region.geometry_.labels_[:5]],
                                                    dtype=torch.float32))
     # a constant bag (a decoder that ignores z) never gets below the collapse value
-    constant = torch.full((len(bags), 1, 14), 1e-12).log()
-    constant[:, 0] = torch.as_tensor(bags.mean(axis=0)).float().log()
+    from shellvae.core.contract import VAEOutput
+
+    log_bag = torch.as_tensor(bags.mean(axis=0)).float().log().expand(len(bags), -1)
+    rows = torch.zeros(len(bags), 8, 14)
+    constant = VAEOutput(rows[:, 0, :2], rows[:, 0, :2], rows[:, 0, :2], rows, log_bag)
     all_centers = region.centers(torch.arange(len(bags)))
     # the mean bag is the best constant: it scores delta, the collapse value, exactly
-    assert float(region.cluster_loss(constant, all_centers)) == pytest.approx(region.delta_, rel=1e-5)
+    assert float(region.cluster_loss(region.bounded_output(constant), all_centers)) == pytest.approx(region.delta_,
+                                                                                                   rel=1e-5)
 
 
 def test_region_certificate_tells_a_constant_bag_from_a_topic_aware_one(tiny):
-    region = SequenceRegion(4, random_state=0).fit(tiny.X_train, 14)
+    region = SequenceRegion(4, vocab_size=14, random_state=0).fit(tiny.X_train)
     metrics = {"kl": 0.0, "active_units": 0, "mutual_info": 0.0}
     floor = region.delta_
     collapsed = {"bag_l_clu": floor, "bag_l_clu_shuffled": floor, "bag_collapse_floor": floor,
@@ -402,10 +449,9 @@ def test_cli_trains_on_a_text_file(tmp_path):
     words = [["red", "green", "blue"], ["cat", "dog", "cow"]]
     lines = [" ".join(rng.choice(words[i % 2], size=rng.integers(2, 6))) for i in range(120)]
     path = write(tmp_path, "corpus.txt", "\n".join(lines))
-    result = CliRunner().invoke(main, ["train", "--data", str(path), "--method", "free_bits", "-p", "free_bits=0.5",
-                                       "--epochs", "1", "--latent-dim", "4", "--seq-param", "hidden_dim=16",
-                                       "--seq-param", "embed_dim=8", "--seq-param", "iw_samples=3",
-                                       "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(main, ["train-text", "--data", str(path), "--method", "free_bits", "-p", "free_bits=0.5",
+                                       "--epochs", "1", "--latent-dim", "4", "--hidden-dim", "16", "--embed-dim", "8",
+                                       "--iw-samples", "3", "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
     # the printed verdict is the recorded one
@@ -419,9 +465,9 @@ def test_cli_trains_on_a_text_file(tmp_path):
 
 
 def test_cli_trains_on_the_generated_corpus(tmp_path):
-    result = CliRunner().invoke(main, ["train", "--data", "corpus:topics:n_topics=2,vocab_size=6,length=5",
+    result = CliRunner().invoke(main, ["train-text", "--data", "corpus:topics:n_topics=2,vocab_size=6,length=5",
                                        "--n-train", "100", "--n-test", "50", "--method", "vanilla", "--epochs", "1",
-                                       "--seq-param", "hidden_dim=8", "--seq-param", "iw_samples=2", "--quiet",
+                                       "--hidden-dim", "8", "--iw-samples", "2", "--quiet",
                                        "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert "oracle NLL" in result.output
@@ -430,41 +476,55 @@ def test_cli_trains_on_the_generated_corpus(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--data", "BAD"], "not UTF-8"),
     (["--data", "MISSING"], "no such file"),
-    (["--data", "GOOD", "--sigma2", "1"], "no Gaussian decoder"),
+    (["--data", "GOOD", "--min-count", "2", "--data", "corpus:topics"], "text-file options"),
     (["--data", "corpus:words"], "corpus:topics"),
     (["--data", "corpus:topics:n_topics=x"], "not a number"),
 ])
 def test_cli_gives_a_clear_error(tmp_path, args, message):
     paths = {"BAD": str(write(tmp_path, "bad.txt", b"ok line\n\xff\xfe broken\n")),
              "GOOD": str(write(tmp_path, "good.txt", "a b\nc d\n")), "MISSING": str(tmp_path / "nope.txt")}
-    result = CliRunner().invoke(main, ["train", *[paths.get(a, a) for a in args], "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(main, ["train-text", *[paths.get(a, a) for a in args], "--out", str(tmp_path / "run")])
     assert result.exit_code == 1 and "Error:" in result.output and message in result.output, result.output
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("args, option", [
-    (["--epochs", "0"], "--epochs"),
-    (["--seq-param", "word_dropout=2"], "--seq-param"),
-    (["--certificate-margin", "2"], "--certificate-margin"),
-    (["--n-clusters", "1"], "--n-clusters"),
-    (["-p", "free_bits=0.1", "-p", "free_bits=0.2"], "-p"),
-    (["--seq-param", "colour=red"], "--seq-param"),
-    (["--seq-param", "hidden_dim=x"], "--seq-param"),
-    (["--seq-param", "iw_samples=0"], "--seq-param"),
-    (["--n-clusters", "x"], "--n-clusters"),
-])
-def test_cli_bad_option_values_are_usage_errors_as_on_the_other_branch(tmp_path, args, option):
-    """Exit 2 with "Invalid value for OPTION", before any data is read, as `shellvae train` on arrays."""
-    result = CliRunner().invoke(main, ["train", "--data", "corpus:topics", *args, "--out", str(tmp_path / "run")])
-    assert result.exit_code == 2 and f"Invalid value for {option}" in result.output, result.output
+@pytest.mark.parametrize("data", ["corpus:topics", "text.txt"])
+def test_train_sends_token_sequences_to_train_text(tmp_path, data):
+    """Sequences have a command of their own; `train` (vectors) names it instead of turning into it."""
+    result = CliRunner().invoke(main, ["train", "--data", data, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "shellvae train-text" in result.output, result.output
     assert not (tmp_path / "run").exists()
 
 
-def test_cli_refuses_options_by_their_command_line_names_and_unwritable_outputs_before_training(tmp_path):
-    result = CliRunner().invoke(main, ["train", "--data", "corpus:topics", "--distributed", "--out", str(tmp_path)])
-    assert result.exit_code == 1 and "--distributed does not apply to token sequences" in result.output
+@pytest.mark.parametrize("option", ["--sigma2", "--arch", "--mmap", "--distributed", "--resume", "--seq-param"])
+def test_train_text_has_no_vector_options_to_refuse(tmp_path, option):
+    result = CliRunner().invoke(main, ["train-text", "--data", "corpus:topics", option, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "No such option" in result.output, result.output
+
+
+@pytest.mark.parametrize("args, option", [
+    (["--epochs", "0"], "--epochs"),
+    (["--word-dropout", "2"], "--word-dropout"),
+    (["--certificate-margin", "2"], "--certificate-margin"),
+    (["--n-clusters", "1"], "--n-clusters"),
+    (["-p", "free_bits=0.1", "-p", "free_bits=0.2"], "-p"),
+    (["--decoder", "gru"], "--decoder"),
+    (["--hidden-dim", "x"], "--hidden-dim"),
+    (["--hidden-dim", "0"], "--hidden-dim"),
+    (["--iw-samples", "0"], "--iw-samples"),
+    (["--certificate-alpha", "0.9"], "--certificate-alpha"),
+    (["--n-clusters", "x"], "--n-clusters"),
+])
+def test_cli_bad_option_values_are_usage_errors_as_for_vectors(tmp_path, args, option):
+    """Exit 2 with "Invalid value for OPTION", before any data is read, as `shellvae train` on arrays."""
+    result = CliRunner().invoke(main, ["train-text", "--data", "corpus:topics", *args, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and re.search(f"Invalid value for '?{option}'?", result.output), result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_refuses_unwritable_outputs_before_training(tmp_path):
     (tmp_path / "run" / "model.pt").mkdir(parents=True)  # the model file cannot be written: refused up front
-    result = CliRunner().invoke(main, ["train", "--data", "corpus:topics", "--epochs", "1", "--quiet",
+    result = CliRunner().invoke(main, ["train-text", "--data", "corpus:topics", "--epochs", "1", "--quiet",
                                        "--out", str(tmp_path / "run")])
     assert result.exit_code == 1 and "model.pt is a folder" in result.output, result.output
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["model.pt"]  # nothing trained, nothing written
@@ -475,9 +535,9 @@ def test_expected_counts_and_the_region_measurements(tiny):
     X, topics = chains.sample(20_000, np.random.default_rng(3))
     bags = bag_of_tokens(X, 14)[:, N_SPECIAL:]
     assert np.abs(bags[topics == 0].mean(axis=0) - chains.expected_counts()[0]).max() < 0.1
-    region = SequenceRegion(4, random_state=0).fit(tiny.X_train, 14)
+    region = SequenceRegion(4, vocab_size=14, random_state=0).fit(tiny.X_train)
     # a "decoder" whose teacher-forced predictions are the true next-token distributions given the topic
-    from shellvae.sequence.region import teacher_forced_l_clu, topic_bag_l_clu
+    from shellvae.evaluation.bag_metrics import teacher_forced_l_clu, topic_bag_l_clu
     uniform = teacher_forced_l_clu(lambda x: torch.zeros(*x.shape, 14), tiny.X_test, region)
     assert uniform > region.delta_  # a constant prediction cannot beat the collapse value
     assert topic_bag_l_clu(chains, tiny.X_test, tiny.y_test, region) < region.delta_

@@ -87,7 +87,7 @@ def test_transform_in_blocks_equals_one_block(rng, monkeypatch, radius):
     X_new = np.vstack([rng.normal(size=(40, 5)), shell.mean_, rng.normal(size=(30, 5)), shell.mean_])
     with pytest.warns(UserWarning, match="^2 zero-norm"):
         whole = shell.transform(X_new)
-    monkeypatch.setattr("shellvae.shell.TRANSFORM_BYTES", 3 * 8 * 5)  # blocks of 3 rows
+    monkeypatch.setattr("shellvae.core.shell.TRANSFORM_BYTES", 3 * 8 * 5)  # blocks of 3 rows
     with pytest.warns(UserWarning, match="^2 zero-norm"):
         blocks = shell.transform(X_new)
     np.testing.assert_array_equal(blocks, whole)

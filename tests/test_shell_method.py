@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from shellvae.methods import Batch, Epoch, Objective, Shell, Vanilla
-from shellvae.model import VAEOutput
-from shellvae.region import FeasibleRegion
+from shellvae.training.methods import Batch, Epoch, Objective, Shell, Vanilla
+from shellvae.core.contract import VAEOutput
+from shellvae.core.region import FeasibleRegion
 
 OBJECTIVE = Objective(sigma2=0.5, beta=2.0, region=FeasibleRegion.from_bounds(0.2, 0.8))
 

@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from sklearn.metrics import adjusted_rand_score
 
 from shellvae import ClusterGeometry, ShellVAE, SphericalShell, make_gmm
-from shellvae.validation import check_array
+from shellvae.base.validation import check_array
 from shellvae.errors import DataError, ShellVAEError
-from shellvae.geometry import largest_eigenvalue, within_between, within_between_from_sums
-from shellvae.shell import ShellView
-from shellvae.batches import MemmapTrainData
+from shellvae.core.variances import largest_eigenvalue, within_between, within_between_from_sums
+from shellvae.core.shell import ShellView
+from shellvae.training.batches import MemmapTrainData
 
 STREAM = {"kmeans": "streaming", "chunk_rows": 256, "stream_init_samples": 500}
 
@@ -130,7 +130,7 @@ def test_streaming_counts_distinct_rows(tmp_path):
 
 def test_estimator_fits_a_memmap_without_loading_it(gmm, mapped, monkeypatch):
     """The whole fit (checks, shell, streaming K-means, training) on a memmap reads at most 500 rows at a time."""
-    from shellvae import estimator  # noqa: F401 (its ShellView is spied on)
+    from shellvae.estimators import shell_vae as estimator  # its ShellView is spied on
 
     reads: list[int] = []
     original = estimator.ShellView
@@ -141,8 +141,8 @@ def test_estimator_fits_a_memmap_without_loading_it(gmm, mapped, monkeypatch):
         return original(source, spy, rows)
 
     monkeypatch.setattr(estimator, "ShellView", spying_view)
-    monkeypatch.setattr("shellvae.region.ShellView", spying_view)
-    monkeypatch.setattr("shellvae.batches.ShellView", spying_view)
+    monkeypatch.setattr("shellvae.core.region.ShellView", spying_view)
+    monkeypatch.setattr("shellvae.training.batches.ShellView", spying_view)
     build = MemmapTrainData.build.__func__
     monkeypatch.setattr(MemmapTrainData, "build", classmethod(lambda cls, *a, **k: build(cls, *a, **k, read_rows=256)))
     params = {"n_clusters": 8, "epochs": 2, "batch_size": 128, "random_state": 0}
@@ -170,7 +170,7 @@ def test_evaluation_is_batched_and_does_not_depend_on_the_batch_size(gmm, mapped
     """evaluate() holds one batch of rows (and the (N, d) latents): a memory map is read batch by
     batch, and every metric equals the one-batch result to float rounding, but the importance-weighted
     bounds, whose Monte Carlo draws are made batch by batch."""
-    from shellvae.metrics import evaluate
+    from shellvae.evaluation.metrics import evaluate
 
     est = ShellVAE("shell", n_clusters=8, epochs=2, random_state=0).fit(gmm.X_train)
     np.save(tmp_path / "test.npy", gmm.X_test)

@@ -4,6 +4,8 @@ Every user-facing error is a ``ShellVAEError`` (a ``ValueError``), so callers ca
 project's errors in one place while code that expects ``ValueError`` keeps working.
 """
 
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
 
 class ShellVAEError(ValueError):
     """Bad input or configuration: the message names the problem and what to do."""
@@ -16,6 +18,11 @@ class DataError(ShellVAEError):
 class DataTypeError(DataError, TypeError):
     """An array holds a value of the wrong type (e.g. a dict in an object array); also a ``TypeError``,
     as NumPy and scikit-learn raise for it."""
+
+
+class NotFittedError(ShellVAEError, SklearnNotFittedError):
+    """A fitted object (estimator, shell, geometry, region) was used before ``fit``; also scikit-learn's
+    ``NotFittedError``, so ``except sklearn.exceptions.NotFittedError`` and its checks see it."""
 
 
 class NonFiniteError(ShellVAEError, FloatingPointError):

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from shellvae.data.base import Dataset, train_test_split
-from shellvae.validation import check_array, first_bad_value, row_chunks
+from shellvae.base.validation import check_array, first_bad_value, row_chunks
 from shellvae.errors import DataError
 
 _NPY_FORMAT = np.lib.format

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shellvae.errors import DataError
-from shellvae.registry import Registry
+from shellvae.base.registry import Registry
 
 
 @dataclass

@@ -21,8 +21,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from shellvae import io
-from shellvae.certificate import CERTIFICATE_MARGIN
+from shellvae.base import storage
+from shellvae.evaluation.certificate import REGION_MARGIN_SHARE
 from shellvae.errors import ShellVAEError
 # importing an experiment registers it; in this order, the order `shellvae reproduce --help` lists them
 from shellvae.experiments import table1, table2, dynamics, coverage, sensitivity, phase, recommend  # noqa: F401, I001
@@ -33,7 +33,7 @@ from shellvae.experiments.profiles import PROFILES, Profile, get_profile
 
 def run_experiment(name: str, profile: str | Profile = "quick", *, out, datasets=None, seeds: int | None = None,
                    data_dirs: dict | None = None, jobs: int = 1, progress: bool = True, command: str = "",
-                   certificate_margin: float = CERTIFICATE_MARGIN) -> Report:
+                   certificate_margin: float = REGION_MARGIN_SHARE) -> Report:
     """Run (or resume) one experiment into ``out``; returns what was written."""
     experiment = EXPERIMENTS[name]
     prof = get_profile(profile) if isinstance(profile, str) else profile
@@ -81,7 +81,7 @@ def _append_run_log(path: Path, log: dict) -> None:
             runs = previous.get("runs", [previous]) if isinstance(previous, dict) else []
         except (OSError, json.JSONDecodeError):
             runs = []
-    io.write_json(path, {"runs": runs + [log]})
+    storage.write_json(path, {"runs": runs + [log]})
 
 
 __all__ = ["EXPERIMENTS", "PROFILES", "Cell", "Experiment", "Profile", "Report", "RunContext", "get_profile",

@@ -36,14 +36,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from shellvae import io
-from shellvae.certificate import certify_model
+from shellvae.base import storage
+from shellvae.evaluation.certificate import certify_vector_model
 from shellvae.data import load_dataset
 from shellvae.errors import EmptyFeasibleRegionWarning, NonFiniteError, ShellVAEError
-from shellvae.estimator import ShellVAE
-from shellvae.geometry import ClusterGeometry
-from shellvae.results import fit_and_record
-from shellvae.theory import covariance_spectrum
+from shellvae.estimators.shell_vae import ShellVAE
+from shellvae.core.geometry import ClusterGeometry
+from shellvae.reporting.results import fit_and_record
+from shellvae.core.theory import covariance_spectrum
 
 #: bump when what a cell computes changes, so old cell files are not reused
 #: (3: every cell is also certified at the auto-K geometry, the one test shared by every method)
@@ -154,7 +154,7 @@ def load_geometry(path: Path) -> ClusterGeometry | None:
     if not path.is_file():
         return None
     try:
-        geometry = ClusterGeometry.from_state_dict(io.from_safe(io.load(path, kind="geometry")["geometry"]))
+        geometry = ClusterGeometry.from_state_dict(storage.from_safe(storage.load(path, kind="geometry")["geometry"]))
     except (ShellVAEError, KeyError, TypeError, ValueError):
         return None  # unreadable: fitted again and rewritten
     geometry.labels_ = np.asarray(geometry.labels_, dtype=np.int64)
@@ -166,7 +166,7 @@ def save_geometry(path: Path, geometry: ClusterGeometry) -> None:
     after K-means changed, goes on with the same clusters. Labels in the smallest integer type."""
     state = geometry.state_dict()
     state["labels_"] = np.asarray(state["labels_"], dtype=np.min_scalar_type(max(int(geometry.n_clusters_) - 1, 0)))
-    io.save(path, {"geometry": io.to_safe(state)}, kind="geometry")
+    storage.save(path, {"geometry": storage.to_safe(state)}, kind="geometry")
 
 
 # -- running one cell ---------------------------------------------------------------------------------
@@ -190,7 +190,7 @@ def run_cell(cell: Cell, out: Path | None = None) -> dict:
     checkpoint = None if out is None else prepare_checkpoint(out, cell)
     prior = []  # the history an interrupted process left: its compute counts in fit_seconds
     if checkpoint is not None:  # an interrupted cell goes on from its last finished epoch, to the same result
-        prior = io.load(checkpoint, kind="checkpoint")["history"] if checkpoint.is_file() else []
+        prior = storage.load(checkpoint, kind="checkpoint")["history"] if checkpoint.is_file() else []
         est.set_params(checkpoint=str(checkpoint), resume=True)
         if prior:
             record["resumed_after_epoch"] = len(prior)
@@ -245,8 +245,8 @@ def auto_k_certificate(cell: Cell, est: ShellVAE, X_train_shell: np.ndarray, X_t
         if path is not None:
             save_geometry(path, geometry)
     est.model_.eval()
-    cert = certify_model(est.model_.encode, est.model_.decode, X_test, shell=est.shell_, geometry=geometry,
-                         device=est.device, seed=cell.seed)
+    cert = certify_vector_model(est.model_.encode, est.model_.decode, X_test, shell=est.shell_, geometry=geometry,
+                                device=est.device, seed=cell.seed)
     return {"certificate_auto": cert.to_dict(), "auto_n_clusters": int(geometry.n_clusters_)}
 
 
@@ -262,7 +262,7 @@ def prepare_checkpoint(out: Path, cell: Cell) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     ignore = path.parent / ".gitignore"
     if not ignore.exists():
-        io.write_text(ignore, "# the training state of cells still running; each is deleted when its cell is stored\n*\n")
+        storage.write_text(ignore, "# the training state of cells still running; each is deleted when its cell is stored\n*\n")
     return path
 
 
@@ -285,7 +285,7 @@ def load_cell(out: Path, cell: Cell) -> dict | None:
 
 
 def save_cell(out: Path, cell: Cell, record: dict) -> None:
-    io.write_text(cell_path(out, cell), json.dumps(record, separators=(",", ":"), default=_plain) + "\n")
+    storage.write_text(cell_path(out, cell), json.dumps(record, separators=(",", ":"), default=_plain) + "\n")
 
 
 def _worker_init(threads: int, parent: int) -> None:

@@ -7,16 +7,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shellvae.certificate import CERTIFICATE_MARGIN, certify
+from shellvae.evaluation.certificate import REGION_MARGIN_SHARE as CERTIFICATE_MARGIN, certify
 from shellvae.data import DATASETS
-from shellvae.estimator import ShellVAE
+from shellvae.estimators.shell_vae import ShellVAE
 from shellvae.experiments.cells import Cell, resolve_data
 from shellvae.experiments.profiles import Profile
-from shellvae.methods import METHODS
-from shellvae.tables import aggregate_seeds, format_mean_std, md_table, write_csv  # noqa: F401 (md_table: for the experiments)
-from shellvae.region import FeasibleRegion
-from shellvae.registry import Registry
-from shellvae.results import columns
+from shellvae.training.methods import METHODS
+from shellvae.reporting.tables import aggregate_seeds, format_mean_std, md_table, write_csv  # noqa: F401 (md_table: for the experiments)
+from shellvae.core.region import FeasibleRegion
+from shellvae.base.registry import Registry
+from shellvae.reporting.results import columns
 
 #: docs/method.md §5 (choice): the paper's two violating blocks
 CONDITIONS = {

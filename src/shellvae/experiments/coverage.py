@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from shellvae import io
+from shellvae.base import storage
 from shellvae.experiments import paper
 from shellvae.experiments.common import CONDITION_TEXT, Report, RunContext, md_table, register_experiment
-from shellvae.tables import format_mean_std, mean_std
+from shellvae.reporting.tables import format_mean_std, mean_std
 
 NAME = "coverage"
 TITLE = "Feasible-region coverage at inference (paper Figure 2)"
@@ -39,7 +39,7 @@ def shares(d: np.ndarray, W: float, delta: float) -> dict:
 
 
 def write(run: RunContext, records: list[dict]) -> Report:
-    from shellvae.figures import plot_coverage
+    from shellvae.reporting.figures import plot_coverage
 
     parts = [run.header(TITLE, [
         f"{CONDITION_TEXT[CONDITION]}; K = the number of classes (8 synthetic, 10 images; our choice: the paper's text does not give K)",
@@ -82,9 +82,9 @@ def write(run: RunContext, records: list[dict]) -> Report:
             parts.append("The region is EMPTY here (W >= delta): no sample can be inside it, and 'below W' and "
                          "'above delta' overlap. The guarantee does not apply at this K.\n")
     path = run.out / f"{NAME}.md"
-    io.write_text(path, "\n".join(parts))
+    storage.write_text(path, "\n".join(parts))
     json_path = run.out / f"{NAME}.json"
-    io.write_json(json_path, verdict)
+    storage.write_json(json_path, verdict)
     return Report([path, json_path, *files], summary=f"wrote {path}", verdict=verdict)
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from shellvae import io
+from shellvae.base import storage
 from shellvae.experiments.common import CONDITION_TEXT, Report, RunContext, md_table, register_experiment
-from shellvae.tables import format_mean_std, mean_std
+from shellvae.reporting.tables import format_mean_std, mean_std
 
 NAME = "dynamics"
 TITLE = "Training dynamics with and without the norm constraint (paper Figure 1)"
@@ -56,7 +56,7 @@ def _tail_stats(records, key):
 
 
 def write(run: RunContext, records: list[dict]) -> Report:
-    from shellvae.figures import plot_dynamics
+    from shellvae.reporting.figures import plot_dynamics
 
     parts = [run.header(TITLE, [
         (f"{CONDITION_TEXT[CONDITION]}; K = the number of classes (8 synthetic, 10 images; our choice: the paper's text does not give K); two-stage training (first 20% of "
@@ -92,9 +92,9 @@ def write(run: RunContext, records: list[dict]) -> Report:
         parts.append(f"## {dataset}\n\n![dynamics]({fig.name})\n")
         parts.append(md_table(header, body) + "\n")
     path = run.out / f"{NAME}.md"
-    io.write_text(path, "\n".join(parts))
+    storage.write_text(path, "\n".join(parts))
     json_path = run.out / f"{NAME}.json"
-    io.write_json(json_path, verdict)
+    storage.write_json(json_path, verdict)
     return Report([path, json_path, *files], summary=f"wrote {path}", verdict=verdict)
 
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from shellvae import io
+from shellvae.base import storage
 from shellvae.experiments.common import Report, RunContext, aggregate, csv_columns, md_table, pm, share, register_experiment
-from shellvae.theory import collapse_threshold, linear_vae_active_units, linear_vae_kl
+from shellvae.core.theory import collapse_threshold, linear_vae_active_units, linear_vae_kl
 
 NAME = "phase"
 TITLE = "The collapse phase transition: KL against sigma^2 / lambda_max (beta = 1)"
@@ -96,7 +96,7 @@ def _late_changes(ok: list[dict], dataset: str, lo: float = 0.0, hi: float = np.
 
 
 def write(run: RunContext, records: list[dict]) -> Report:
-    from shellvae.figures import plot_phase
+    from shellvae.reporting.figures import plot_phase
 
     files, parts, verdicts = [], [], {}
     ok = [r for r in records if r.get("status") == "ok"]
@@ -201,12 +201,12 @@ def write(run: RunContext, records: list[dict]) -> Report:
         f"collapsed = held-out KL < {COLLAPSE_KL} nats (mean over seeds)",
     ], epochs=f"{run.profile.phase_epochs} (vanilla, shell) / {run.profile.linear_epochs} (linear)")
     path = run.out / f"{NAME}.md"
-    io.write_text(path, head + "\n" + "\n".join(parts))
+    storage.write_text(path, head + "\n" + "\n".join(parts))
     csv_path = run.write_csv(NAME, rows, csv_columns(["dataset", "ratio", "label"],
                                                      ["kl", "active_units", "certified", "recon_mse"],
                                                      ["closed_form_kl", "closed_form_au"]))
     json_path = run.out / f"{NAME}.json"
-    io.write_json(json_path, verdicts)
+    storage.write_json(json_path, verdicts)
     lines = []
     for d, v in verdicts.items():
         lines.append(f"{d}: onset {v['onset_ratio']['vanilla']} vs predicted {v['predicted_threshold_ratio']:g} -> "

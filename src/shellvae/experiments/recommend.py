@@ -13,7 +13,7 @@ same folder, it trains nothing new.
 
 from __future__ import annotations
 
-from shellvae import io
+from shellvae.base import storage as io
 from shellvae.experiments import table1
 from shellvae.experiments.paired import TIE_SE, Paired, by_seed, paired
 from shellvae.experiments.common import (

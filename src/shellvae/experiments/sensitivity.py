@@ -8,9 +8,9 @@ across r_min are in different shell spaces.
 
 from __future__ import annotations
 
-from shellvae import io
-from shellvae.methods import Shell
-from shellvae.shell import R_MAX, R_MIN
+from shellvae.base import storage
+from shellvae.training.methods import Shell
+from shellvae.core.shell import R_MAX, R_MIN
 from shellvae.experiments.common import (
     register_experiment,
     CONDITION_TEXT,
@@ -49,7 +49,7 @@ def cells(run: RunContext):
 
 
 def write(run: RunContext, records: list[dict]) -> Report:
-    from shellvae.figures import plot_sensitivity
+    from shellvae.reporting.figures import plot_sensitivity
 
     for r in records:
         name, value = r["cell"]["label"].split("=")
@@ -81,7 +81,7 @@ def write(run: RunContext, records: list[dict]) -> Report:
                                                                key=lambda r: r["value"])]
         parts.append(md_table(header, body) + "\n")
     path = run.out / f"{NAME}.md"
-    io.write_text(path, "\n".join(parts))
+    storage.write_text(path, "\n".join(parts))
     csv_path = run.write_csv(NAME, rows, csv_columns(["dataset", "sweep", "value"], VALUES))
     verdict = {f"{r['dataset']}/{r['sweep']}={r['value']:g}": {k: r[f"{k}_mean"] for k in VALUES} for r in rows}
     return Report([path, csv_path, *files], summary=f"wrote {path}", verdict=verdict)

@@ -10,7 +10,7 @@ which the paper does not report.
 
 from __future__ import annotations
 
-from shellvae import io
+from shellvae.base import storage as io
 from shellvae.experiments import paper
 from shellvae.experiments.common import (
     VALUE_COLUMNS,

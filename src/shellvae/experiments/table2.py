@@ -7,7 +7,7 @@ recon MSE per dimension, shell space, posterior-mean decoding), in the moderate 
 
 from __future__ import annotations
 
-from shellvae import io
+from shellvae.base import storage
 from shellvae.experiments import paper
 from shellvae.experiments.common import (
     register_experiment,
@@ -79,7 +79,7 @@ def write(run: RunContext, records: list[dict]) -> Report:
                                                      ["paper_kl", "paper_coverage_pct", "paper_norm_satisfaction_pct",
                                                       "paper_recon_error"]))
     path = run.out / f"{NAME}.md"
-    io.write_text(path, "\n".join(parts))
+    storage.write_text(path, "\n".join(parts))
     verdict = {f"{r['dataset']}/{r['method']}": {k: r[f"{k}_mean"] for k in ("kl", "feasible_coverage",
                                                                              "norm_satisfaction", "recon_mse")}
                for r in rows}

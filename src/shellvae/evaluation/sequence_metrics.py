@@ -1,0 +1,181 @@
+"""Held-out metrics of sequence VAEs, as the text-VAE literature reports them.
+
+Every function takes callables rather than a shellvae class, so any sequence VAE can be scored:
+
+- ``encode(x) -> (mu, logvar)``: the Gaussian posterior q(z|x) of a batch of token rows (B, T);
+- ``log_likelihood(z, x) -> (B,)``: log p(x|z) of each sequence under the decoder (teacher-forced,
+  summed over its non-``<pad>`` tokens), for codes z (B, d).
+
+Put the model in ``eval()`` mode first (no word dropout); the functions run under ``no_grad``.
+
+- ``iw_log_likelihood``: log p_K(x) = logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K,
+  z_k ~ q(z|x) (Burda et al. 2016; as ``shellvae.evaluation.likelihood`` with a categorical decoder), a
+  lower bound on log p(x) that tightens as K grows. ``nll_iw`` = -its mean, in nats per sequence;
+  ``ppl_iw`` = exp(sum of the NLLs / number of scored tokens), the perplexity per token as He et al.
+  (2019) and Zhu et al. (2020) report it.
+- ``elbo``: E_q[log p(x|z)] - KL(q(z|x) || N(0, I)), one sampled z, exact KL.
+- ``kl``, ``mutual_info`` (He et al. 2019 estimator), ``active_units`` (Burda et al. 2016).
+- ``nll_own`` / ``nll_shuffled``: -log p(x|z) decoding each sequence's own posterior mean, or
+  another held-out sequence's; their difference says whether the decoder uses z at all.
+- ``nll_lm``: the z-free language model's NLL (the collapse floor of ``sequence_certificate``).
+- with the generator's ``TopicChains``: the exact oracle (``TopicChains.oracle``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from shellvae.errors import ShellVAEError
+from shellvae.evaluation.likelihood import (SEQUENCE_IW_SAMPLES, iw_bound, kl_to_standard_normal,
+                                            log_prior_minus_log_posterior, posterior_draws)
+from shellvae.evaluation.metrics import ACTIVE_UNIT_THRESHOLD, MI_SAMPLES, active_units
+from shellvae.core.objectives import mutual_information
+from shellvae.evaluation.probes import chance_accuracy, probe_accuracy
+from shellvae.data.sequences import PAD
+
+Encoder = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+LogLikelihood = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+#: sequences decoded at once (rows x importance samples)
+DECODE_ROWS = 2048
+
+
+def n_tokens(X) -> np.ndarray:
+    """The scored tokens of each sequence: its non-``<pad>`` positions, (N,)."""
+    return (np.asarray(X) != PAD).sum(axis=1)
+
+
+def perplexity(nll_per_sequence, X) -> float:
+    """exp(total NLL / total scored tokens) over the sequences of X."""
+    return float(math.exp(float(np.sum(nll_per_sequence)) / max(int(n_tokens(X).sum()), 1)))
+
+
+def _batches(X, batch_size: int, device) -> list[torch.Tensor]:
+    X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X)
+    return [X[i:i + batch_size].to(device) for i in range(0, len(X), batch_size)]
+
+
+def _generator(generator, device):
+    return torch.Generator(device=device).manual_seed(0) if generator is None else generator
+
+
+@torch.no_grad()
+def iw_log_likelihood(encode: Encoder, log_likelihood: LogLikelihood, X, *, n_samples: int = SEQUENCE_IW_SAMPLES,
+                      batch_size: int = 256, max_decode_rows: int = DECODE_ROWS,
+                      generator: torch.Generator | None = None, device="cpu") -> torch.Tensor:
+    """log p_K(x) of every sequence of X (N, T): (N,) float64 (module docstring).
+
+    The one importance-weighted estimator of both families (``evaluation.likelihood``: the draws, the
+    latent terms, the bound) with a categorical decoder. ``batch_size`` sequences are encoded at once and
+    their samples decoded ``max_decode_rows`` sequences at a time.
+    """
+    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+        raise ShellVAEError(f"n_samples={n_samples!r}: must be a positive integer.")
+    generator = _generator(generator, device)
+    out = []
+    for x in _batches(X, batch_size, device):
+        mu, logvar = encode(x)
+        chunk = max(1, min(n_samples, max_decode_rows // len(x)))
+        parts = []
+        for eps, z in posterior_draws(mu, logvar, n_samples, chunk, generator):
+            s = len(z)
+            log_px = log_likelihood(z.reshape(s * len(x), -1), x.repeat(s, 1)).reshape(s, len(x)).double()
+            parts.append(log_px + log_prior_minus_log_posterior(z, eps, logvar))
+        out.append(iw_bound(torch.cat(parts), n_samples))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def elbo(encode: Encoder, log_likelihood: LogLikelihood, X, *, batch_size: int = 1024,
+         generator: torch.Generator | None = None, device="cpu") -> torch.Tensor:
+    """E_q[log p(x|z)] - KL(q(z|x) || N(0, I)) of every sequence, one sampled z, exact KL: (N,) float64."""
+    generator = _generator(generator, device)
+    out = []
+    for x in _batches(X, batch_size, device):
+        mu, logvar = encode(x)
+        z = mu + torch.randn(mu.shape, generator=generator, device=mu.device) * (0.5 * logvar).exp()
+        out.append(log_likelihood(z, x).double() - kl_to_standard_normal(mu, logvar))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def encode_all(encode: Encoder, X, *, batch_size: int = 1024, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior means and log-variances of every sequence, (N, d) each."""
+    parts = [encode(x) for x in _batches(X, batch_size, device)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+@torch.no_grad()
+def nll_given_codes(log_likelihood: LogLikelihood, Z: torch.Tensor, X, *, batch_size: int = 1024,
+                    device="cpu") -> np.ndarray:
+    """-log p(x_i | z_i) of every sequence decoding the given codes Z (N, d): (N,) float64."""
+    parts = []
+    for i, x in enumerate(_batches(X, batch_size, device)):
+        parts.append(-log_likelihood(Z[i * batch_size:i * batch_size + len(x)].to(device), x).double().cpu())
+    return torch.cat(parts).numpy()
+
+
+@torch.no_grad()
+def lm_nll(lm_log_likelihood: Callable[[torch.Tensor], torch.Tensor], X, *, batch_size: int = 1024,
+           device="cpu") -> np.ndarray:
+    """-log p(x) of every sequence under a z-free language model, (N,) float64."""
+    return torch.cat([-lm_log_likelihood(x).double().cpu() for x in _batches(X, batch_size, device)]).numpy()
+
+
+def shuffled_order(n: int, seed: int) -> np.ndarray:
+    """The seeded derangement-like permutation behind ``nll_shuffled``: each sequence decodes the posterior
+    mean of the sequence ``n // 2`` places further round a seeded shuffle (never its own, for n >= 2)."""
+    perm = np.random.default_rng(seed).permutation(n)
+    partner = np.empty(n, dtype=np.int64)
+    partner[perm] = perm[(np.arange(n) + n // 2) % n] if n > 1 else perm
+    return partner
+
+
+@torch.no_grad()
+def evaluate_sequences(encode: Encoder, log_likelihood: LogLikelihood, X, *, lm=None, oracle=None, topics=None,
+                       iw_samples: int = SEQUENCE_IW_SAMPLES, seed: int = 0, device="cpu", extra=None) -> dict:
+    """Every held-out metric of the module docstring on token rows X (N, T).
+
+    ``lm``: the z-free language model's per-sequence NLL on X (an (N,) array) or its
+    ``log_likelihood(x)`` callable; ``oracle``: the generator's ``TopicChains``; ``topics``: each
+    sequence's topic (oracle given the topic, and the linear probe's accuracy);
+    ``extra(mu, shuffled) -> dict``: more metrics from the posterior means (the region's).
+    """
+    X = np.asarray(X)
+    if X.ndim != 2 or len(X) < 2:
+        raise ShellVAEError(f"X has shape {X.shape}: evaluate needs at least 2 sequences (N, T).")
+    tokens = n_tokens(X)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    mu, logvar = encode_all(encode, X, device=device)
+    partner = shuffled_order(len(X), seed)
+    own = nll_given_codes(log_likelihood, mu, X, device=device)
+    shuffled = nll_given_codes(log_likelihood, mu[torch.as_tensor(partner, device=mu.device)], X, device=device)
+    iw = -iw_log_likelihood(encode, log_likelihood, X, n_samples=iw_samples, generator=gen, device=device).cpu().numpy()
+    el = elbo(encode, log_likelihood, X, generator=gen, device=device).cpu().numpy()
+    mi_rows = torch.randperm(len(X), generator=gen, device=device)[:MI_SAMPLES]
+    out = {
+        "nll_iw": float(iw.mean()), "ppl_iw": perplexity(iw, X), "elbo": float(el.mean()),
+        "kl": float(kl_to_standard_normal(mu, logvar).mean()),
+        "mutual_info": mutual_information(mu[mi_rows], logvar[mi_rows], gen),
+        "active_units": active_units(mu, ACTIVE_UNIT_THRESHOLD),
+        "nll_own": float(own.mean()), "nll_shuffled": float(shuffled.mean()),
+        "shuffle_gap": float((shuffled - own).mean()), "tokens_per_sequence": float(tokens.mean()),
+    }
+    if lm is not None:
+        lm_values = lm_nll(lm, X, device=device) if callable(lm) else np.asarray(lm, dtype=np.float64)
+        out.update({"nll_lm": float(lm_values.mean()), "ppl_lm": perplexity(lm_values, X),
+                    "lm_gap": float((lm_values - own).mean())})
+    if oracle is not None:
+        out.update(oracle.oracle(X, topics))
+        out["nll_iw_minus_oracle"] = out["nll_iw"] - out["oracle_nll"]
+    if topics is not None:
+        topics = np.asarray(topics)
+        out["probe_accuracy"] = probe_accuracy(mu.cpu().numpy(), topics, random_state=seed)
+        out["chance_accuracy"] = chance_accuracy(topics)
+    if extra is not None:
+        out.update(extra(mu, torch.as_tensor(partner, device=mu.device)))
+    return out

@@ -1,0 +1,2 @@
+"""Turning results into records, tables and figures: ``results`` (a fit's JSON record),
+``tables`` (Markdown/CSV tables and the history CSV), ``figures`` (matplotlib)."""
