@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "shellvae"
 
 #: lowest first; a name is a module or a subpackage of shellvae
 LAYERS = [
-    ("base", ["errors", "registry", "validation", "io", "distributed"]),
+    ("base", ["errors", "registry", "validation", "model_file", "io", "distributed"]),
     ("data", ["data"]),
     ("shell transform", ["shell"]),
     ("cluster geometry", ["variances", "kmeans", "autok", "geometry", "theory"]),
@@ -24,7 +24,7 @@ LAYERS = [
     ("metrics", ["metrics", "likelihood", "probes", "certificate"]),
     ("estimator", ["estimator_checks", "persistence", "estimator", "results", "diagnose", "sequence", "any_model"]),
     ("reports", ["tables", "figures", "experiments"]),
-    ("entry points", ["cli_inputs", "cli", "__main__", "__init__"]),
+    ("entry points", ["run_folder", "cli_inputs", "cli", "__main__", "__init__"]),
 ]
 RANK = {name: rank for rank, (_, names) in enumerate(LAYERS) for name in names}
 

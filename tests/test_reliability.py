@@ -715,5 +715,6 @@ def test_written_files_get_the_usual_permissions(tmp_path):
 def test_cli_outputs_and_checkpoint_are_complete_files(tmp_path):
     out = tmp_path / "run"
     cli(*CLI_TRAIN, "--n-clusters", "8", "--out", str(out))
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "history.csv", "metrics.json", "model.pt"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "history.csv", "metrics.json", "model.pt",
+                                                     "run.json"]
     assert io.load(out / "checkpoint.pt", kind="checkpoint")["epoch"] == 1

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from shellvae import distributed, io
+from shellvae import distributed, io, run_folder
 from shellvae.acceleration import COMPILE_MODES
 from shellvae.data import DATASETS, is_array_file, load_dataset
 from shellvae.errors import ShellVAEError
@@ -99,8 +99,9 @@ def main(threads):
               help="torch.compile forward and loss as one graph, optionally with a mode (--compile reduce-overhead: "
                    "CUDA graphs). Compiling takes seconds; see docs/performance.md.")
 @click.option("--amp", is_flag=True, help="bf16 autocast of the forward on CUDA (no effect on the CPU).")
-@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt if present.")
-@click.option("--out", type=OutputPath(file_okay=False), required=True, help="Output folder.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt if present (OUT/run.json must agree).")
+@click.option("--overwrite", is_flag=True, help="Replace the run OUT holds (without it, or --resume, it is refused).")
+@click.option("--out", type=OutputPath(file_okay=False), required=True, help="Output folder, one run's.")
 @click.option("--certificate-margin", type=FiniteFloat(), default=DEFAULTS["certificate_margin"], show_default=True,
               help="The certificate's margin as a share of delta (the same for every method); for token "
                    "sequences, a share of the language model's NLL (default there: 0.01).")
@@ -113,10 +114,11 @@ def main(threads):
                    "--seq-param word_dropout=0.25 (repeatable); see docs/sequences.md.")
 @clean_errors
 def train(data, data_dir, method, method_param, sigma2_ratio, sigma2, beta, epochs, batch_size, lr, seed, n_clusters,
-          latent_dim, arch, show, test_size, n_train, n_test, device, mmap, compile_, amp, resume, out,
+          latent_dim, arch, show, test_size, n_train, n_test, device, mmap, compile_, amp, resume, overwrite, out,
           certificate_margin, quiet, ddp, seq_param):
-    """Train one model; write OUT/metrics.json, OUT/history.csv, OUT/model.pt and, except for
-    token sequences, OUT/checkpoint.pt after every epoch, which --resume continues from."""
+    """Train one model; write OUT/run.json (what this run is) first, then OUT/metrics.json,
+    OUT/history.csv, OUT/model.pt and, except for token sequences, OUT/checkpoint.pt after every
+    epoch, which --resume continues from."""
     if is_sequence_spec(data):  # token sequences: shellvae.sequence (docs/sequences.md)
         command = click.get_current_context()
         given = {name for name in command.params
@@ -124,9 +126,11 @@ def train(data, data_dir, method, method_param, sigma2_ratio, sigma2, beta, epoc
         method_params = parse_method_params(sequence_cli.method_of(command.params, given), method_param)
         est, spec, iw_samples = sequence_cli.prepare_sequences(command.params, given, method_params)
         check_estimator(est, sequence_cli.OPTION_OF)
-        with output_folder(out) as folder:
-            check_output_files(folder, sequence_cli.OUTPUT_FILES)
-            click.echo(sequence_cli.train_sequences(est, spec, iw_samples, folder))
+        names = sequence_cli.OUTPUT_FILES
+        with output_folder(out) as folder, run_folder.claim(folder, names, resume=resume, overwrite=overwrite) as run:
+            check_output_files(folder, names)
+            click.echo(sequence_cli.train_sequences(est, spec, iw_samples, folder, on_data=lambda dataset: (
+                run_folder.begin_train(run, est, spec, dataset, names))))
         return
     if seq_param:
         raise ShellVAEError("--seq-param applies to token sequences only (--data FILE.txt or corpus:topics).")
@@ -151,9 +155,11 @@ def train(data, data_dir, method, method_param, sigma2_ratio, sigma2, beta, epoc
     spec = dict(data=data, data_dir=data_dir, n_train=n_train, n_test=n_test, seed=seed, test_size=test_size)
     if mmap:
         spec["mmap"] = True
-    with output_folder(out) if main_rank else contextlib.nullcontext(Path(out)) as out:
+    names = RUN_FILES + (IMAGE_FILES if show else ())
+    with output_folder(out) if main_rank else contextlib.nullcontext(Path(out)) as out, run_folder.claim(
+            out, names, resume=resume, overwrite=overwrite, active=main_rank) as run:
         if main_rank:
-            check_output_files(out, RUN_FILES + (IMAGE_FILES if show else ()))
+            check_output_files(out, names)
         if resume and main_rank and not (out / "checkpoint.pt").exists():
             click.echo(f"note: --resume: no {out / 'checkpoint.pt'} yet, training from the first epoch.", err=True)
         dataset = load_from_spec(spec)
@@ -165,6 +171,7 @@ def train(data, data_dir, method, method_param, sigma2_ratio, sigma2, beta, epoc
             raise ShellVAEError(f"--n-clusters {n_clusters}: more clusters than the {len(dataset.X_train)} training "
                                 "samples; give at most that many, or 'auto'.")
         est.set_params(image_shape=dataset.image_shape)
+        run_folder.begin_train(run, est, spec, dataset, names)  # the manifest: the run's first file
         record, cert = fit_and_record(est, dataset.X_train, dataset.X_test, dataset.y_test, dataset=dataset.name,
                                       description=dataset.description)
         record["data_spec"] = spec
@@ -232,6 +239,8 @@ def summarize(runs, out):
     """A Markdown table of the held-out results of trained runs (folders written by 'train')."""
     if out and any(same_file(out, Path(run) / "metrics.json" if Path(run).is_dir() else run) for run in runs):
         raise click.BadParameter(f"{out} is one of the runs' metrics.json: give another file.", param_hint="--out")
+    if out:
+        run_folder.check_replaceable(out, "table")
     with output_file(out) as out:
         table = markdown_table(load_metrics(runs), SUMMARY_COLUMNS)
         if out:
@@ -271,6 +280,8 @@ def diagnose(data, data_dir, sigma2_ratio, sigma2, beta, k_grid, max_samples, se
     check_data_name(data)
     if out and is_array_file(data) and same_file(out, data):
         raise click.BadParameter(f"{out} is the --data file: give another file.", param_hint="--out")
+    if out:
+        run_folder.check_replaceable(out, "diagnosis")
     check_estimator(ShellVAE(sigma2=sigma2, sigma2_ratio=sigma2_ratio, beta=beta, random_state=seed))  # their ranges
     with output_file(out) as out:
         dataset = load_dataset(data, data_dir, seed=seed)

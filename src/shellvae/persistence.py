@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
-from shellvae import io
+from shellvae import io, model_file
 from shellvae.errors import ShellVAEError
 from shellvae.estimator_checks import check_networks
 from shellvae.geometry import ClusterGeometry
@@ -78,17 +78,21 @@ def load_estimator(cls, path, device: str = "cpu", *, encoder: nn.Module | None 
         raise ShellVAEError(f"{path}: this model uses shellvae's arch={record['params'].get('arch')!r}; load it "
                             "without encoder= and decoder=.")
     with io.reading(path):
-        params = record["params"]
+        params = model_file.inert(record["params"])  # not the training run's checkpoint path
+        model_file.check_hidden_sizes(params, record["model"])
         for key in ("encoder_hidden", "decoder_hidden", "image_shape"):
             params[key] = None if params[key] is None else tuple(params[key])
         est = cls(method=record["method"]["name"], **{**params, "device": device, "encoder": encoder,
                                                       "decoder": decoder})
+        model_file.check_params(est)  # as the constructor's caller (fit) checks them
         check_networks(est)
-        est.method_ = get_method(est.method, **record["method"]["params"])
+        est.method_ = model_file.checked(get_method, est.method, **record["method"]["params"])
         est.method_.load_state_dict(io.from_safe(record["method"]["state"]))
         est.sigma2_, est.n_features_in_ = record["fitted"]["sigma2_"], record["fitted"]["n_features_in_"]
         shell = SphericalShell.from_state_dict(io.from_safe(record["shell"]))
         geometry = ClusterGeometry.from_state_dict(io.from_safe(record["geometry"]))
+        est.shell_, est.geometry_ = shell, geometry  # checked before the region is built from them
+        model_file.check_fitted(est)
         est._set_region(FeasibleRegion.from_fitted(geometry, shell))
         est.model_ = est.method_.prepare(est._build_model(est.n_features_in_))
         load_weights(est, record["model"], path, custom)

@@ -120,11 +120,14 @@ def prepare_sequences(options: dict, given: set, method_params: dict) -> tuple[S
     return est, spec, iw_samples
 
 
-def train_sequences(est: SequenceVAE, spec: dict, iw_samples: int | None, out) -> str:
+def train_sequences(est: SequenceVAE, spec: dict, iw_samples: int | None, out, on_data=None) -> str:
     """Load the data of ``spec``, train ``est`` (from ``prepare_sequences``, its parameters checked)
-    and write OUT/metrics.json, OUT/history.csv, OUT/model.pt; returns the text to print."""
+    and write OUT/metrics.json, OUT/history.csv, OUT/model.pt; returns the text to print. ``on_data(dataset)``,
+    if given, runs once the data is read, before training (the command line writes the run's manifest there)."""
     out = Path(out)
     dataset = load_sequences(**spec)
+    if on_data is not None:
+        on_data(dataset)
     start = time.perf_counter()
     est.fit(dataset.X_train, vocab=dataset.vocab)
     fit_seconds = time.perf_counter() - start

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
-from shellvae import io
+from shellvae import io, model_file
 from shellvae.batches import TrainData
 from shellvae.errors import DataError, ShellVAEError
 from shellvae.methods import Objective, get_method
@@ -332,8 +332,9 @@ class SequenceVAE(BaseEstimator):
         """A model written by ``save``; refuses code, other files and damaged ones with a clear error."""
         record = io.load(path, kind="sequence_model")
         with io.reading(path, "sequence model"):
-            est = cls(method=record["method"]["name"], **{**record["params"], "device": device})
-            est.method_ = get_method(est.method, **record["method"]["params"])
+            est = cls(method=record["method"]["name"], **{**model_file.inert(record["params"]), "device": device})
+            model_file.check_params(est)  # as fit checks them
+            est.method_ = model_file.checked(get_method, est.method, **record["method"]["params"])
             est.method_.load_state_dict(io.from_safe(record["method"]["state"]))
             est.vocab_size_, est.length_ = int(record["fitted"]["vocab_size_"]), int(record["fitted"]["length_"])
             est.vocab_ = None if record["vocab"] is None else Vocabulary(record["vocab"])
