@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "shellvae"
 
 #: lowest first; a name is a module or a subpackage of shellvae
 LAYERS = [
-    ("base", ["errors", "registry", "validation", "model_file", "io", "distributed"]),
+    ("base", ["errors", "caller", "registry", "validation", "model_file", "io", "distributed"]),
     ("data", ["data"]),
     ("shell transform", ["shell"]),
     ("cluster geometry", ["variances", "kmeans", "autok", "geometry", "theory"]),

@@ -29,6 +29,7 @@ from shellvae.cli import main
 from shellvae.data.arrays import load_array
 from shellvae.errors import DataError
 from shellvae.methods import Vanilla
+from tests import reliability_issue25
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "reliability.md"
@@ -418,6 +419,7 @@ BAD_INPUTS = [
     Case("shellvae reproduce", "`--out` under a regular file", lambda c: cli_in(
         c, "reproduce", "table1", "--out", "{D}/afile/results"), CliExit, "afile"),
 ]
+BAD_INPUTS += reliability_issue25.cases(Case, CliExit, cli)  # issue 25: nothing lost, nothing mixed
 
 
 def run_case(case: Case, ctx: Ctx) -> BaseException:

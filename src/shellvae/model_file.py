@@ -39,10 +39,11 @@ def check_path(path, kind: str) -> Path:
     except (OSError, ValueError) as exc:
         raise ShellVAEError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc}).") from None
     if stat.S_ISDIR(info.st_mode):
-        raise ShellVAEError(f"{path} is a folder, not a {kind} file; give the file inside it (e.g. {path / 'model.pt'}).")
+        raise ShellVAEError(f"{path} is a folder, not a {kind} file; give the file inside it (e.g. "
+                            f"{path / 'model.pt'}).")
     if not stat.S_ISREG(info.st_mode):
-        raise ShellVAEError(f"{path} is not a regular file (a device, pipe or socket{' via a link' if path.is_symlink() else ''}); "
-                            f"give a shellvae {kind} file.")
+        via = " (through a link)" if path.is_symlink() else ""
+        raise ShellVAEError(f"{path} is not a regular file{via}: a device, pipe or socket; give a shellvae {kind} file.")
     return path
 
 
