@@ -118,3 +118,29 @@ def test_unk_in_a_text_file_is_a_word_and_reads_as_unknown(tmp_path):
     (tmp_path / "t.txt").write_text("\n".join(["a <unk> b", "a b c", "b c a", "c a b"] * 5) + "\n")
     data = load_text(tmp_path / "t.txt", test_size=0.25)
     assert (data.X_train == UNK).any() or (data.X_test == UNK).any()
+
+
+def test_a_sequence_model_file_is_checked_as_a_shellvae_one(tmp_path):
+    from shellvae import ShellVAEError
+    from shellvae.sequence import SequenceVAE, make_topic_corpus
+    from tests.test_run_folder import flip_one_byte_inside_a_tensor
+
+    corpus = make_topic_corpus(200, 50, n_topics=4, vocab_size=10, length=8, support=2, seed=0)
+    est = SequenceVAE("shell", latent_dim=4, embed_dim=8, hidden_dim=16, epochs=1, batch_size=64, n_clusters=4,
+                      language_model=False, progress=False).fit(corpus.X_train, vocab=corpus.vocab)
+    est.save(tmp_path / "m.pt")
+    flip_one_byte_inside_a_tensor(tmp_path / "m.pt", tmp_path / "flipped.pt")
+    with pytest.raises(ShellVAEError, match="fails its checksum"):
+        SequenceVAE.load(tmp_path / "flipped.pt")
+    for name, edit, names in [
+        ("k.pt", lambda r: r["params"].update(n_clusters="abc"), "n_clusters"),
+        ("labels.pt", lambda r: r["region"]["geometry"].update(
+            labels_=torch.full_like(r["region"]["geometry"]["labels_"], 99)), "labels_"),
+    ]:
+        record = torch.load(tmp_path / "m.pt", weights_only=True)
+        if name == "labels.pt" and record["region"] is None:
+            continue
+        edit(record)
+        torch.save(record, tmp_path / name)
+        with pytest.raises(ShellVAEError, match=names):
+            SequenceVAE.load(tmp_path / name)

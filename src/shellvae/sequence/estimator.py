@@ -340,6 +340,8 @@ class SequenceVAE(BaseEstimator):
             est.vocab_ = None if record["vocab"] is None else Vocabulary(record["vocab"])
             est.region_ = None if record["region"] is None else SequenceRegion.from_state_dict(
                 io.from_safe(record["region"]))
+            if est.region_ is not None:
+                model_file.check_geometry(est.region_.geometry_)  # as fit leaves it: finite, labels within K
             est.model_ = est._build()
             est.lm_ = None if record["lm"] is None else est._build_lm()
             try:
