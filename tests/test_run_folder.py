@@ -266,3 +266,15 @@ def test_a_loaded_model_refits_writing_nothing_outside_the_folder_it_is_given(da
     out = elsewhere / "given"
     est.set_params(checkpoint=str(out / "ckpt.pt")).fit(X)
     assert sorted(p.name for p in out.iterdir()) == ["ckpt.pt"]
+
+
+def test_overwrite_removes_only_files_a_run_writes_even_if_the_manifest_lists_others(data):
+    out = data / "run"
+    train(data, out)
+    (out / "mydata.npy").write_bytes(b"the user's")
+    record = json.loads((out / "run.json").read_text())
+    record["files"] += ["mydata.npy", "../ok.npy"]  # an edited manifest
+    (out / "run.json").write_text(json.dumps(record))
+    before = (data / "ok.npy").read_bytes()
+    train(data, out, "--overwrite")
+    assert (out / "mydata.npy").read_bytes() == b"the user's" and (data / "ok.npy").read_bytes() == before

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import math
-import os
 import stat
 import zipfile
 from pathlib import Path
@@ -43,7 +42,8 @@ def check_path(path, kind: str) -> Path:
                             f"{path / 'model.pt'}).")
     if not stat.S_ISREG(info.st_mode):
         via = " (through a link)" if path.is_symlink() else ""
-        raise ShellVAEError(f"{path} is not a regular file{via}: a device, pipe or socket; give a shellvae {kind} file.")
+        raise ShellVAEError(f"{path} is not a regular file{via}: a device, pipe or socket; give a shellvae {kind} "
+                            "file.")
     return path
 
 

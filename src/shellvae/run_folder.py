@@ -23,6 +23,9 @@ from shellvae import io
 from shellvae.errors import ShellVAEError
 
 MANIFEST = "run.json"
+#: every file a run of 'shellvae train' may write into its folder (with --show: the two images)
+RUN_OUTPUTS = {MANIFEST, "metrics.json", "history.csv", "model.pt", "checkpoint.pt", "reconstructions.png",
+               "samples.png"}
 FORMAT = "shellvae-run"
 VERSION = 1
 #: manifest fields a resumed run may change: training longer, and how progress is shown. The data's
@@ -142,8 +145,10 @@ class Claim:
         self.begun = False
 
     def existing(self) -> list[str]:
+        """The files of a run in the folder: this run's names and those the folder's manifest lists, but only
+        names a run writes (an edited manifest cannot make --overwrite remove the user's own files)."""
         listed = (self.previous or {}).get("files") or []
-        names = dict.fromkeys([MANIFEST, *self.names, *(n for n in listed if isinstance(n, str))])
+        names = dict.fromkeys([MANIFEST, *self.names, *(n for n in listed if isinstance(n, str) and n in RUN_OUTPUTS)])
         return [n for n in names if _is_plain_name(n) and (self.folder / n).is_file()]
 
     def check(self) -> None:
