@@ -187,9 +187,14 @@ def data_dir(option="--data-dir"):
         lambda p: mutation([option, p], option))
 
 
+LONG = "x" * 300  # a file name longer than any file system takes (ENAMETOOLONG)
+
+
 def data(option="--data"):
     return (st.sampled_from(["{W}/missing.npy", "{W}/dir.npy", "{W}/missing.csv"]).map(
         lambda p: mutation([option, p], p.split("/")[-1]))
+        | st.sampled_from([f"{{W}}/{LONG}.npy", f"{LONG}.csv", f"{{W}}/{LONG}/X.npy"]).map(
+            lambda p: mutation([option, p], "x" * 30))
         | (SAFE_TEXT.filter(lambda v: v not in DATASETS and "." not in v)
            .map(lambda v: mutation([f"{option}={v}"], option))))
 
@@ -230,10 +235,16 @@ TRAIN_MUTATIONS = st.one_of(
     st.just(mutation(["--arch=conv"], "--arch conv", needs_data=True)),
     st.just(mutation(["--show"], "--show", needs_data=True)),
     st.just(mutation(["--data", "{W}/junk.npy"], "junk.npy", needs_data=True)),
+    # a folder holding another run (issue 25): refused before the data is read, or, to resume it, once the data
+    # shows the runs differ
+    st.just(mutation(["--out", "{W}/run"], "holds a")),
+    st.sampled_from([["--method", "vanilla"], ["--lr", "0.5"], ["--seed", "9"]]).map(
+        lambda change: mutation(["--out", "{W}/run", "--resume", *change], "--resume", needs_data=True)),
+    st.just(mutation(["--out", "{W}/run", "--resume", "--overwrite"], "exclude each other")),
 )
 
-DEMO = ["demo", "--epochs", "1", "--n-samples", "200", "--quiet", "--out", "{OUT}"]
-DEMO_MUTATIONS = st.one_of(int_option("--epochs", 1), int_option("--n-samples", 100), int_option("--seed", 0),
+DEMO = ["demo", "--epochs", "1", "--n-samples", "500", "--quiet", "--out", "{OUT}"]
+DEMO_MUTATIONS = st.one_of(int_option("--epochs", 1), int_option("--n-samples", 500), int_option("--seed", 0),
                            float_option("--sigma2-ratio", low=0), out_folder(), NO_SUCH_OPTION)
 
 DIAGNOSE = ["diagnose", "--data", "{W}/X.npy", "--k-grid", "2,3", "--out", "{OUT}/diagnosis.json"]
@@ -245,6 +256,8 @@ DIAGNOSE_MUTATIONS = st.one_of(
     float_option("--beta", low=0, low_open=False),
     st.just(mutation(["--sigma2=1", "--sigma2-ratio=2"], "--sigma2")),
     data(), data_dir(), out_file(), NO_SUCH_OPTION,
+    st.sampled_from(["run/model.pt", "run/run.json", "X.npy", "afile"]).map(  # never replaced by a diagnosis
+        lambda p: mutation(["--out", "{W}/" + p], "not replaced", "--data file")),
 )
 
 SHOW = ["show", "--model", "{W}/run"]  # run/ holds a model of non-image data: a bad baseline itself
@@ -253,13 +266,19 @@ SHOW_MUTATIONS = st.one_of(
     st.sampled_from(["emptydir", "no-model", "no-metrics", "bad-json", "list-json", "no-spec"]).map(
         lambda d: mutation(["--model", "{W}/" + d], f"{d}/")),
     data_dir(), NO_SUCH_OPTION, st.just(mutation([], "not image data")),
+    st.just(mutation(["--model", "{W}/deep-json"], "deep-json/")),
+    st.just(mutation(["--model", "{W}/" + LONG], "x" * 30)),
+    st.just(mutation(["--model", "{W}/tampered"], "checksum")),
+    st.just(mutation(["--model", "{W}/bad-spec"], "n_train")),
 )
 
 SUMMARIZE = ["summarize", "{W}/run", "--out", "{OUT}/table.md"]
 SUMMARIZE_MUTATIONS = st.one_of(
-    st.sampled_from(["missing", "afile", "emptydir", "bad-json", "list-json", "run/model.pt"]).map(
-        lambda d: mutation(["{W}/" + d], d)),
+    st.sampled_from(["missing", "afile", "emptydir", "bad-json", "list-json", "run/model.pt", "deep-json",
+                     LONG]).map(lambda d: mutation(["{W}/" + d], d[:30])),
     out_file(), NO_SUCH_OPTION,
+    st.sampled_from(["run/model.pt", "run/checkpoint.pt", "X.npy", "afile"]).map(  # never replaced by a table
+        lambda p: mutation(["--out", "{W}/" + p], "not replaced")),
 )
 
 REPRODUCE = ["reproduce", "table1", "--profile", "test", "--out", "{OUT}"]
@@ -268,6 +287,7 @@ REPRODUCE_MUTATIONS = st.one_of(
     (st.sampled_from([",", "", " , ", "nosuch"]) | SAFE_TEXT).filter(lambda v: not _is_dataset_list(v)).map(
         lambda v: mutation([f"--datasets={v}"], "--datasets")),
     int_option("--seeds", 1), int_option("--jobs", 1),
+    st.sampled_from([["--seeds", "1000000"], ["--jobs", "1000"]]).map(lambda a: mutation(a, a[0])),
     float_option("--certificate-margin", low=0, low_open=False, high=1),
     st.sampled_from(["mnist", "=x", "mnist=", "nosuch={W}/emptydir", "mnist={W}/missing", "mnist={W}/afile",
                      "fashion-mnist={W}/afile"]).map(lambda v: mutation(["--data-dir", v], "--data-dir")),
@@ -282,6 +302,7 @@ def _is_dataset_list(text: str) -> bool:
 
 
 GLOBAL_MUTATIONS = st.one_of(int_option("--threads", 1).map(lambda m: Mutation(m.args, m.names, where="prefix")),
+                             st.just(mutation(["--threads", "100000"], "--threads", where="prefix")),
                              st.just(mutation(["--no-such-flag"], "--no-such-flag", where="prefix")))
 BASELINES = {"train": TRAIN, "demo": DEMO, "diagnose": DIAGNOSE, "show": SHOW, "summarize": SUMMARIZE,
              "reproduce": REPRODUCE}
@@ -315,6 +336,21 @@ class Sentinel:
         raise AssertionError(f"reached {self.stage}: the command line's problem was not caught before it")
 
 
+def flipped(model: Path) -> bytes:
+    """The model file's bytes with one byte of its largest tensor flipped (the archive's checksums still say
+    what it held)."""
+    import zipfile
+
+    blob = bytearray(model.read_bytes())
+    with zipfile.ZipFile(model) as archive:
+        record = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    start = record.header_offset + 30 + int.from_bytes(blob[record.header_offset + 26:record.header_offset + 28],
+                                                       "little")
+    start += int.from_bytes(blob[record.header_offset + 28:record.header_offset + 30], "little")
+    blob[start + record.file_size // 2] ^= 0x01
+    return bytes(blob)
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """{W}: data, a regular file, an empty folder, a trained run (non-image data) and damaged run folders."""
@@ -334,7 +370,10 @@ def workspace(tmp_path_factory):
     for name, files in {"no-model": {"metrics.json": metrics}, "no-metrics": {"model.pt": model},
                         "bad-json": {"model.pt": model, "metrics.json": "{bad"},
                         "list-json": {"model.pt": model, "metrics.json": "[1, 2]"},
-                        "no-spec": {"model.pt": model, "metrics.json": "{}"}}.items():
+                        "no-spec": {"model.pt": model, "metrics.json": "{}"},
+                        "deep-json": {"model.pt": model, "metrics.json": "[" * 100_000 + "]" * 100_000},
+                        "bad-spec": {"model.pt": model, "metrics.json": '{"data_spec": {"data": "x", "n_train": "a"}}'},
+                        "tampered": {"model.pt": flipped(w / "run" / "model.pt"), "metrics.json": metrics}}.items():
         (w / name).mkdir()
         for file, content in files.items():
             (w / name / file).write_bytes(content if isinstance(content, bytes) else content.encode())

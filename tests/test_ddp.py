@@ -167,7 +167,8 @@ def test_torchrun_entry_point_trains_and_only_rank0_writes(tmp_path):
     assert proc.stdout.count("wrote ") == 1  # rank 0 reports; rank 1 stays silent
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["method"] == "shell" and metrics["epochs"] == 2
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "history.csv", "metrics.json", "model.pt"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "history.csv", "metrics.json", "model.pt",
+                                                     "run.json"]  # rank 0's manifest (issue 25), written once
 
 
 def test_distributed_helpers_are_no_ops_in_one_process():

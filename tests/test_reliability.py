@@ -31,6 +31,7 @@ from shellvae.cli import main
 from shellvae.data.arrays import load_array
 from shellvae.errors import DataError
 from shellvae.training.methods import Vanilla
+from tests import reliability_issue25
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "reliability.md"
@@ -420,6 +421,7 @@ BAD_INPUTS = [
     Case("shellvae reproduce", "`--out` under a regular file", lambda c: cli_in(
         c, "reproduce", "table1", "--out", "{D}/afile/results"), CliExit, "afile"),
 ]
+BAD_INPUTS += reliability_issue25.cases(Case, CliExit, cli)  # issue 25: nothing lost, nothing mixed
 
 
 def run_case(case: Case, ctx: Ctx) -> BaseException:
@@ -721,5 +723,6 @@ def test_written_files_get_the_usual_permissions(tmp_path):
 def test_cli_outputs_and_checkpoint_are_complete_files(tmp_path):
     out = tmp_path / "run"
     cli(*CLI_TRAIN, "--n-clusters", "8", "--out", str(out))
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "history.csv", "metrics.json", "model.pt"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "history.csv", "metrics.json", "model.pt",
+                                                     "run.json"]
     assert storage.load(out / "checkpoint.pt", kind="checkpoint")["epoch"] == 1

@@ -88,8 +88,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result_and_runs_are_determinist
     finish(reference)
     finish(doomed, expect=-signal.SIGKILL)
 
-    # the killed run left a complete epoch-2 checkpoint and nothing else: no results, no temp files
-    assert sorted(p.name for p in killed.iterdir()) == ["checkpoint.pt"]
+    # the killed run left its manifest and a complete epoch-2 checkpoint, nothing else: no results, no temp files
+    assert sorted(p.name for p in killed.iterdir()) == ["checkpoint.pt", "run.json"]
     assert storage.load(killed / "checkpoint.pt", kind="checkpoint")["epoch"] == KILL_AFTER
 
     cli(*ARGS, "--out", str(killed), "--resume")

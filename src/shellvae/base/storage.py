@@ -186,9 +186,10 @@ def reading(path, kind: str = "model"):
 
 def load(path, kind: str) -> dict:
     """Load a file written by ``save``, without executing code; clear errors for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise ShellVAEError(f"{path}: no such file.")
+    from shellvae.base import model_file  # its checks: the path, then the archive's checksums
+
+    path = model_file.check_path(path, kind)
+    model_file.verify_archive(path, kind)
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

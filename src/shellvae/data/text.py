@@ -76,6 +76,13 @@ def read_lines(path) -> list[list[str]]:
         raise DataError(f"{path} is not UTF-8 text: byte 0x{raw[exc.start]:02x} at position {exc.start} (line {line}) "
                         "cannot be decoded. Convert the file to UTF-8, e.g. iconv -t utf-8.") from None
     lines = [line.split() for line in text.splitlines()]
+    for number, words in enumerate(lines, start=1):
+        # <unk> is a word as text corpora write it (it reads as unknown); the others would mean structure
+        reserved = next((w for w in words if w in SPECIALS and w != SPECIALS[UNK]), None)
+        if reserved is not None:
+            raise DataError(f"{path}, line {number}: {reserved!r} is one of shellvae's special tokens "
+                            f"({', '.join(SPECIALS)}), which a text file cannot hold: each line is one sequence, "
+                            "its end marked by the line's end. Remove or rename that token.")
     lines = [words for words in lines if words]
     if not lines:
         raise DataError(f"{path} has no sequences: every line is blank.")
@@ -121,6 +128,8 @@ def load_text(path, *, test_size: float = 0.2, seed: int = 0, min_count: int = 1
         raise ShellVAEError(f"min_count={min_count}: give an integer >= 1.")
     if max_length is not None and max_length < 1:
         raise ShellVAEError(f"max_length={max_length}: give an integer >= 1 (words per sequence).")
+    if max_vocab is not None and max_vocab < 1:
+        raise ShellVAEError(f"max_vocab={max_vocab}: give an integer >= 1 (words kept), or leave it out for all.")
     lines = read_lines(path)
     if lowercase:
         lines = [[w.lower() for w in words] for words in lines]
@@ -131,6 +140,9 @@ def load_text(path, *, test_size: float = 0.2, seed: int = 0, min_count: int = 1
     train, _ = take_subset(np.sort(train), None, n_train, seed, what="n_train")
     test, _ = take_subset(np.sort(test), None, n_test, seed, what="n_test")
     vocab = build_vocabulary([lines[i] for i in train], min_count=min_count, max_size=max_vocab)
+    if len(vocab.tokens) == N_SPECIAL:  # every word would be <unk>: a model of nothing, with a perfect perplexity
+        raise DataError(f"{path}: no word of the training lines is seen min_count={min_count} times, so the "
+                        "vocabulary is empty. Lower min_count.")
     longest = max(len(lines[i]) for i in (*train, *test))
     length = (longest if max_length is None else min(longest, max_length)) + 1
     X_train = encode_lines([lines[i] for i in train], vocab, length)

@@ -15,7 +15,7 @@ import torch
 from sklearn.base import BaseEstimator
 from torch import nn
 
-from shellvae.base import storage
+from shellvae.base import model_file, storage
 from shellvae.base.validation import check_scalar
 from shellvae.errors import NotFittedError, ShellVAEError
 from shellvae.training.methods import Method, get_method
@@ -100,16 +100,21 @@ class VAEEstimator(BaseEstimator):
 
     @classmethod
     def load(cls, path, device: str = "cpu", **modules):
-        """A model written by ``save``; refuses code, other kinds of file and damaged ones with a clear error.
+        """A model written by ``save``; refuses code, other kinds of file and damaged ones with a clear error
+        (``base/model_file.py``: the archive's checksums, every field validated). The loaded model is inert:
+        the training run's ``checkpoint`` and ``resume`` are not carried into it.
         ``modules``: networks the file cannot carry (``ShellVAE``'s own ``encoder`` and ``decoder``)."""
         record = storage.load(path, kind=cls.file_kind)
         cls._check_record(record, path, modules)
         with storage.reading(path, cls.file_kind.replace("_", " ")):
-            params = record["params"]
+            params = model_file.inert(record["params"])  # not the training run's checkpoint path
+            model_file.check_hidden_sizes(params, record["model"])  # before building (allocating) the layers
             for key in cls.tuple_params:
                 params[key] = None if params[key] is None else tuple(params[key])
             est = cls(method=record["method"]["name"], **{**params, **modules, "device": device})
-            est.method_ = est.build_method()
+            model_file.check_params(est)  # every field as fit checks it, naming the file
+            # the method as saved (its hyperparameters range-checked: a tampered value is named, not trained)
+            est.method_ = model_file.checked(get_method, est.method, **record["method"]["params"])
             est.method_.load_state_dict(storage.from_safe(record["method"]["state"]))
             est._restore_fitted(record, path)
             est.history_ = record["history"]
@@ -158,6 +163,8 @@ def check_device(device) -> None:
         parsed = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ShellVAEError(f"device={device!r} is not a torch device ({exc}); use 'cpu' or 'cuda'.") from None
+    if parsed.type == "meta":  # tensors without data: training or loading on it cannot work
+        raise ShellVAEError(f"device={device!r} holds no data (shapes only); use 'cpu' or 'cuda'.")
     count = {"cuda": torch.cuda.device_count, "mps": lambda: int(torch.backends.mps.is_available())}
     if parsed.type in count and (parsed.index or 0) >= count[parsed.type]():
         raise ShellVAEError(f"device={device!r}: this machine has no such {parsed.type} device; use 'cpu'.")

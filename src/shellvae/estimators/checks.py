@@ -40,7 +40,12 @@ def check_shell_vae_params(est) -> None:
                             f"{', '.join(COMPILE_MODES)}.")
     if est.resume and est.checkpoint is None:
         raise ShellVAEError("resume=True needs checkpoint=PATH, the file to continue from.")
-    if est.checkpoint is not None and Path(est.checkpoint).is_dir():
+    try:
+        folder = est.checkpoint is not None and Path(est.checkpoint).is_dir()
+    except (OSError, ValueError) as exc:  # e.g. a name too long for the file system
+        raise ShellVAEError(f"checkpoint={str(est.checkpoint)[:80]!r}...: not a usable path "
+                            f"({getattr(exc, 'strerror', None) or exc}); give a shorter one.") from None
+    if folder:
         raise ShellVAEError(
             f"checkpoint={str(est.checkpoint)!r} is a folder; give a file path, e.g. 'run/checkpoint.pt'."
         )
@@ -58,6 +63,7 @@ def check_networks(est) -> None:
     if est.encoder is None and est.arch not in ARCHITECTURES:
         raise ShellVAEError(f"arch={est.arch!r}: choose one of {', '.join(ARCHITECTURES)}, register yours with "
                             "shellvae.register_architecture, or pass encoder= and decoder=.")
+
 
 def check_checkpoint(est) -> None:
     """Before resuming: the checkpoint must come from a run with this model and at most ``epochs`` epochs."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from shellvae.base import storage
+from shellvae.base import model_file, storage
 from shellvae.training.batches import TrainData
 from shellvae.errors import DataError, ShellVAEError
 from shellvae.estimators.base import VAEEstimator, load_weights, weights
@@ -277,6 +277,8 @@ class SequenceVAE(VAEEstimator):
         self.vocab_ = None if record["vocab"] is None else Vocabulary(record["vocab"])
         self.region_ = None if record["region"] is None else SequenceRegion.from_state_dict(
             storage.from_safe(record["region"]))
+        if self.region_ is not None:
+            model_file.check_geometry(self.region_.geometry_)  # as fit leaves it: finite, labels within K
         self.model_ = self._build()
         load_weights(self.model_, record["model"], path, "the saved settings")
         self.lm_ = None

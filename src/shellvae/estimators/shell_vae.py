@@ -25,7 +25,7 @@ from shellvae.core.geometry import N_CLUSTERS, ClusterGeometry
 from shellvae.training.methods import Objective
 from shellvae.evaluation.likelihood import IW_SAMPLES_PER_EPOCH, VECTOR_IW_SAMPLES
 from shellvae.evaluation.metrics import cluster_sq_distances, encode_all, evaluate
-from shellvae.base import storage
+from shellvae.base import model_file, storage
 from shellvae.base.deprecation import deprecated_attribute
 from shellvae.estimators.base import VAEEstimator, load_weights
 from shellvae.estimators.checks import check_checkpoint, check_networks, check_shell_vae_params
@@ -360,6 +360,8 @@ class ShellVAE(TransformerMixin, VAEEstimator):
         self.sigma2_, self.n_features_in_ = record["fitted"]["sigma2_"], record["fitted"]["n_features_in_"]
         shell = SphericalShell.from_state_dict(storage.from_safe(record["shell"]))
         geometry = ClusterGeometry.from_state_dict(storage.from_safe(record["geometry"]))
+        self.shell_, self.geometry_ = shell, geometry  # checked before the region is built from them
+        model_file.check_fitted(self)
         self._set_region(FeasibleRegion.from_fitted(geometry, shell))
         self.model_ = self.method_.prepare(self._build_model(self.n_features_in_))
         custom = record["custom"]

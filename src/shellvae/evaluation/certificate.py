@@ -249,4 +249,11 @@ def certify_vector_model(encode: Callable, decode: Callable, X, *, shell: Spheri
     model = CallableVAE(encode, decode, device, shell if space == "data" else None)
     _check_callables(model, X_shell[:8].to(model.device), space)
     eps = check_scalar(certificate_margin * region.delta_ if eps is None else eps, "eps", low_open=False)
-    return certify(evaluate(model, X_shell, region, batch_size=batch_size, seed=seed), region, eps)
+    metrics = evaluate(model, X_shell, region, batch_size=batch_size, seed=seed)
+    cert = certify(metrics, region, eps)
+    if space == "shell" and not cert.certified and (metrics.get("norm_satisfaction") or 0.0) < 0.5:
+        # most outputs off the shell: the likeliest cause is a VAE of data-space rows certified as a shell one
+        cert.reasons.append(f"only {100 * (metrics.get('norm_satisfaction') or 0.0):.0f}% of the decoder's outputs "
+                            "lie in the shell's norm range: if encode and decode take and give data-space rows (a VAE "
+                            "of the raw data), pass space='data'.")
+    return cert

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from shellvae.base.validation import check_array, check_scalar
+from shellvae.base.validation import check_array, check_distinct_rows, check_scalar
 from shellvae.errors import ShellVAEError
 from shellvae.core.autok import AUTO_K_GRID, search_grid, search_k
 from shellvae.core.kmeans import subset_rows
@@ -80,6 +80,9 @@ def diagnose(X, *, sigma2: float | None = None, sigma2_ratio: float = 2.0, beta:
     search_grid(k_grid, len(X))  # bad K values fail here, before the shell is fitted
     if max_samples is not None and max_samples < 3:
         raise ShellVAEError(f"max_samples={max_samples}: K-means needs at least 3 samples (or None for all).")
+    # as fit: repeated rows warned about, and no K above the distinct rows (its clusters would be empty)
+    n_distinct = check_distinct_rows(X, "X", 3, "the K sweep")
+    k_grid = search_grid(k_grid, len(X), max_k=n_distinct)
     X_shell = SphericalShell(r_min, r_max, radius=radius).fit_transform(X)
     spectrum = covariance_spectrum(X_shell)
     lam = float(spectrum[0])

@@ -79,7 +79,7 @@ def _append_run_log(path: Path, log: dict) -> None:
         try:
             previous = json.loads(path.read_text())
             runs = previous.get("runs", [previous]) if isinstance(previous, dict) else []
-        except (OSError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # unreadable: start the log again
             runs = []
     storage.write_json(path, {"runs": runs + [log]})
 

@@ -277,11 +277,32 @@ def load_cell(out: Path, cell: Cell) -> dict | None:
         return None
     try:
         record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # (RecursionError: nested too deep)
+        record = None
+    problem = damaged_cell(record)
+    if problem:
+        warnings.warn(f"{path}: {problem}; the cell is trained again.", stacklevel=2)
         return None
     if record.get("key") != cell.key:
         return None
     return record
+
+
+#: a stored cell's fields that the tables read as numbers (null where a metric does not apply)
+CELL_NUMBERS = ("kl", "active_units", "mutual_info", "recon_mse", "l_clu", "W", "delta", "T", "n_clusters",
+                "lambda_max", "sigma2", "beta", "eps", "margin", "cluster_accuracy", "nll_iw", "fit_seconds", "epochs",
+                "seed")
+
+
+def damaged_cell(record) -> str | None:
+    """Why a stored cell cannot be used as it is (None when it can): not a JSON object, or a number that is not."""
+    if not isinstance(record, dict):
+        return "not a readable cell record (a JSON object)"
+    for key in CELL_NUMBERS:
+        value = record.get(key)
+        if value is not None and not isinstance(value, (int, float)):
+            return f"its {key!r} is {type(value).__name__}, not a number"
+    return None
 
 
 def save_cell(out: Path, cell: Cell, record: dict) -> None:

@@ -56,7 +56,7 @@ def load_metrics(paths) -> list[dict]:
             raise ShellVAEError(f"{file}: no metrics.json here (give folders written by 'shellvae train').")
         try:
             row = json.loads(file.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # (nested too deep)
             raise ShellVAEError(f"{file}: not a readable metrics.json ({type(exc).__name__}: {exc}).") from None
         if not isinstance(row, dict):
             raise ShellVAEError(f"{file}: holds a JSON {type(row).__name__}, not the object 'shellvae train' writes.")

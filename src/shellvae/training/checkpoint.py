@@ -9,11 +9,12 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
-from shellvae.base import distributed
-
-from shellvae.base import storage
+from shellvae.base import distributed, storage
+from shellvae.errors import ShellVAEError
 
 
 def save(path, model, optimizer, method, order: torch.Generator, inner: torch.Generator, epoch: int,
@@ -48,6 +49,24 @@ def restore(path, model, optimizer, method, order: torch.Generator, inner: torch
             rank: int = 0) -> tuple[int, list[dict]]:
     """Load a checkpoint into the run's objects; returns (epochs done, history so far)."""
     saved = storage.load(path, kind="checkpoint")
+    with storage.reading(path, "checkpoint"), _refusing_bad_state(path):  # a tampered field: one error naming the file
+        return _restore(saved, model, optimizer, method, order, inner, rank)
+
+
+@contextlib.contextmanager
+def _refusing_bad_state(path):
+    """torch refuses a damaged state (an RNG state of the wrong size, an optimiser without its parameter
+    groups) with a RuntimeError or a ValueError: one ShellVAEError naming the file instead."""
+    try:
+        yield
+    except RuntimeError as exc:
+        raise ShellVAEError(f"{path}: the checkpoint's saved state does not fit this run ({str(exc)[:200]}); it "
+                            "was altered or damaged. Delete it to start afresh.") from None
+
+
+def _restore(saved, model, optimizer, method, order, inner, rank):
+    if type(saved["epoch"]) is not int or not isinstance(saved["history"], list):
+        raise ValueError(f"epoch={saved['epoch']!r} and a history list expected")
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     method.load_state_dict(storage.from_safe(saved["method_state"]))
@@ -66,4 +85,8 @@ def restore(path, model, optimizer, method, order: torch.Generator, inner: torch
 def describe(path) -> tuple[dict[str, tuple], int]:
     """(parameter shapes, epochs done) of a checkpoint, to check it fits a run before resuming."""
     saved = storage.load(path, kind="checkpoint")
-    return {k: tuple(v.shape) for k, v in saved.get("model", {}).items()}, saved.get("epoch", -1)
+    with storage.reading(path, "checkpoint"):
+        epoch = saved.get("epoch", -1)
+        if type(epoch) is not int:
+            raise TypeError(f"epoch={epoch!r} is not an integer")
+        return {k: tuple(v.shape) for k, v in saved.get("model", {}).items()}, epoch
