@@ -136,6 +136,23 @@ def test_overwrite_checks_read_only_files_before_any_work(data, monkeypatch):
     assert snapshot(out) == before
 
 
+def test_train_text_owns_its_folder_as_train_does(tmp_path):
+    """train-text (token sequences) writes its manifest first and replaces a run only with --overwrite; it keeps
+    no checkpoint, so its refusal offers no --resume."""
+    (tmp_path / "t.txt").write_text("\n".join(f"the cat sat on mat {i % 4}" for i in range(40)) + "\n")
+    out = tmp_path / "run"
+    args = ["train-text", "--data", tmp_path / "t.txt", "--epochs", "1", "--quiet", "--latent-dim", "2",
+            "--embed-dim", "8", "--hidden-dim", "8", "--no-language-model", "--out", out]
+    cli(*args)
+    record = json.loads((out / "run.json").read_text())
+    assert record["command"] == "train-text" and set(record["files"]) == {"metrics.json", "history.csv", "model.pt"}
+    before = snapshot(out)
+    output = cli(*args, "--seed", "3", expect=1)
+    assert "--overwrite" in output and "--resume" not in output and snapshot(out) == before
+    cli(*args, "--seed", "3", "--overwrite")
+    assert json.loads((out / "run.json").read_text())["seed"] == 3
+
+
 def test_a_run_that_fails_before_writing_leaves_no_manifest(data):
     out = data / "run"
     output = train(data, out, "--sigma2", "1e-300", expect=1)  # diverges in the first epoch

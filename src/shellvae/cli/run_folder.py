@@ -1,4 +1,4 @@
-"""Run folders are owned: what ``shellvae train`` writes into ``--out`` belongs to one run.
+"""Run folders are owned: what ``shellvae train`` (or ``train-text``) writes into ``--out`` belongs to one run.
 
 A run claims its folder before reading data: a lock (``flock`` on the folder itself, released by the
 system when the process ends, so a killed run leaves no stale lock) refuses a second run on the same
@@ -139,8 +139,9 @@ def folder_lock(folder: Path):
 class Claim:
     """A folder claimed by one run: ``begin(manifest)`` once the data is read, before any other write."""
 
-    def __init__(self, folder: Path, names, resume: bool, overwrite: bool):
+    def __init__(self, folder: Path, names, resume: bool, overwrite: bool, resumable: bool = True):
         self.folder, self.names, self.resume, self.overwrite = Path(folder), tuple(names), resume, overwrite
+        self.resumable = resumable  # the command has --resume (train-text keeps no checkpoint: it has not)
         self.previous = read_manifest(self.folder)
         self.begun = False
 
@@ -171,8 +172,9 @@ class Claim:
             raise ShellVAEError(f"{self.folder} holds {', '.join(existing)} but no {MANIFEST}, so its run cannot be "
                                 "checked to be this one: --resume refused. Give --overwrite to start it again, or "
                                 "another --out.")
-        raise ShellVAEError(f"{self.folder} holds {describe(self.previous)} ({', '.join(existing)}). Give --resume "
-                            "to continue it, --overwrite to replace it, or another --out.")
+        choices = "--resume to continue it, --overwrite to replace it" if self.resumable else "--overwrite to replace it"
+        raise ShellVAEError(f"{self.folder} holds {describe(self.previous)} ({', '.join(existing)}). Give {choices}, "
+                            "or another --out.")
 
     def begin(self, record: dict) -> None:
         """Compare with the folder's run (``--resume``), remove the replaced run's files (``--overwrite``),
@@ -227,14 +229,16 @@ class _Unclaimed:
 
 
 @contextlib.contextmanager
-def claim(folder, names, *, resume: bool = False, overwrite: bool = False, active: bool = True):
-    """Lock ``folder`` and check it holds no other run (see ``Claim.check``) for the block."""
+def claim(folder, names, *, resume: bool = False, overwrite: bool = False, active: bool = True,
+          resumable: bool = True):
+    """Lock ``folder`` and check it holds no other run (see ``Claim.check``) for the block; ``resumable``:
+    the command has ``--resume`` (its refusal offers it)."""
     if not active:
         yield _Unclaimed()
         return
     folder = Path(folder)
     with folder_lock(folder):
-        owned = Claim(folder, names, resume, overwrite)
+        owned = Claim(folder, names, resume, overwrite, resumable)
         owned.check()
         try:
             yield owned

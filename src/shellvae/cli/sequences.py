@@ -92,7 +92,7 @@ def train_text(data, method, method_param, iw_samples, min_count, max_vocab, max
                       progress=not quiet, **settings)
     check_estimator(est, OPTION_OF)
     spec = {"data": data, "n_train": n_train, "n_test": n_test, "seed": seed, "test_size": test_size, **text_options}
-    with output_folder(out) as folder, claim(folder, OUTPUT_FILES, overwrite=overwrite) as run:
+    with output_folder(out) as folder, claim(folder, OUTPUT_FILES, overwrite=overwrite, resumable=False) as run:
         check_output_files(folder, OUTPUT_FILES)
         click.echo(train_sequences(est, spec, iw_samples, folder, on_data=lambda dataset: (
             begin_train(run, est, spec, dataset, OUTPUT_FILES, command="train-text"))))
