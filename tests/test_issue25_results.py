@@ -19,7 +19,7 @@ from shellvae import ShellVAE, certify_model, make_gmm
 from shellvae.cli import main
 from shellvae.cli.inputs import memory_advice
 from shellvae.evaluation.diagnose import diagnose
-from shellvae.errors import EmptyFeasibleRegionWarning
+from shellvae.errors import EmptyFeasibleRegionWarning, ShellVAEError
 
 pytestmark = pytest.mark.filterwarnings("ignore:The feasible region is empty")
 
@@ -59,6 +59,12 @@ def test_out_of_memory_advice_names_the_allocation_and_what_shrinks_it():
     assert "100,000 x 100,000 covariance" in advice and "features" in advice and "--latent-dim" in advice
     assert "do not shrink it" in advice  # not the options that cannot help
     assert "--batch-size" in memory_advice("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 GB")
+
+
+def test_a_network_too_large_for_memory_names_its_hidden_sizes_and_the_option():
+    X = make_gmm(200, n_features=8, seed=0).X_train
+    with pytest.raises(ShellVAEError, match=r"encoder_hidden=\(1000000000000,\).*smaller encoder_hidden"):
+        ShellVAE("vanilla", encoder_hidden=(10**12,), epochs=1, progress=False).fit(X)
 
 
 def test_diagnose_help_lists_only_the_inputs_diagnose_takes():

@@ -31,3 +31,11 @@ class NonFiniteError(ShellVAEError, FloatingPointError):
 
 class EmptyFeasibleRegionWarning(UserWarning):
     """W >= delta: the cluster-aware feasible region is empty, the collapse guarantee does not apply."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation that failed (Python's, or PyTorch's on a CPU or a GPU)."""
+    import torch
+
+    return (isinstance(exc, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError)))
+            or "can't allocate memory" in str(exc) or "out of memory" in str(exc).lower())

@@ -22,7 +22,7 @@ import click
 from shellvae.base import storage
 from shellvae.cli.run_folder import check_replaceable
 from shellvae.data import DATASETS, is_array_file
-from shellvae.errors import ShellVAEError
+from shellvae.errors import is_out_of_memory, ShellVAEError
 from shellvae.training.methods import METHODS
 
 
@@ -60,11 +60,7 @@ def memory_advice(detail: str) -> str:
     return "Use a smaller --latent-dim, --batch-size or --n-train, or a machine with more memory."
 
 
-def out_of_memory(exc: BaseException) -> bool:
-    import torch
-
-    return (isinstance(exc, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError)))
-            or "can't allocate memory" in str(exc) or "out of memory" in str(exc).lower())
+out_of_memory = is_out_of_memory
 
 
 #: diagnose's --data: arrays only (token sequences are not diagnosed)

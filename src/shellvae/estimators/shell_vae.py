@@ -20,7 +20,7 @@ from torch import nn
 
 from shellvae.training.batches import MemmapTrainData, TrainData
 from shellvae.evaluation.certificate import REGION_MARGIN_SHARE, Certificate, certify
-from shellvae.errors import ShellVAEError
+from shellvae.errors import ShellVAEError, is_out_of_memory
 from shellvae.core.geometry import N_CLUSTERS, ClusterGeometry
 from shellvae.training.methods import Objective
 from shellvae.evaluation.likelihood import IW_SAMPLES_PER_EPOCH, VECTOR_IW_SAMPLES
@@ -226,8 +226,16 @@ class ShellVAE(TransformerMixin, VAEEstimator):
     def _build_model(self, input_dim: int) -> GaussianVAE:
         if self.custom_networks:  # copies: the user's modules keep their weights, and a refit starts afresh
             return GaussianVAE(copy.deepcopy(self.encoder), copy.deepcopy(self.decoder), self.latent_dim)
-        return build_vae(self.arch, input_dim, self.latent_dim, encoder_hidden=self.encoder_hidden,
-                         decoder_hidden=self.decoder_hidden, image_shape=self.image_shape)
+        try:
+            return build_vae(self.arch, input_dim, self.latent_dim, encoder_hidden=self.encoder_hidden,
+                             decoder_hidden=self.decoder_hidden, image_shape=self.image_shape)
+        except (MemoryError, RuntimeError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            raise ShellVAEError(
+                f"out of memory building the {self.arch} network for {input_dim} features (encoder_hidden="
+                f"{self.encoder_hidden}, decoder_hidden={self.decoder_hidden}, latent_dim={self.latent_dim}): its "
+                "layers do not fit in memory. Give smaller encoder_hidden / decoder_hidden.") from None
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
