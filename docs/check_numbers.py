@@ -164,7 +164,6 @@ def _matches(token: str, value) -> bool:
     if isinstance(value, str):
         return token == value
     text = token.replace(",", "").replace("−", "-")
-    percent = text.endswith("%")
     text = text.rstrip("%")
     shown = float(text)
     if "e" in text.lower():  # scientific: the mantissa's significant digits
@@ -172,7 +171,6 @@ def _matches(token: str, value) -> bool:
         digits = len(mantissa.replace("-", "").replace("+", "").replace(".", "")) - 1
         return f"{float(value):.{digits}e}" == f"{shown:.{digits}e}"
     decimals = len(text.split(".")[1]) if "." in text else 0
-    del percent  # a percentage is compared as written: the marker's expression scales it
     tolerance = 0.5 * 10 ** -decimals + 1e-9 * max(1.0, abs(shown))
     return math.isfinite(float(value)) and abs(float(value) - shown) <= tolerance
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -31,8 +30,8 @@ from shellvae.base import storage as io
 from shellvae import ShellVAE
 from shellvae.experiments import recommend, table1
 from shellvae.experiments.cells import _estimator_kwargs, geometry_path, load_cell, load_cell_data, load_geometry
-from shellvae.experiments.common import RunContext, aggregate
-from shellvae.experiments.paired import TIE_SE, by_seed, paired
+from shellvae.experiments.common import RunContext
+from shellvae.experiments.paired import TIE_SE, paired
 from shellvae.experiments.profiles import get_profile
 from shellvae.evaluation.likelihood import elbo, iw_log_likelihood
 
@@ -42,14 +41,9 @@ SAMPLES = (500, 5000)  # importance samples: the tables' bound, and the re-evalu
 ELBO_SAMPLES = 100  # reparameterised draws for the ELBO's reconstruction term (its KL is exact)
 
 
-def close_pairs(run: RunContext, records: list[dict]) -> list[tuple[str, str, str, str, str]]:
+def close_pairs(run: RunContext, rows: list[dict]) -> list[tuple[str, str, str, str, str]]:
     """(condition, dataset, label a, label b, why) for every comparison the recommendation states
-    whose nll_iw difference is under CLOSE nats."""
-    rows = aggregate(records, ["condition", "dataset", "label", "method"], run.certificate_margin)
-    for row in rows:
-        row["nll_iw_by_seed"] = by_seed([r for r in records if (r["cell"]["condition"], r["cell"]["dataset"],
-                                                                r["cell"]["label"]) ==
-                                         (row["condition"], row["dataset"], row["label"])], "nll_iw")
+    whose nll_iw difference is under CLOSE nats (``rows``: ``recommend.table_rows``)."""
     pairs = []
     for condition in table1.CONDITIONS:
         for dataset in run.datasets:
@@ -130,7 +124,8 @@ def main() -> None:
         r = load_cell(out, c)
         if r is not None:
             records.append({**r, "cell": c.describe(), "_cell": c})
-    pairs = close_pairs(run, records)
+    rows = {(r["condition"], r["dataset"], r["label"]): r for r in recommend.table_rows(records, run.certificate_margin)}
+    pairs = close_pairs(run, list(rows.values()))
     print(f"{len(pairs)} comparisons under {CLOSE} nats", flush=True)
     results = {}
 
@@ -169,10 +164,7 @@ def main() -> None:
         ra, rb = scored(condition, dataset, a), scored(condition, dataset, b)
         if len(ra) != len(rb) or not ra:
             continue
-        table = paired(by_seed([r for r in records if (r["cell"]["condition"], r["cell"]["dataset"], r["cell"]["label"])
-                                == (condition, dataset, a)], "nll_iw"),
-                       by_seed([r for r in records if (r["cell"]["condition"], r["cell"]["dataset"], r["cell"]["label"])
-                                == (condition, dataset, b)], "nll_iw"))
+        table = recommend.difference(rows[condition, dataset, a], rows[condition, dataset, b])
         d500, d5000 = compare(ra, rb, "log_p_500"), compare(ra, rb, "log_p_5000")
         gap = lambda rs: float(np.mean([np.mean(-np.asarray(r["elbo"])) - np.mean(-np.asarray(r["log_p_5000"]))
                                         for r in rs]))

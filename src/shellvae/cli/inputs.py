@@ -40,7 +40,7 @@ def clean_errors(command):
                 raise
             raise click.ClickException(f"{short(exc.filename)!r}: {exc.strerror}; give a shorter path.") from None
         except (MemoryError, RuntimeError) as exc:
-            if not out_of_memory(exc):
+            if not is_out_of_memory(exc):
                 raise
             detail = " ".join(str(exc).split())[:300]
             raise click.ClickException(f"out of memory ({type(exc).__name__}: {detail}). {memory_advice(detail)}") \
@@ -60,7 +60,6 @@ def memory_advice(detail: str) -> str:
     return "Use a smaller --latent-dim, --batch-size or --n-train, or a machine with more memory."
 
 
-out_of_memory = is_out_of_memory
 
 
 #: diagnose's --data: arrays only (token sequences are not diagnosed)

@@ -167,12 +167,19 @@ def _finite(value) -> bool:
     return value is not None and value == value and value not in (float("inf"), float("-inf"))
 
 
-def write(run: RunContext, records: list[dict]) -> Report:
-    rows = aggregate(records, ["condition", "dataset", "label", "method"], run.certificate_margin)
-    for row in rows:  # the per-seed values, for the paired comparisons of the ranking
+def table_rows(records: list[dict], margin: float) -> list[dict]:
+    """One row per condition, dataset and row label (mean ± std over seeds), each carrying its
+    per-seed nll_iw (``nll_iw_by_seed``) for the paired comparisons of the ranking."""
+    rows = aggregate(records, ["condition", "dataset", "label", "method"], margin)
+    for row in rows:
         row["nll_iw_by_seed"] = by_seed([r for r in records if (r["cell"]["condition"], r["cell"]["dataset"],
                                                                 r["cell"]["label"]) ==
                                          (row["condition"], row["dataset"], row["label"])], "nll_iw")
+    return rows
+
+
+def write(run: RunContext, records: list[dict]) -> Report:
+    rows = table_rows(records, run.certificate_margin)
     parts = [run.header(TITLE, [
         "rank: among methods certified in every seed at the auto-K geometry (the same test for every method), by "
         "held-out nll_iw (importance-weighted bound on -log p(x) in shell space, 500 samples; lower is better); '—': "
