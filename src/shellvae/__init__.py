@@ -19,6 +19,7 @@ from shellvae.core.sequence_region import SequenceRegion
 from shellvae.core.shell import SphericalShell
 from shellvae.data import DATASETS, Dataset, load_dataset, make_gmm, register_dataset
 from shellvae.data.sequences import SequenceDataset, TopicChains, Vocabulary, make_topic_chains, make_topic_corpus
+from shellvae.data.fortunes import load_fortunes
 from shellvae.data.text import load_sequences, load_text
 from shellvae.errors import DataError, EmptyFeasibleRegionWarning, NonFiniteError, NotFittedError, ShellVAEError
 from shellvae.estimators.sequence_vae import SequenceVAE
@@ -42,8 +43,8 @@ __all__ = [
     "SequenceCertificate", "SequenceDataset", "SequenceRegion", "SequenceVAE", "SequenceVAEModel", "Shell",
     "ShellBoundary", "ShellLagrange", "ShellNone", "ShellNorm", "ShellVAE", "ShellVAEError", "SphericalShell",
     "TopicChains", "Vanilla", "Vocabulary", "certify", "certify_model", "certify_sequence_model", "evaluate",
-    "get_method", "hyperparameter", "language_model", "load_dataset", "load_sequences", "load_text", "make_gmm",
-    "make_topic_chains", "make_topic_corpus", "mlp_vae", "register_architecture", "register_dataset",
+    "get_method", "hyperparameter", "language_model", "load_dataset", "load_fortunes", "load_sequences", "load_text",
+    "make_gmm", "make_topic_chains", "make_topic_corpus", "mlp_vae", "register_architecture", "register_dataset",
     "register_method", "register_per_row_metric", "register_whole_set_metric", "sequence_vae",
     # deprecated aliases of released names (each warns): register_method, register_*_metric
     "per_row", "register", "whole_set",

@@ -35,8 +35,10 @@ OPTION_OF["random_state"] = "--seed"
 
 @click.command("train-text")
 @click.option("--data", required=True,
-              help="Token sequences: a .txt file (one sequence per line, tokens split on white space) or "
-                   "corpus:topics[:KEY=VALUE,...] (a generated corpus with an exact likelihood; docs/sequences.md).")
+              help="Token sequences: a .txt file (one sequence per line, tokens split on white space), "
+                   "fortunes[:FOLDER] (Debian's quotations, `sudo apt-get install fortunes`; each record's "
+                   "category its label) or corpus:topics[:KEY=VALUE,...] (a generated corpus with an exact "
+                   "likelihood; docs/sequences.md).")
 @click.option("--method", type=click.Choice(list(METHODS)), default=DEFAULTS["method"], show_default=True,
               help="A registered training method; shell_norm is refused (a bag of tokens has no norm to bound).")
 @click.option("-p", "--method-param", "method_param", multiple=True, metavar="KEY=VALUE",
@@ -48,7 +50,11 @@ OPTION_OF["random_state"] = "--seed"
 @click.option("--word-dropout", type=FiniteFloat(), default=DEFAULTS["word_dropout"], show_default=True,
               help="Probability of replacing each decoder input token by <unk> in training.")
 @click.option("--beta", type=FiniteFloat(), default=DEFAULTS["beta"], show_default=True, help="KL weight.")
-@click.option("--epochs", type=int, default=DEFAULTS["epochs"], show_default=True)
+@click.option("--epochs", type=int, default=DEFAULTS["epochs"], show_default=True,
+              help="The most epochs (all of them with --no-early-stopping).")
+@click.option("--patience", type=int, default=DEFAULTS["patience"], show_default=True,
+              help="Stop after this many epochs without a better held-out ELBO, keeping the best epoch's weights.")
+@click.option("--no-early-stopping", is_flag=True, help="Train every epoch (patience None).")
 @click.option("--batch-size", type=int, default=DEFAULTS["batch_size"], show_default=True)
 @click.option("--lr", type=FiniteFloat(), default=DEFAULTS["lr"], show_default=True)
 @click.option("--n-clusters", type=int, default=DEFAULTS["n_clusters"], show_default=True,
@@ -65,7 +71,11 @@ OPTION_OF["random_state"] = "--seed"
               help="Text files: keep tokens seen at least this often (others become <unk>).")
 @click.option("--max-vocab", type=click.IntRange(min=1), default=None, help="Text files: at most this many tokens.")
 @click.option("--max-length", type=click.IntRange(min=1), default=None, help="Text files: cut sequences to this.")
-@click.option("--lowercase", is_flag=True, help="Text files: lowercase every token.")
+@click.option("--lowercase", is_flag=True, help="Text files: lowercase every token (fortunes always are).")
+@click.option("--categories", default=None, metavar="NAME,NAME,...",
+              help="fortunes: the categories to read (default every one), e.g. love,science,politics.")
+@click.option("--max-words", type=click.IntRange(min=1), default=None,
+              help="fortunes: drop records of more tokens than this.")
 @click.option("--test-size", type=FiniteFloatRange(0, 1, min_open=True, max_open=True), default=0.2,
               show_default=True, help="Held-out share of a text file.")
 @click.option("--n-train", type=click.IntRange(min=1), default=None, help="Use this many training sequences.")
@@ -76,15 +86,20 @@ OPTION_OF["random_state"] = "--seed"
 @click.option("--out", type=OutputPath(file_okay=False), required=True, help="Output folder, one run's.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @clean_errors
-def train_text(data, method, method_param, iw_samples, min_count, max_vocab, max_length, lowercase, test_size,
-               n_train, n_test, seed, overwrite, out, quiet, **settings):
+def train_text(data, method, method_param, iw_samples, min_count, max_vocab, max_length, lowercase, categories,
+               max_words, test_size, n_train, n_test, seed, overwrite, out, quiet, no_early_stopping, **settings):
     """Train a sequence VAE on token sequences; write OUT/run.json (what this run is) first, then
     OUT/metrics.json, OUT/history.csv, OUT/model.pt."""
     if not is_sequence_spec(data):
-        raise ShellVAEError(f"--data {data!r} does not name token sequences (a .txt file or corpus:topics); "
-                            "train vectors with `shellvae train`.")
+        raise ShellVAEError(f"--data {data!r} does not name token sequences (a .txt file, fortunes or "
+                            "corpus:topics); train vectors with `shellvae train`.")
+    if no_early_stopping:
+        settings["patience"] = None
+    if categories is not None:
+        categories = [c.strip() for c in categories.split(",") if c.strip()]
     text_options = {k: v for k, v in dict(min_count=min_count, max_vocab=max_vocab, max_length=max_length,
-                                          lowercase=lowercase or None).items() if v is not None}
+                                          lowercase=lowercase or None, categories=categories,
+                                          max_words=max_words).items() if v is not None}
     if data.startswith("corpus:") and text_options:
         raise ShellVAEError(f"--{', --'.join(k.replace('_', '-') for k in text_options)}: text-file options; "
                             f"--data {data!r} is generated.")
@@ -109,10 +124,16 @@ def train_sequences(est: SequenceVAE, spec: dict, iw_samples: int, out, on_data=
     start = time.perf_counter()
     est.fit(dataset.X_train, vocab=dataset.vocab)
     fit_seconds = time.perf_counter() - start
+    if est.progress:
+        click.echo(f"trained {est.n_epochs_} epoch(s), best {est.best_epoch_} ({fit_seconds:.0f} s); evaluating on "
+                   f"{len(dataset.X_test)} held-out sequences ({iw_samples} importance samples each)...", err=True)
     metrics = est.evaluate(dataset.X_test, dataset.y_test, oracle=dataset.corpus, iw_samples=iw_samples)
+    if est.progress and est.lm_ is not None:
+        click.echo("certifying against the language-model floor...", err=True)
     cert = est.certify(dataset.X_test) if est.lm_ is not None else None
     record = {"dataset": dataset.name, "description": dataset.description, "method": est.method_.name,
-              "method_params": est.method_.params(), "fit_seconds": fit_seconds, **metrics,
+              "method_params": est.method_.params(), "fit_seconds": fit_seconds, "epochs_run": est.n_epochs_,
+              "best_epoch": est.best_epoch_, "lm_info": est.lm_info_, **metrics,
               "certified": None if cert is None else cert.certified,
               "certificate": None if cert is None else cert.to_dict(),
               "data_spec": spec}
@@ -122,11 +143,29 @@ def train_sequences(est: SequenceVAE, spec: dict, iw_samples: int, out, on_data=
     storage.write_json(out / "metrics.json", record)
     write_history_csv(out / "history.csv", est.history_)
     est.save(out / "model.pt")
+    floor = est.lm_info_
     lines = [f"{dataset!r}: {dataset.description}",
+             f"{est.method_.name}: {est.n_epochs_} epoch(s) run, best epoch {est.best_epoch_}"
+             + ("" if est.patience is None else f" (early stopping, patience {est.patience})")
+             + ("" if not floor or "epochs" not in floor else
+                f"; language-model floor: {floor['epochs']} epoch(s), best {floor['best_epoch']}"),
              f"{est.method_.name}: held-out NLL {metrics['nll_iw']:.3f} nats/sequence (perplexity "
              f"{metrics['ppl_iw']:.3f}), KL {metrics['kl']:.3f}, MI {metrics['mutual_info']:.3f} (biased: near 0 reads as 0), "
              f"{metrics['active_units']} active units"
              + (f"; oracle NLL {metrics['oracle_nll']:.3f}" if "oracle_nll" in metrics else ""),
+             *_probe_lines(metrics),
              str(cert) if cert is not None else "no language model (--no-language-model): no certificate",
              f"wrote {out / 'metrics.json'}, {out / 'history.csv'}, {out / 'model.pt'}"]
     return "\n".join(lines)
+
+
+def _probe_lines(metrics: dict) -> list[str]:
+    """The label probe's line, when labels were given: accuracy against chance, or why there is none."""
+    if "probe_accuracy" not in metrics:
+        return []
+    if metrics["probe_accuracy"] is None:
+        return [f"label probe: not computed ({metrics.get('probe_note', 'too few classes')})"]
+    line = f"label probe: accuracy {metrics['probe_accuracy']:.3f} against chance {metrics['chance_accuracy']:.3f}"
+    if metrics.get("probe_note"):
+        line += f" ({metrics['probe_note']})"
+    return [line]

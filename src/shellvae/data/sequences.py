@@ -77,7 +77,8 @@ class Vocabulary:
 class SequenceDataset:
     """A train/test split of token sequences: ``X_*`` int64 (N, T), padded with 0 (``<pad>``).
 
-    ``y_*``: each sequence's topic (generated data) or None. ``corpus``: the generator's
+    ``y_*``: each sequence's label, the topic (generated data) or the category (``load_fortunes``), or
+    None (a text file). ``corpus``: the generator's
     ``TopicChains`` (the exact likelihood oracle) or None (a user's text).
     """
 

@@ -1,5 +1,6 @@
-"""Where token sequences come from: a user's text file, the command line's ``--data`` (a file, or
-``corpus:topics`` for the generated corpus of ``data.py``), and the checks every token array gets.
+"""Where token sequences come from: a user's text file, the command line's ``--data`` (a file,
+``corpus:topics`` for the generated corpus of ``sequences.py``, or ``fortunes`` for Debian's
+quotations, ``fortunes.py``), and the checks every token array gets.
 
 A text file holds one sequence a line, words separated by white space. The vocabulary comes from
 the training lines only (the held-out lines' unseen words become ``<unk>``); every line ends with
@@ -160,11 +161,18 @@ def load_text(path, *, test_size: float = 0.2, seed: int = 0, min_count: int = 1
 # -- data specifications (the command line's --data) --------------------------------------------------------
 CORPUS_PREFIX = "corpus:"
 CORPUS_OPTIONS = {"n_topics": int, "vocab_size": int, "length": int, "support": int, "concentration": float}
+#: ``--data fortunes`` (Debian's folder) or ``fortunes:FOLDER`` (a folder of files in its format)
+FORTUNES = "fortunes"
+
+
+def is_fortunes_spec(data: str) -> bool:
+    return data == FORTUNES or data.startswith(FORTUNES + ":")
 
 
 def is_sequence_spec(data: str) -> bool:
-    """Whether ``--data`` names token sequences: ``corpus:topics[:KEY=VALUE,...]`` or a ``.txt`` file."""
-    return data.startswith(CORPUS_PREFIX) or Path(data).suffix.lower() == ".txt"
+    """Whether ``--data`` names token sequences: ``corpus:topics[:KEY=VALUE,...]``, ``fortunes[:FOLDER]``
+    or a ``.txt`` file."""
+    return data.startswith(CORPUS_PREFIX) or is_fortunes_spec(data) or Path(data).suffix.lower() == ".txt"
 
 
 def parse_corpus_spec(data: str) -> dict:
@@ -189,10 +197,35 @@ def parse_corpus_spec(data: str) -> dict:
 
 def load_sequences(data: str, *, n_train: int | None = None, n_test: int | None = None, seed: int = 0,
                    test_size: float = 0.2, **text_options) -> SequenceDataset:
-    """Token sequences from a ``--data`` value: the generated corpus or a ``.txt`` file."""
+    """Token sequences from a ``--data`` value: the generated corpus, the fortunes corpus (``text_options``:
+    ``load_fortunes``'s) or a ``.txt`` file (``load_text``'s)."""
     if data.startswith(CORPUS_PREFIX):
         options = parse_corpus_spec(data)
         return make_topic_corpus(n_train or 10_000, n_test or 2_000, seed=seed, **options)
+    if is_fortunes_spec(data):
+        from shellvae.data.fortunes import FORTUNES_PATH, load_fortunes  # it reads files with this module's tools
+
+        if "max_length" in text_options:
+            raise ShellVAEError("max_length cuts lines of a text file; the fortunes corpus drops records longer "
+                                "than max_words instead (--max-words).")
+        dataset = load_fortunes(data.partition(":")[2] or FORTUNES_PATH, test_size=test_size, seed=seed,
+                                **text_options)
+        if n_train is not None or n_test is not None:
+            dataset = _subset(dataset, n_train, n_test, seed)
+        return dataset
+    text_only = sorted({"categories", "max_words"} & set(text_options))
+    if text_only:
+        raise ShellVAEError(f"{', '.join(text_only)}: options of the fortunes corpus (--data fortunes), not of "
+                            f"--data {data!r}.")
     if not re.search(r"\.txt$", data, flags=re.I):
-        raise ShellVAEError(f"--data {data!r}: token sequences come from a .txt file or corpus:topics.")
+        raise ShellVAEError(f"--data {data!r}: token sequences come from a .txt file, fortunes or corpus:topics.")
     return load_text(data, test_size=test_size, seed=seed, n_train=n_train, n_test=n_test, **text_options)
+
+
+def _subset(dataset: SequenceDataset, n_train: int | None, n_test: int | None, seed: int) -> SequenceDataset:
+    """``n_train`` / ``n_test`` seeded rows of a labelled split (the vocabulary stays the full training split's)."""
+    X_train, y_train = take_subset(dataset.X_train, dataset.y_train, n_train, seed, what="n_train")
+    X_test, y_test = take_subset(dataset.X_test, dataset.y_test, n_test, seed, what="n_test")
+    return SequenceDataset(dataset.name, X_train, X_test, dataset.vocab, y_train, y_test, dataset.corpus,
+                           f"{dataset.description}; using {len(X_train)} training and {len(X_test)} held-out rows",
+                           dataset.info)

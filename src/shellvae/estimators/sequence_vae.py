@@ -4,11 +4,24 @@
                      -> method (from the registry) -> the one training loop -> metrics, certificate
 
 ``__init__`` stores hyperparameters only; ``fit`` learns ``model_``, ``method_``, ``lm_`` (the
-z-free language model of the same architecture: the collapse floor of the certificate),
-``region_`` (the shell methods' ``SequenceRegion``), ``vocab_size_``, ``length_``, ``history_``.
+z-free language model of the same architecture: the collapse floor of the certificate) and
+``lm_info_`` (how that floor was trained), ``region_`` (the shell methods' ``SequenceRegion``),
+``vocab_size_``, ``length_``, ``history_``, ``n_epochs_`` and ``best_epoch_``.
+
+Trained to convergence: with ``patience`` set (the default), ``epochs`` is a maximum; training
+stops once the held-out negative ELBO has not improved for ``patience`` epochs, the step halves
+on each epoch without improvement, and the best epoch's weights are kept (``training.loop.EarlyStopping``).
+
+The floor follows its own recipe, never the model under test's (``FLOOR_RECIPE``): no word
+dropout, up to ``FLOOR_RECIPE["max_epochs"]`` epochs with early stopping on its held-out NLL, the
+VAE's architecture, data and batch size. A floor from elsewhere (``fit(lm=...)``,
+``certify(lm_nll=...)``) that is weaker than that recipe, or of unknown provenance, is refused
+unless the caller passes ``allow_weaker_floor=True``, and the certificate then says so.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 import torch
@@ -23,12 +36,24 @@ from shellvae.evaluation.sequence_certificate import (LM_FLOOR_MARGIN_SHARE, PAI
 from shellvae.data.sequences import BOS, EOS, N_SPECIAL, PAD, Vocabulary
 from shellvae.data.text import check_tokens
 from shellvae.evaluation.likelihood import IW_SAMPLES_PER_EPOCH, SEQUENCE_IW_SAMPLES
-from shellvae.evaluation.sequence_metrics import evaluate_sequences
+from shellvae.evaluation.sequence_metrics import elbo, evaluate_sequences, lm_nll as floor_nll
 from shellvae.core.sequence_model import DECODERS, LanguageModel, language_model, sequence_vae, token_nll
 from shellvae.core.sequence_region import SequenceRegion
 from shellvae.evaluation.bag_metrics import certify_region, region_metrics
-from shellvae.training.loop import train
+from shellvae.training.loop import EarlyStopping, train
 from shellvae.base.validation import check_scalar
+
+#: an epoch improves a held-out monitor only by more than this share of it: a tenth of the certificate's
+#: default 1% margin, so a run still creeping down by less than that cannot move a verdict
+REL_DELTA = 1e-3
+#: the z-free language model's own recipe (the certificate's floor), whatever the VAE uses: no word
+#: dropout (it handicaps a z-free decoder, so it would lower the bar); trained until its held-out NLL
+#: stops improving by more than ``rel_delta`` of it (an under-trained floor is a bar any decoder
+#: clears), the library's default step, halved on every epoch without improvement. ``max_epochs``
+#: only caps a run that keeps improving; ``converged`` in ``lm_info_`` says whether it stopped by itself.
+FLOOR_RECIPE = {"word_dropout": 0.0, "max_epochs": 50, "patience": 3, "lr": 5e-3, "rel_delta": REL_DELTA}
+#: the share of X held out for early stopping when ``fit`` gets no X_val
+VALIDATION_SHARE = 0.1
 
 
 
@@ -53,13 +78,25 @@ class SequenceVAE(VAEEstimator):
         Probability of replacing each decoder input token by ``<unk>`` in training (Bowman et al. 2016).
     beta : float
         KL weight (methods may schedule it).
-    epochs, batch_size, lr : int, int, float
-        Training length, sequences per step, Adam's step size.
+    epochs : int
+        The most epochs to train (the number trained without ``patience``).
+    patience : int or None
+        Early stopping: stop when the held-out negative ELBO per sequence (1 sampled z, exact KL,
+        fixed noise) has not improved for this many epochs, and keep the best epoch's weights; the
+        step halves on each epoch without improvement. The held-out rows are ``fit``'s ``X_val``,
+        or else a seeded 10% of X (then trained on the other 90%). The negative ELBO, not an
+        importance-weighted NLL: one decoder pass a sequence against K, and it is the quantity
+        training lowers, so its plateau is training's. None: train ``epochs`` epochs on all of X.
+        The defaults (30 epochs at most, patience 3) converge on about 10,000 short quotations
+        (the fortunes corpus) with the default network.
+    batch_size, lr : int, float
+        Sequences per step, Adam's step size.
     n_clusters : int
         K of the bag-of-tokens clusters (shell methods only).
     language_model : bool
-        Train the z-free language model of the same architecture, on the same data for the same
-        epochs, in ``fit`` (the certificate's floor; about half a VAE's training time).
+        Train the z-free language model of the same architecture on the same data in ``fit`` (the
+        certificate's floor), with its own recipe (``FLOOR_RECIPE``: no word dropout, early
+        stopping on its held-out NLL), never this model's word dropout, epochs or method.
     certificate_margin : float
         The certificate's margin as a share of the language model's held-out NLL.
     certificate_alpha : float
@@ -83,7 +120,8 @@ class SequenceVAE(VAEEstimator):
 
     def __init__(self, method="free_bits", *, method_params: dict | None = None, latent_dim: int = 16,
                  decoder: str = "lstm", embed_dim: int = 64, hidden_dim: int = 128, word_dropout: float = 0.0,
-                 beta: float = 1.0, epochs: int = 10, batch_size: int = 64, lr: float = 5e-3, n_clusters: int = 16,
+                 beta: float = 1.0, epochs: int = 30, patience: int | None = 3, batch_size: int = 64,
+                 lr: float = 5e-3, n_clusters: int = 16,
                  language_model: bool = True, certificate_margin: float = LM_FLOOR_MARGIN_SHARE,
                  certificate_alpha: float = PAIRED_TEST_ALPHA, vocab_size: int | None = None, random_state: int = 0,
                  device: str = "cpu", eval_every: int = 1, progress: bool = False):
@@ -94,6 +132,9 @@ class SequenceVAE(VAEEstimator):
         for name in ("embed_dim", "hidden_dim"):
             check_scalar(getattr(self, name), name, integer=True)
         check_scalar(self.n_clusters, "n_clusters", integer=True, low=2, low_open=False)
+        if self.patience is not None:
+            check_scalar(self.patience, "patience", integer=True,
+                         fix="Epochs without improvement before stopping; None trains every epoch.")
         check_scalar(self.word_dropout, "word_dropout", low_open=False, high=1.0, fix="Bowman et al. use 0.25-0.5.")
         check_scalar(self.certificate_alpha, "certificate_alpha", high=0.5, fix="The tests' level; 0.01 by default.")
         if self.vocab_size is not None:
@@ -115,17 +156,24 @@ class SequenceVAE(VAEEstimator):
         return self.method_.prepare(model)
 
     def _build_lm(self) -> LanguageModel:
-        return language_model(self.vocab_size_, self.length_, self.latent_dim, **self._architecture())
+        return language_model(self.vocab_size_, self.length_, self.latent_dim,
+                              **{**self._architecture(), "word_dropout": FLOOR_RECIPE["word_dropout"]})
 
-    def fit(self, X, y=None, *, X_val=None, lm: LanguageModel | None = None,
-            vocab: Vocabulary | None = None) -> SequenceVAE:
+    def fit(self, X, y=None, *, X_val=None, lm: LanguageModel | SequenceVAE | None = None,
+            vocab: Vocabulary | None = None, allow_weaker_floor: bool = False) -> SequenceVAE:
         """Train on token rows X (N, T) (``y`` is ignored). ``X_val``: held-out rows for per-epoch
-        metrics. ``lm``: a fitted ``LanguageModel`` (e.g. another fit's ``lm_``) to use as the floor
-        instead of training one. ``vocab``: the ``Vocabulary`` of the ids (kept, for decoding samples)."""
+        metrics and early stopping (without it, a seeded 10% of X is held out when needed: see
+        ``patience``). ``lm``: the floor of another fit on the same X (its ``lm_``, or the
+        ``SequenceVAE`` itself) instead of training one; one trained otherwise than ``FLOOR_RECIPE``
+        (word dropout, no early stopping, not converged, other data, unknown provenance) is refused
+        unless ``allow_weaker_floor=True``. ``vocab``: the ``Vocabulary`` of the ids (kept, for
+        decoding samples)."""
         self.check_params()
         X = check_tokens(X, "X", min_samples=2)
         if X_val is not None:
             X_val = check_tokens(X_val, "X_val", min_samples=2)
+        if not isinstance(allow_weaker_floor, bool):
+            raise ShellVAEError(f"allow_weaker_floor={allow_weaker_floor!r}: give True or False.")
         self.vocab_ = vocab
         self.vocab_size_ = int(self.vocab_size or (len(vocab) if vocab is not None else max(X.max() + 1, N_SPECIAL + 1)))
         self.length_ = X.shape[1]
@@ -140,38 +188,86 @@ class SequenceVAE(VAEEstimator):
             self.region_ = SequenceRegion(self.n_clusters, vocab_size=self.vocab_size_,
                                           random_state=self.random_state).fit(X)
             self.method_.check_region(self.region_)
+        # the rows early stopping watches: the caller's X_val, or else a seeded share of X, which the VAE (with
+        # patience) and the floor then do not train on
+        X_train, X_stop = X, X_val
+        if X_val is None:
+            X_train, X_stop = _hold_out(X, VALIDATION_SHARE, self.random_state)
+        fingerprint = _fingerprint(X)
         torch.manual_seed(self.random_state)
         self.model_ = self._build().to(self.device)
-        tokens = torch.as_tensor(X, device=self.device)
-        data = TrainData(tokens, self.region_)
+        vae_rows = X if self.patience is None and X_val is None else X_train
+        data = TrainData(torch.as_tensor(vae_rows, device=self.device), self.region_)
         objective = Objective(sigma2=None, beta=self.beta, region=self.region_, reconstruction=token_nll)
         validate = None
-        if X_val is not None:
+        if X_val is not None or self.patience is not None:
             def validate(model):
-                return self._metrics(model, X_val, iw_samples=IW_SAMPLES_PER_EPOCH, lm=None)
+                metrics = {"neg_elbo": self._neg_elbo(model, X_stop)}
+                if X_val is not None:  # the caller asked for held-out metrics every eval_every epochs
+                    metrics.update(self._metrics(model, X_val, iw_samples=IW_SAMPLES_PER_EPOCH, lm=None))
+                return metrics
+        stopping = None if self.patience is None else EarlyStopping(monitor="neg_elbo", patience=self.patience,
+                                                                  rel_delta=REL_DELTA)
         self.history_ = train(self.model_, self.method_, data, objective, epochs=self.epochs,
                               batch_size=self.batch_size, lr=self.lr, seed=self.random_state, validate=validate,
-                              eval_every=self.eval_every, progress=self.progress)
-        self.lm_, self.lm_history_ = None, []
+                              eval_every=self.eval_every, progress=self.progress, early_stopping=stopping)
+        self.n_epochs_ = len(self.history_)
+        self.best_epoch_ = next((row["epoch"] for row in self.history_ if row.get("best")), self.n_epochs_)
+        self.lm_, self.lm_info_, self.lm_history_ = None, None, []
         if lm is not None:
-            self.lm_ = self._check_lm(lm)
+            self.lm_, self.lm_info_ = self._check_lm(lm, fingerprint, allow_weaker_floor)
         elif self.language_model:
-            torch.manual_seed(self.random_state)
-            self.lm_ = self._build_lm().to(self.device)
-            self.lm_history_ = train(self.lm_, get_method("vanilla"), TrainData(tokens),
-                                     Objective(sigma2=None, reconstruction=token_nll), epochs=self.epochs,
-                                     batch_size=self.batch_size, lr=self.lr, seed=self.random_state,
-                                     progress=self.progress)
+            self.lm_, self.lm_info_, self.lm_history_ = self._train_floor(X_train, X_stop, fingerprint)
         return self
 
-    def _check_lm(self, lm) -> LanguageModel:
+    def _neg_elbo(self, model, X) -> float:
+        """The VAE's early-stopping monitor: mean negative ELBO per sequence on X (1 sampled z with fixed noise,
+        exact KL)."""
+        gen = torch.Generator(device=self.device).manual_seed(self.random_state)
+        with _eval_mode(model):
+            return float(-elbo(model.encode, model.log_likelihood, X, generator=gen, device=self.device).mean())
+
+    def _train_floor(self, X_train, X_stop, fingerprint: str):
+        """The z-free language model by ``FLOOR_RECIPE``, on the VAE's training rows, early-stopped on X_stop."""
+        torch.manual_seed(self.random_state)
+        lm = self._build_lm().to(self.device)
+
+        def validate(model):
+            with _eval_mode(model):
+                return {"nll": float(floor_nll(model.log_likelihood, X_stop, device=self.device).mean())}
+        history = train(lm, get_method("vanilla"), TrainData(torch.as_tensor(X_train, device=self.device)),
+                        Objective(sigma2=None, reconstruction=token_nll), epochs=FLOOR_RECIPE["max_epochs"],
+                        batch_size=self.batch_size, lr=FLOOR_RECIPE["lr"], seed=self.random_state,
+                        validate=validate, progress=self.progress, desc="language-model floor",
+                        early_stopping=EarlyStopping(monitor="nll", patience=FLOOR_RECIPE["patience"],
+                                                     rel_delta=FLOOR_RECIPE["rel_delta"]))
+        best = next(row for row in history if row.get("best"))
+        info = {"source": "fit", **{k: v for k, v in self._architecture().items() if k != "word_dropout"},
+                "word_dropout": FLOOR_RECIPE["word_dropout"], "early_stopping": True,
+                "patience": FLOOR_RECIPE["patience"], "max_epochs": FLOOR_RECIPE["max_epochs"],
+                "lr": FLOOR_RECIPE["lr"], "batch_size": self.batch_size, "epochs": len(history),
+                "best_epoch": int(best["epoch"]), "converged": len(history) < FLOOR_RECIPE["max_epochs"],
+                "held_out_nll": float(best["val_nll"]), "n_held_out": int(len(X_stop)), "data": fingerprint}
+        lm.info = info  # travels with the module, so another fit given this lm can check its provenance
+        return lm, info, history
+
+    def _check_lm(self, lm, fingerprint: str, allow_weaker: bool):
+        info = lm.lm_info_ if isinstance(lm, SequenceVAE) else getattr(lm, "info", None)
         if isinstance(lm, SequenceVAE):
             lm = lm.lm_
         built = {k: tuple(v.shape) for k, v in self._build_lm().state_dict().items()}
         if not isinstance(lm, LanguageModel) or {k: tuple(v.shape) for k, v in lm.state_dict().items()} != built:
             raise ShellVAEError("lm must be a LanguageModel of this architecture and vocabulary (e.g. the lm_ of a "
                                 "SequenceVAE fitted on the same data with the same settings).")
-        return lm.to(self.device)
+        info = dict(info) if info is not None else {"source": "caller", "provenance": "unknown"}
+        weaker = floor_weaknesses(info, fingerprint)
+        if weaker and not allow_weaker:
+            raise ShellVAEError(f"the language model given as lm is a weaker floor than the certificate's own recipe: "
+                                f"{'; '.join(weaker)}. A weaker floor is a lower bar, so a collapsed decoder could "
+                                "clear it. Leave lm out (fit trains the floor), or pass allow_weaker_floor=True to "
+                                "certify against it anyway (the certificate will say so).")
+        info.update(source="passed to fit (lm=)", weaker=weaker)
+        return lm.to(self.device), info
 
     # -- using a fitted model -----------------------------------------------------------------
     def _rows(self, X, name: str = "X") -> np.ndarray:
@@ -214,25 +310,48 @@ class SequenceVAE(VAEEstimator):
             raise ShellVAEError(f"y has {len(y)} labels for {len(X)} sequences: give one per sequence.")
         return self._metrics(self.model_, X, iw_samples=iw_samples, lm=self.lm_, oracle=oracle, topics=y)
 
-    def certify(self, X, *, lm_nll=None, margin: float | None = None) -> SequenceCertificate:
-        """The language-model-floor certificate on held-out X (``certify_sequence_model``). ``lm_nll``:
-        another floor's per-sequence NLL on X (default: this fit's ``lm_``); ``margin``: nats per sequence
-        (default ``certificate_margin`` x the floor's mean NLL)."""
+    def certify(self, X, *, lm_nll=None, margin: float | None = None,
+                allow_weaker_floor: bool = False) -> SequenceCertificate:
+        """The language-model-floor certificate on held-out X (``certify_sequence_model``), against this
+        fit's floor ``lm_`` (``lm_info_`` says how it was trained; the certificate's ``floor`` repeats it).
+        ``lm_nll``: another floor's per-sequence NLL on X (an array or a callable): its provenance is
+        unknown, so it is refused unless ``allow_weaker_floor=True``, and the certificate then records
+        a caller-supplied floor. ``margin``: nats per sequence (default ``certificate_margin`` x the
+        floor's mean NLL)."""
         self._check_fitted()
         X = self._rows(X)
+        if not isinstance(allow_weaker_floor, bool):
+            raise ShellVAEError(f"allow_weaker_floor={allow_weaker_floor!r}: give True or False.")
         if lm_nll is None:
             if self.lm_ is None:
-                raise ShellVAEError("no language model to certify against: fit with language_model=True, or pass "
-                                    "lm_nll (the z-free language model's NLL of each held-out sequence).")
+                raise ShellVAEError("no language model to certify against: fit with language_model=True (the "
+                                    "default), or pass lm_nll (a floor's NLL of each held-out sequence) with "
+                                    "allow_weaker_floor=True.")
+            # this fit's own floor follows the recipe (if it hit its epoch cap, the certificate says so); a floor
+            # passed to fit carries what was wrong with it; a file older than lm_info_ cannot say how it was trained
+            weaker = self.lm_info_.get("weaker", []) if self.lm_info_ else ["unknown provenance"]
+            if weaker and not allow_weaker_floor:
+                raise ShellVAEError(f"this fit's floor is weaker than the certificate's own recipe ({'; '.join(weaker)}); "
+                                    "refit without lm=, or pass allow_weaker_floor=True to certify against it anyway.")
+            floor = dict(self.lm_info_ or {"source": "caller", "provenance": "unknown"})
             lm = self.lm_
 
             def lm_nll(x):
                 return -lm.log_likelihood(x)
+        elif not allow_weaker_floor:
+            raise ShellVAEError("lm_nll is a floor of unknown provenance (how it was trained cannot be checked), so "
+                                "it may be weaker than the certificate's own (no word dropout, trained to "
+                                "convergence on held-out NLL) and a collapsed decoder could clear it. Leave lm_nll out "
+                                "to use this fit's floor, or pass allow_weaker_floor=True to certify against it "
+                                "anyway (the certificate will record a caller-supplied floor).")
+        else:
+            floor = {"source": "caller", "provenance": "unknown (lm_nll)", "weaker": ["caller-supplied lm_nll"]}
         model = self.model_
         with _eval_mode(model), _eval_mode(self.lm_):
             return certify_sequence_model(model.encode, lambda z, x: -model.log_likelihood(z, x), X, lm_nll=lm_nll,
                                           margin=margin, margin_share=self.certificate_margin,
-                                          alpha=self.certificate_alpha, seed=self.random_state, device=self.device)
+                                          alpha=self.certificate_alpha, seed=self.random_state, device=self.device,
+                                          floor=floor)
 
     def certify_region(self, X, *, metrics: dict | None = None):
         """The paper's certificate on the decoder's z-only bags of tokens (shell methods only;
@@ -266,14 +385,21 @@ class SequenceVAE(VAEEstimator):
 
     # -- the saved file (the shared record: ``VAEEstimator.save``) --------------------------------
     def _fitted_record(self) -> dict:
-        return {"fitted": {"vocab_size_": self.vocab_size_, "length_": self.length_},
+        return {"fitted": {"vocab_size_": self.vocab_size_, "length_": self.length_, "n_epochs_": self.n_epochs_,
+                           "best_epoch_": self.best_epoch_},
+                "lm_info": self.lm_info_,
                 "vocab": None if self.vocab_ is None else list(self.vocab_.tokens),
                 "lm": None if self.lm_ is None else weights(self.lm_),
                 "region": None if self.region_ is None else storage.to_safe(self.region_.state_dict()),
                 "lm_history": self.lm_history_}
 
     def _restore_fitted(self, record: dict, path) -> None:
-        self.vocab_size_, self.length_ = int(record["fitted"]["vocab_size_"]), int(record["fitted"]["length_"])
+        fitted = record["fitted"]
+        self.vocab_size_, self.length_ = int(fitted["vocab_size_"]), int(fitted["length_"])
+        # files written before early stopping: every epoch ran, the last one kept
+        self.n_epochs_ = int(fitted.get("n_epochs_", len(record["history"])))
+        self.best_epoch_ = int(fitted.get("best_epoch_", self.n_epochs_))
+        self.lm_info_ = record.get("lm_info")
         self.vocab_ = None if record["vocab"] is None else Vocabulary(record["vocab"])
         self.region_ = None if record["region"] is None else SequenceRegion.from_state_dict(
             storage.from_safe(record["region"]))
@@ -286,8 +412,38 @@ class SequenceVAE(VAEEstimator):
             self.lm_ = self._build_lm()
             load_weights(self.lm_, record["lm"], path, "the saved settings (its language model)")
             self.lm_.to(self.device)
+            self.lm_.info = self.lm_info_
         self.model_.to(self.device)
         self.lm_history_ = record["lm_history"]
+
+
+def _hold_out(X: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded split of X's rows: (the rest, ``share`` of them, at least one), each in X's order."""
+    n_out = min(max(1, round(share * len(X))), len(X) - 1)
+    held = np.zeros(len(X), dtype=bool)
+    held[np.random.default_rng([seed, 27]).permutation(len(X))[:n_out]] = True
+    return X[~held], X[held]
+
+
+def _fingerprint(X: np.ndarray) -> str:
+    """What data a floor was trained from, to tell a floor of other data (a hash of the rows)."""
+    return hashlib.sha256(np.ascontiguousarray(X, dtype=np.int64).tobytes() + str(X.shape).encode()).hexdigest()[:16]
+
+
+def floor_weaknesses(info: dict, fingerprint: str | None = None) -> list[str]:
+    """How a floor's training (``lm_info_``) falls short of ``FLOOR_RECIPE``: [] for a floor as strong."""
+    if info.get("provenance") == "unknown" or "word_dropout" not in info:
+        return ["unknown provenance (not trained by a SequenceVAE fit, so how it was trained cannot be checked)"]
+    weaker = []
+    if info["word_dropout"] > 0:
+        weaker.append(f"trained with word_dropout={info['word_dropout']} (the floor's recipe has none)")
+    if not info.get("early_stopping"):
+        weaker.append("trained without early stopping on held-out NLL")
+    elif not info.get("converged"):
+        weaker.append(f"stopped at its maximum of {info.get('max_epochs')} epochs while still improving")
+    if fingerprint is not None and info.get("data") != fingerprint:
+        weaker.append("trained on other data than this fit's X")
+    return weaker
 
 
 class _eval_mode:

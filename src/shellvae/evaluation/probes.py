@@ -2,7 +2,9 @@
 
 - ``probe_accuracy``: a linear probe, multinomial logistic regression on standardised posterior means;
 - ``knn_accuracy``: k-nearest neighbours on the posterior means, in the latent's own coordinates;
-- ``chance_accuracy``: the majority class's share, what a latent that carries nothing scores.
+- ``chance_accuracy``: the majority class's share, what a latent that carries nothing scores;
+- ``probe_metrics``: the probe and chance together, over the classes that have enough rows to be
+  cross-validated (the others are dropped and reported, instead of failing an evaluation).
 
 Both accuracies are cross-validated on the evaluated set itself (stratified folds, shuffled with
 ``random_state``): every row is predicted once by a classifier that did not see it, and the
@@ -143,3 +145,34 @@ def knn_accuracy(Z, y, *, k: int = 10, cv: int = 5, random_state=0,
         return KNeighborsClassifier(n_neighbors=min(int(k), n_train))
 
     return _cross_validated_accuracy(estimator, Z, y, cv, random_state, active_threshold)
+
+
+def probe_metrics(Z, y, *, cv: int = 5, random_state=0) -> dict:
+    """``probe_accuracy`` and ``chance_accuracy`` of labels y from latents Z, over the classes it can
+    cross-validate: a class with fewer than ``cv`` rows cannot be in every one of ``cv`` stratified
+    folds, so it is dropped (``probe_dropped_classes``, ``probe_dropped_rows``, and a sentence in
+    ``probe_note``) and both accuracies are computed on the rows left, so they compare like with like.
+    With fewer than 2 classes left, both are None and ``probe_note`` says why: there is nothing to
+    tell apart. Real labels (categories of a text corpus) have such rare classes; an evaluation
+    loses only the probe for them, never the metrics that need no labels."""
+    if hasattr(y, "detach"):
+        y = y.detach().cpu().numpy()
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ShellVAEError(f"y has shape {y.shape}; expected one label per row, shape (n_rows,).")
+    classes, counts = np.unique(y, return_counts=True)
+    rare = classes[counts < cv]
+    keep = ~np.isin(y, rare)
+    out = {"probe_dropped_classes": rare.tolist(), "probe_dropped_rows": int((~keep).sum())}
+    note = (f"dropped {len(rare)} class(es) with fewer than {cv} rows, {out['probe_dropped_rows']} rows: "
+            f"{', '.join(map(str, rare[:10].tolist()))}{' ...' if len(rare) > 10 else ''}") if len(rare) else None
+    if len(classes) - len(rare) < 2:
+        reason = (f"{len(classes) - len(rare)} class(es) with at least {cv} rows (the cross-validation folds) "
+                  "remain: a probe needs 2")
+        return {**out, "probe_accuracy": None, "chance_accuracy": None,
+                "probe_note": reason if note is None else f"{reason}; {note}"}
+    Z = _latents(Z)
+    if len(Z) != len(y):
+        raise ShellVAEError(f"Z has {len(Z)} rows but y has {len(y)} labels: pass one label per row of Z.")
+    return {**out, "probe_accuracy": probe_accuracy(Z[keep], y[keep], cv=cv, random_state=random_state),
+            "chance_accuracy": chance_accuracy(y[keep]), "probe_note": note}

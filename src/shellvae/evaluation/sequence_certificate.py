@@ -96,11 +96,33 @@ class SequenceCertificate(CollapseCertificate):
     shuffle_test: PairedTest
     certified: bool
     reasons: list[str] = field(default_factory=list)
+    #: how the floor was trained (``SequenceVAE.lm_info_``: architecture, epochs, its held-out NLL,
+    #: ``weaker``: how it falls short of the floor's own recipe), or None: a caller's, provenance unknown
+    floor: dict | None = None
 
     def details(self) -> list[str]:
-        return [f"  held-out NLL (nats/sequence): own posterior mean {self.nll_own:.3f}, shuffled latents "
-                 f"{self.nll_shuffled:.3f}, z-free language model (the collapse floor) {self.nll_lm:.3f}",
+        return [f"  floor: {describe_floor(self.floor)}",
+                f"  held-out NLL (nats/sequence): own posterior mean {self.nll_own:.3f}, shuffled latents "
+                f"{self.nll_shuffled:.3f}, z-free language model (the collapse floor) {self.nll_lm:.3f}",
                 f"  - {self.lm_test}", f"  - {self.shuffle_test}"]
+
+
+def describe_floor(floor: dict | None) -> str:
+    """One line on the floor a certificate used: what it is, how it was trained, and any weakness."""
+    if not floor or "word_dropout" not in floor:
+        return ("a caller-supplied floor of unknown provenance (allow_weaker_floor=True): the verdict is only as "
+                "strong as that floor")
+    arch = f"{floor['decoder']} decoder, embed {floor['embed_dim']}" + (
+        f", hidden {floor['hidden_dim']}" if floor["decoder"] == "lstm" else "")
+    stop = (f"best epoch {floor['best_epoch']} of {floor['epochs']} run (early stopping)" if floor.get("early_stopping")
+            else f"{floor['epochs']} epochs, no early stopping")
+    line = (f"z-free language model ({arch}; word dropout {floor['word_dropout']:g}; {stop}; held-out NLL "
+            f"{floor['held_out_nll']:.3f} nats/sequence on {floor['n_held_out']} rows)")
+    if floor.get("early_stopping") and not floor.get("converged"):
+        line += f"; it hit its cap of {floor['max_epochs']} epochs still improving, so it may be under-trained"
+    if floor.get("weaker"):
+        line += f"; WEAKER than the floor's recipe (allow_weaker_floor=True): {'; '.join(floor['weaker'])}"
+    return line
 
 
 def _codes(encode: Callable, x: torch.Tensor) -> torch.Tensor:
@@ -124,12 +146,18 @@ def _nll(fn: Callable, *args) -> torch.Tensor:
 @torch.no_grad()
 def certify_sequence_model(encode: Callable, decode_nll: Callable, X, *, lm_nll, margin: float | None = None,
                            margin_share: float = LM_FLOOR_MARGIN_SHARE, alpha: float = PAIRED_TEST_ALPHA,
-                           seed: int = 0, batch_size: int = 1024, device="cpu") -> SequenceCertificate:
+                           seed: int = 0, batch_size: int = 1024, device="cpu",
+                           floor: dict | None = None) -> SequenceCertificate:
     """The language-model-floor certificate of a sequence VAE on held-out token rows X (N, T).
 
     ``encode``, ``decode_nll`` and ``lm_nll`` as in the module docstring. ``margin``: nats per
     sequence (default ``margin_share`` x the language model's mean NLL on X); ``alpha``: the
-    tests' level; ``seed``: which other sequence's latent each one decodes in the shuffled control.
+    tests' level; ``seed``: which other sequence's latent each one decodes in the shuffled control;
+    ``floor``: how the floor was trained, recorded in the certificate (None: provenance unknown).
+
+    The reasons state what was measured (each gap, its standard error, the margin, the p-value) and
+    the verdict. A gap that fails its test is "not enough evidence" that z helps, never a claim that
+    the decoder ignores z: the test cannot tell a small real gap from none.
     """
     X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X)
     if X.ndim != 2 or len(X) < 2:
@@ -161,13 +189,20 @@ def certify_sequence_model(encode: Callable, decode_nll: Callable, X, *, lm_nll,
     shuffle_test = paired_test(shuffled - own, margin, alpha, "own latent vs shuffled latents")
     reasons = []
     if not lm_test.passed:
-        reasons.append(f"decoding the own posterior mean is not better than the z-free language model by more than "
-                       f"{margin:.3f} nats (p = {lm_test.p_value:.2g}): a decoder that ignores z does as well.")
+        reasons.append(f"not enough evidence that decoding the own posterior mean beats the z-free floor by more than "
+                       f"the margin ({_measured(lm_test)}, alpha = {alpha:g}).")
     if not shuffle_test.passed:
-        reasons.append(f"decoding another sequence's latent costs no more than {margin:.3f} nats "
-                       f"(p = {shuffle_test.p_value:.2g}): the decoder's output does not depend on which z it gets.")
+        reasons.append(f"not enough evidence that the decoder's likelihood depends on which z it gets (shuffled "
+                       f"latents: {_measured(shuffle_test)}, alpha = {alpha:g}).")
     if lm_test.passed and shuffle_test.passed:
-        reasons.append("the decoder's likelihood depends on the sequence's own z, beyond any z-free decoder of this "
-                       "architecture and data: not collapsed.")
+        reasons.append(f"decoding the own posterior mean beats the z-free floor ({_measured(lm_test)}) and other "
+                       f"sequences' latents ({_measured(shuffle_test)}) by more than the margin at alpha = {alpha:g}: "
+                       "the decoder uses z, not collapsed.")
     return SequenceCertificate(float(own.mean()), float(shuffled.mean()), float(lm.mean()), float(margin),
-                               float(alpha), lm_test, shuffle_test, lm_test.passed and shuffle_test.passed, reasons)
+                               float(alpha), lm_test, shuffle_test, lm_test.passed and shuffle_test.passed, reasons,
+                               floor)
+
+
+def _measured(test: PairedTest) -> str:
+    return (f"gap {test.mean_gap:+.3f} \u00b1 {test.std_error:.3f} nats (s.e.), margin {test.margin:.3f}, "
+            f"p = {test.p_value:.2g}")

@@ -34,7 +34,7 @@ from shellvae.evaluation.likelihood import (SEQUENCE_IW_SAMPLES, iw_bound, kl_to
                                             log_prior_minus_log_posterior, posterior_draws)
 from shellvae.evaluation.metrics import ACTIVE_UNIT_THRESHOLD, MI_SAMPLES, active_units
 from shellvae.core.objectives import mutual_information
-from shellvae.evaluation.probes import chance_accuracy, probe_accuracy
+from shellvae.evaluation.probes import probe_metrics
 from shellvae.data.sequences import PAD
 
 Encoder = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -142,7 +142,8 @@ def evaluate_sequences(encode: Encoder, log_likelihood: LogLikelihood, X, *, lm=
 
     ``lm``: the z-free language model's per-sequence NLL on X (an (N,) array) or its
     ``log_likelihood(x)`` callable; ``oracle``: the generator's ``TopicChains``; ``topics``: each
-    sequence's topic (oracle given the topic, and the linear probe's accuracy);
+    sequence's label (the oracle given the topic, and ``probes.probe_metrics``: the linear probe's
+    accuracy against chance over the classes with enough rows, the rest dropped and reported);
     ``extra(mu, shuffled) -> dict``: more metrics from the posterior means (the region's).
     """
     X = np.asarray(X)
@@ -172,10 +173,8 @@ def evaluate_sequences(encode: Encoder, log_likelihood: LogLikelihood, X, *, lm=
     if oracle is not None:
         out.update(oracle.oracle(X, topics))
         out["nll_iw_minus_oracle"] = out["nll_iw"] - out["oracle_nll"]
-    if topics is not None:
-        topics = np.asarray(topics)
-        out["probe_accuracy"] = probe_accuracy(mu.cpu().numpy(), topics, random_state=seed)
-        out["chance_accuracy"] = chance_accuracy(topics)
+    if topics is not None:  # classes too rare to cross-validate are dropped and reported, not fatal
+        out.update(probe_metrics(mu.cpu().numpy(), np.asarray(topics), random_state=seed))
     if extra is not None:
         out.update(extra(mu, torch.as_tensor(partner, device=mu.device)))
     return out

@@ -11,8 +11,10 @@ DistributedDataParallel (``distributed.py``).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,6 +27,76 @@ from shellvae.training.batches import MemmapTrainData, TrainData
 from shellvae.errors import NonFiniteError, ShellVAEError
 from shellvae.training.methods import Epoch, EpochPlan, Method, Objective
 from shellvae.core.contract import TrainableModel
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Train until a held-out quantity stops improving, then keep the best weights.
+
+    ``monitor``: a key of the metrics ``validate(model)`` returns, lower is better (e.g. a held-out
+    NLL). Each validation that does not improve the best value by more than ``min_delta`` plus
+    ``rel_delta`` x |best| is a bad one (a run still creeping down by less has converged for any
+    use that cannot tell such differences apart); after ``lr_patience`` bad validations in a row the learning rate is multiplied by
+    ``lr_factor`` (halve-on-plateau: a smaller step often finds the improvement a large one
+    overshoots), and after ``patience`` in a row training stops. Validations while the method is
+    still warming up (a KL weight below beta, a shell method's stage one) count no bad streak. The model's weights of the best
+    validation are then restored (the method's own state, e.g. a multiplier, is not: it only steers
+    training). ``patience`` and ``lr_patience`` count validations, one every ``eval_every`` epochs.
+    """
+
+    monitor: str = "nll"
+    patience: int = 3
+    lr_patience: int | None = 1
+    lr_factor: float = 0.5
+    min_delta: float = 0.0
+    rel_delta: float = 0.0
+
+    def __post_init__(self):
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 1:
+            raise ShellVAEError(f"patience={self.patience!r}: give the number of validations without improvement "
+                                "before training stops, an integer >= 1.")
+        if self.lr_patience is not None and (isinstance(self.lr_patience, bool)
+                                             or not isinstance(self.lr_patience, int) or self.lr_patience < 1):
+            raise ShellVAEError(f"lr_patience={self.lr_patience!r}: an integer >= 1, or None for a fixed step.")
+        if not 0 < self.lr_factor <= 1:
+            raise ShellVAEError(f"lr_factor={self.lr_factor!r}: the step's multiplier on a plateau, in (0, 1].")
+
+
+class _Plateau:
+    """``EarlyStopping``'s state over one run: the best value, its epoch and weights, the bad streak."""
+
+    def __init__(self, rule: EarlyStopping):
+        self.rule, self.best, self.best_epoch, self.best_state, self.bad = rule, math.inf, None, None, 0
+
+    def update(self, row: dict, model: torch.nn.Module, optimizer, counting: bool = True) -> bool:
+        """Record one validated epoch's row; True when training should stop. ``counting`` False (the
+        method is still warming up) records an improvement but counts no bad validation."""
+        key = f"val_{self.rule.monitor}"
+        if key not in row:
+            raise ShellVAEError(f"early stopping monitors {self.rule.monitor!r}, which validate(model) did not "
+                                f"return (it returned {', '.join(k[4:] for k in row if k.startswith('val_'))}).")
+        value = float(row[key])
+        slack = self.rule.min_delta + (self.rule.rel_delta * abs(self.best) if math.isfinite(self.best) else 0.0)
+        if value < self.best - slack:
+            self.best, self.best_epoch, self.bad = value, row["epoch"], 0
+            # a copy, not a view: the next steps update the parameters in place
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return False
+        if not counting:
+            return False
+        self.bad += 1
+        if self.rule.lr_patience is not None and self.bad % self.rule.lr_patience == 0:
+            for group in optimizer.param_groups:
+                group["lr"] *= self.rule.lr_factor
+        return self.bad >= self.rule.patience
+
+    def restore(self, model: torch.nn.Module, history: list[dict]) -> None:
+        """Put the best epoch's weights back and mark its row (``best``: True; other validated rows False)."""
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+        for row in history:
+            if f"val_{self.rule.monitor}" in row:
+                row["best"] = row["epoch"] == self.best_epoch
 
 
 def train(
@@ -45,6 +117,8 @@ def train(
     compile: bool | str = False,
     amp: bool = False,
     flush_denormal: bool = True,
+    early_stopping: EarlyStopping | None = None,
+    desc: str | None = None,
 ) -> list[dict]:
     """Train ``model`` in place for ``epochs`` epochs; returns the per-epoch history.
 
@@ -57,7 +131,21 @@ def train(
     ``compile``: ``torch.compile`` the method's forward and loss as one graph (True, or a mode of
     ``acceleration.COMPILE_MODES``); ``amp``: the forward in bf16 autocast on CUDA (ignored
     elsewhere); ``flush_denormal``: subnormal floats count as 0 on the CPU while training.
+
+    ``early_stopping``: an ``EarlyStopping`` rule on a quantity ``validate`` returns; then ``epochs``
+    is the maximum, the learning rate drops on a plateau (each row records its ``lr``), training
+    stops when the quantity stops improving, the best validation's weights are restored, and every
+    validated row says whether it was the ``best``. ``desc``: the progress bar's label (the method's
+    name by default).
     """
+    if early_stopping is not None:
+        if validate is None:
+            raise ShellVAEError("early stopping needs held-out data: give validate=, a callable returning the "
+                                f"monitored {early_stopping.monitor!r} of the model.")
+        if checkpoint is not None:
+            # the best weights live in memory only; a resumed run would restore weights it never saw
+            raise ShellVAEError("early stopping cannot be combined with checkpoint= (resuming would lose the best "
+                                "weights): give one or the other.")
     group = distributed.info()
     if group is not None:
         distributed.check_method(method)
@@ -82,7 +170,9 @@ def train(
     forward_loss = compiled(method.forward_loss, compile)
     main = group is None or group.is_main
     bar = tqdm(range(start, epochs), initial=start, total=epochs, disable=not progress or not main,
-               desc=method.name, unit="epoch", leave=False)
+               desc=desc or method.name, unit="epoch", leave=False)
+    plateau = None if early_stopping is None else _Plateau(early_stopping)
+    stop = False
     with flushing_denormals(flush_denormal):
         for index in bar:
             plan = EpochPlan(objective, method.schedule(objective.beta, Epoch(index, epochs)), forward_loss,
@@ -98,17 +188,28 @@ def train(
             check_parameters(model, index)
             row["train_time_s"] = time.perf_counter() - t0
             method.after_epoch(row)
+            if plateau is not None:
+                row["lr"] = optimizer.param_groups[0]["lr"]  # the step this epoch took
             if validate is not None and ((index + 1) % eval_every == 0 or index + 1 == epochs):
                 t1 = time.perf_counter()
-                metrics = distributed.run_once(validate, model)
+                metrics = distributed.run_once(validate, model)  # every rank gets rank 0's: all stop together
                 row.update({f"val_{k}": v for k, v in metrics.items() if v is not None})
                 row["eval_time_s"] = time.perf_counter() - t1
+                if plateau is not None:
+                    # a KL weight still ramping up (kl_anneal, cyclical) or constraints still off (the shell
+                    # methods' stage one) makes a worse held-out bound expected, not a plateau
+                    settled = plan.schedule.kl_weight >= objective.beta and plan.schedule.constraints_on
+                    stop = plateau.update(row, model, optimizer, counting=settled)
             history.append(row)
             if checkpoint is not None:
                 checkpoints.save(checkpoint, model, optimizer, method, order, inner, index + 1, history)
             bar.set_postfix(loss=f"{row['train_loss']:.3g}", kl=f"{row.get('val_kl', row['train_kl']):.3f}",
                             au=row.get("val_active_units", "-"))
+            if stop:
+                break
     bar.close()
+    if plateau is not None:
+        plateau.restore(model, history)
     return history
 
 
