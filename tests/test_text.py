@@ -89,7 +89,7 @@ def test_fortunes_records_tokens_and_overstrikes(fortunes_dir):
 def test_fortunes_max_words_categories_and_unknown_words(fortunes_dir):
     data = load_fortunes(fortunes_dir, categories=["love"], max_words=15, test_size=0.25, seed=1)
     assert data.info["categories"] == ["love"] and data.info["n_dropped_long"] == 1
-    assert "1 records longer than max_words=15 dropped" in data.description
+    assert "1 record(s) longer than max_words=15 dropped" in data.description
     assert (data.X_train != 0).sum(axis=1).max() <= 16  # 15 tokens and <eos>
     small = load_fortunes(fortunes_dir, min_count=2, test_size=0.25)
     assert (np.concatenate([small.X_train, small.X_test]) == UNK).any()
@@ -132,11 +132,16 @@ def test_cli_trains_on_fortunes(fortunes_dir, tmp_path):
     result = CliRunner().invoke(main, [
         "train-text", "--data", f"fortunes:{fortunes_dir}", "--categories", "love,science", "--max-words", "20",
         "--method", "free_bits", "--epochs", "2", "--latent-dim", "2", "--hidden-dim", "8", "--embed-dim", "8",
-        "--iw-samples", "2", "--test-size", "0.3", "--quiet", "--out", str(tmp_path / "run")])
+        "--iw-samples", "2", "--test-size", "0.3", "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert record["dataset"] == "fortunes" and record["epochs_run"] <= 2 and "best epoch" in result.output
-    assert record["lm_info"]["word_dropout"] == 0.0 and "language-model floor" in result.output
+    assert record["lm_info"]["word_dropout"] == 0.0
+    # feedback: the floor's bar is labelled as the floor, and evaluation says what it does
+    assert "language-model floor:" in result.output and "vanilla:" not in result.output
+    assert "evaluating on 2 held-out sequences" in result.output and "held-out NLL (2 importance samples)" in result.output
+    # 2 held-out records of 2 categories: too few rows for the probe's folds, reported, not fatal
+    assert record["probe_accuracy"] is None and "remain" in record["probe_note"] and record["nll_iw"] > 0
 
 
 # -- early stopping in the one loop -------------------------------------------------------------------------
@@ -280,3 +285,45 @@ def test_a_gap_below_the_margin_is_not_called_independence():
     assert f"{cert.shuffle_test.mean_gap:+.3f} \u00b1 {cert.shuffle_test.std_error:.3f}" in text
     assert "margin 0.500" in text and "p = " in text
     assert cert.floor is None and "unknown provenance" in str(cert)
+
+
+# -- a probe over labels with rare classes --------------------------------------------------------------------
+def test_the_probe_drops_and_reports_classes_it_cannot_cross_validate():
+    from shellvae.evaluation.probes import probe_metrics
+
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 20 + [1] * 20 + [2] * 3 + [3] * 1)
+    Z = rng.normal(size=(len(y), 2)) + 3.0 * y[:, None]
+    out = probe_metrics(Z, y, cv=5)
+    assert out["probe_dropped_classes"] == [2, 3] and out["probe_dropped_rows"] == 4
+    assert out["chance_accuracy"] == 0.5 and out["probe_accuracy"] > 0.9  # on the 40 rows of classes 0 and 1
+    assert "2 class(es) with fewer than 5 rows, 4 rows: 2, 3" in out["probe_note"]
+    lonely = probe_metrics(Z[20:], y[20:], cv=5)
+    assert lonely["probe_accuracy"] is None and lonely["chance_accuracy"] is None
+    assert "1 class(es) with at least 5 rows" in lonely["probe_note"]
+    assert probe_metrics(Z[:40], y[:40])["probe_note"] is None
+
+
+def test_evaluate_keeps_every_label_free_metric_when_classes_are_rare(dropout_vae, corpus):
+    y = np.zeros(len(corpus.X_test), dtype=int)
+    y[::2] = 1
+    y[:3] = [2, 3, 3]  # a class of one row and one of two
+    metrics = dropout_vae.evaluate(corpus.X_test, y, iw_samples=2)
+    assert metrics["probe_dropped_classes"] == [2, 3] and metrics["probe_dropped_rows"] == 3
+    assert 0 <= metrics["probe_accuracy"] <= 1 and metrics["chance_accuracy"] >= 0.5
+    single = dropout_vae.evaluate(corpus.X_test, np.r_[np.zeros(len(y) - 1, int), 1], iw_samples=2)
+    assert single["probe_accuracy"] is None and "remain" in single["probe_note"]
+    for key in ("nll_iw", "elbo", "kl", "mutual_info", "active_units", "nll_lm"):
+        assert key in single
+
+
+def test_patience_settings(corpus, tmp_path):
+    settings = dict(latent_dim=2, embed_dim=8, hidden_dim=8, epochs=2, language_model=False)
+    every = SequenceVAE("vanilla", patience=None, **settings).fit(corpus.X_train)
+    assert every.n_epochs_ == every.best_epoch_ == 2 and "best" not in every.history_[-1]
+    for bad in (0, 1.5, True):
+        with pytest.raises(ShellVAEError, match="patience"):
+            SequenceVAE("vanilla", patience=bad, **settings).fit(corpus.X_train)
+    result = CliRunner().invoke(main, ["train-text", "--data", "corpus:topics", "--patience", "0", "--out",
+                                       str(tmp_path / "run")])
+    assert result.exit_code == 2 and "--patience" in result.output

@@ -124,7 +124,7 @@ def load_fortunes(path=FORTUNES_PATH, *, categories=None, max_words: int | None 
     description = (f"fortunes: {len(names)} categor{'y' if len(names) == 1 else 'ies'}, {len(train)} training and "
                    f"{len(test)} held-out records, {len(vocab) - N_SPECIAL} tokens (+{N_SPECIAL} special), up to "
                    f"{length - 1} tokens a record"
-                   + (f" ({n_long} records longer than max_words={max_words} dropped)" if max_words is not None else ""))
+                   + (f" ({n_long} record(s) longer than max_words={max_words} dropped)" if max_words is not None else ""))
     return SequenceDataset("fortunes", X_train, X_test, vocab, labels[train], labels[test], None, description,
                            {"path": str(path), "categories": names, "n_dropped_long": n_long, "max_words": max_words,
                             "held_out_unk_share": unk})

@@ -110,7 +110,8 @@ class SequenceVAE(VAEEstimator):
     eval_every : int
         Held-out metrics every this many epochs (when ``fit`` gets ``X_val``).
     progress : bool
-        Show a progress bar.
+        Show progress bars: training (the VAE's, then the one labelled "language-model floor") and
+        the held-out NLL in ``evaluate``.
     """
 
     file_kind = "sequence_model"
@@ -287,7 +288,7 @@ class SequenceVAE(VAEEstimator):
             parts = [self.model_.encode(X[i:i + 1024].to(self.device))[0] for i in range(0, len(X), 1024)]
         return torch.cat(parts).cpu().numpy()
 
-    def _metrics(self, model, X, *, iw_samples, lm, oracle=None, topics=None) -> dict:
+    def _metrics(self, model, X, *, iw_samples, lm, oracle=None, topics=None, progress: bool = False) -> dict:
         extra = None
         if self.region_ is not None:
             def extra(mu, partner):
@@ -295,20 +296,24 @@ class SequenceVAE(VAEEstimator):
         with _eval_mode(model), _eval_mode(lm):
             return evaluate_sequences(model.encode, model.log_likelihood, X, iw_samples=iw_samples, seed=self.random_state,
                                       lm=None if lm is None else lm.log_likelihood, oracle=oracle, topics=topics,
-                                      device=self.device, extra=extra)
+                                      device=self.device, extra=extra, progress=progress)
 
     def evaluate(self, X, y=None, *, iw_samples: int = SEQUENCE_IW_SAMPLES, oracle=None) -> dict:
         """Held-out metrics on token rows X (``shellvae.evaluation.sequence_metrics``): ``nll_iw`` / ``ppl_iw`` (with
         ``iw_samples`` importance samples a sequence), ``elbo``, ``kl``, ``mutual_info``, ``active_units``,
         ``nll_own``, ``nll_shuffled``, the language model's ``nll_lm`` and ``lm_gap``; the shell methods'
-        bag metrics; with the generator's ``oracle`` (``TopicChains``) its exact NLL; with topics ``y``
-        the oracle given the topic and the linear probe's accuracy."""
+        bag metrics; with the generator's ``oracle`` (``TopicChains``) its exact NLL; with labels ``y``
+        (topics, categories) the oracle given the topic and the linear probe's accuracy against chance
+        (``probes.probe_metrics``: classes too rare to cross-validate are dropped and reported; with
+        fewer than 2 left, the probe's metrics are None and every other metric is still returned).
+        With ``progress`` on, a bar follows the importance-weighted NLL."""
         self._check_fitted()
         check_scalar(iw_samples, "iw_samples", integer=True)
         X = self._rows(X)
         if y is not None and len(y) != len(X):
             raise ShellVAEError(f"y has {len(y)} labels for {len(X)} sequences: give one per sequence.")
-        return self._metrics(self.model_, X, iw_samples=iw_samples, lm=self.lm_, oracle=oracle, topics=y)
+        return self._metrics(self.model_, X, iw_samples=iw_samples, lm=self.lm_, oracle=oracle, topics=y,
+                             progress=self.progress)
 
     def certify(self, X, *, lm_nll=None, margin: float | None = None,
                 allow_weaker_floor: bool = False) -> SequenceCertificate:

@@ -110,14 +110,14 @@ class SequenceCertificate(CollapseCertificate):
 def describe_floor(floor: dict | None) -> str:
     """One line on the floor a certificate used: what it is, how it was trained, and any weakness."""
     if not floor or "word_dropout" not in floor:
-        return ("a caller-supplied floor of unknown provenance (allow_weaker_floor=True): the verdict is only as "
-                "strong as that floor")
+        return ("a caller-supplied floor (lm_nll) of unknown provenance: the verdict is only as strong as that "
+                "floor")
     arch = f"{floor['decoder']} decoder, embed {floor['embed_dim']}" + (
         f", hidden {floor['hidden_dim']}" if floor["decoder"] == "lstm" else "")
     stop = (f"best epoch {floor['best_epoch']} of {floor['epochs']} run (early stopping)" if floor.get("early_stopping")
             else f"{floor['epochs']} epochs, no early stopping")
     line = (f"z-free language model ({arch}; word dropout {floor['word_dropout']:g}; {stop}; held-out NLL "
-            f"{floor['held_out_nll']:.3f} nats/sequence on {floor['n_held_out']} rows)")
+            f"{floor['held_out_nll']:.3f} nats/sequence on {floor['n_held_out']} held-out row(s))")
     if floor.get("early_stopping") and not floor.get("converged"):
         line += f"; it hit its cap of {floor['max_epochs']} epochs still improving, so it may be under-trained"
     if floor.get("weaker"):

@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from shellvae.errors import ShellVAEError
 from shellvae.evaluation.likelihood import (SEQUENCE_IW_SAMPLES, iw_bound, kl_to_standard_normal,
@@ -66,18 +67,22 @@ def _generator(generator, device):
 @torch.no_grad()
 def iw_log_likelihood(encode: Encoder, log_likelihood: LogLikelihood, X, *, n_samples: int = SEQUENCE_IW_SAMPLES,
                       batch_size: int = 256, max_decode_rows: int = DECODE_ROWS,
-                      generator: torch.Generator | None = None, device="cpu") -> torch.Tensor:
+                      generator: torch.Generator | None = None, device="cpu",
+                      progress: bool = False) -> torch.Tensor:
     """log p_K(x) of every sequence of X (N, T): (N,) float64 (module docstring).
 
     The one importance-weighted estimator of both families (``evaluation.likelihood``: the draws, the
     latent terms, the bound) with a categorical decoder. ``batch_size`` sequences are encoded at once and
-    their samples decoded ``max_decode_rows`` sequences at a time.
+    their samples decoded ``max_decode_rows`` sequences at a time. ``progress``: a bar over the batches
+    (the slowest part of an evaluation: K decoder passes a sequence).
     """
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
         raise ShellVAEError(f"n_samples={n_samples!r}: must be a positive integer.")
     generator = _generator(generator, device)
     out = []
-    for x in _batches(X, batch_size, device):
+    batches = _batches(X, batch_size, device)
+    for x in tqdm(batches, desc=f"held-out NLL ({n_samples} importance samples)", unit="batch", leave=False,
+                  disable=not progress):
         mu, logvar = encode(x)
         chunk = max(1, min(n_samples, max_decode_rows // len(x)))
         parts = []
@@ -137,14 +142,16 @@ def shuffled_order(n: int, seed: int) -> np.ndarray:
 
 @torch.no_grad()
 def evaluate_sequences(encode: Encoder, log_likelihood: LogLikelihood, X, *, lm=None, oracle=None, topics=None,
-                       iw_samples: int = SEQUENCE_IW_SAMPLES, seed: int = 0, device="cpu", extra=None) -> dict:
+                       iw_samples: int = SEQUENCE_IW_SAMPLES, seed: int = 0, device="cpu", extra=None,
+                       progress: bool = False) -> dict:
     """Every held-out metric of the module docstring on token rows X (N, T).
 
     ``lm``: the z-free language model's per-sequence NLL on X (an (N,) array) or its
     ``log_likelihood(x)`` callable; ``oracle``: the generator's ``TopicChains``; ``topics``: each
     sequence's label (the oracle given the topic, and ``probes.probe_metrics``: the linear probe's
     accuracy against chance over the classes with enough rows, the rest dropped and reported);
-    ``extra(mu, shuffled) -> dict``: more metrics from the posterior means (the region's).
+    ``extra(mu, shuffled) -> dict``: more metrics from the posterior means (the region's);
+    ``progress``: a progress bar over the importance-weighted NLL's batches.
     """
     X = np.asarray(X)
     if X.ndim != 2 or len(X) < 2:
@@ -155,7 +162,8 @@ def evaluate_sequences(encode: Encoder, log_likelihood: LogLikelihood, X, *, lm=
     partner = shuffled_order(len(X), seed)
     own = nll_given_codes(log_likelihood, mu, X, device=device)
     shuffled = nll_given_codes(log_likelihood, mu[torch.as_tensor(partner, device=mu.device)], X, device=device)
-    iw = -iw_log_likelihood(encode, log_likelihood, X, n_samples=iw_samples, generator=gen, device=device).cpu().numpy()
+    iw = -iw_log_likelihood(encode, log_likelihood, X, n_samples=iw_samples, generator=gen, device=device,
+                            progress=progress).cpu().numpy()
     el = elbo(encode, log_likelihood, X, generator=gen, device=device).cpu().numpy()
     mi_rows = torch.randperm(len(X), generator=gen, device=device)[:MI_SAMPLES]
     out = {
