@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from shellvae.data.base import train_test_split
-from shellvae.data.sequences import EOS, N_SPECIAL, UNK, SequenceDataset
-from shellvae.data.text import build_vocabulary, encode_lines
+from shellvae.data.sequences import EOS, N_SPECIAL, UNK, SequenceDataset, build_vocabulary, encode_lines
 from shellvae.errors import DataError, ShellVAEError
 
 #: where Debian's ``fortunes`` package puts its files
@@ -124,7 +123,7 @@ def load_fortunes(path=FORTUNES_PATH, *, categories=None, max_words: int | None 
     description = (f"fortunes: {len(names)} categor{'y' if len(names) == 1 else 'ies'}, {len(train)} training and "
                    f"{len(test)} held-out records, {len(vocab) - N_SPECIAL} tokens (+{N_SPECIAL} special), up to "
                    f"{length - 1} tokens a record"
-                   + (f" ({n_long} record(s) longer than max_words={max_words} dropped)" if max_words is not None else ""))
+                   + ("" if max_words is None else f" ({n_long} record(s) longer than max_words={max_words} dropped)"))
     return SequenceDataset("fortunes", X_train, X_test, vocab, labels[train], labels[test], None, description,
                            {"path": str(path), "categories": names, "n_dropped_long": n_long, "max_words": max_words,
                             "held_out_unk_share": unk})

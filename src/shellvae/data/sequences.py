@@ -1,5 +1,6 @@
-"""Token sequences: the token-id convention, the vocabulary, and a seeded generator whose likelihood
-is known exactly (a user's text is read by ``inputs.py``).
+"""Token sequences: the token-id convention, the vocabulary (and building one from tokenised lines),
+and a seeded generator whose likelihood is known exactly (a user's text is read by ``text.py``,
+Debian's fortunes by ``fortunes.py``).
 
 Token ids follow one convention everywhere in the sequence family: 0 = ``<pad>`` (after the
 end of a sequence only), 1 = ``<unk>`` (unknown words, and the word-dropout token), 2 = ``<bos>``
@@ -25,6 +26,7 @@ a perfect latent could add.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,6 +73,31 @@ class Vocabulary:
                 break
             words.append(self.tokens[i] if 0 <= i < len(self.tokens) else SPECIALS[UNK])
         return words
+
+
+def build_vocabulary(lines, *, min_count: int = 1, max_size: int | None = None) -> Vocabulary:
+    """The vocabulary of ``lines``: words seen at least ``min_count`` times, the ``max_size`` most
+    frequent (ties by the word), in that order after the specials."""
+    counts = Counter(w for words in lines for w in words)
+    words = sorted((w for w, c in counts.items() if c >= min_count and w not in SPECIALS),
+                   key=lambda w: (-counts[w], w))
+    if max_size is not None:
+        words = words[:max_size]
+    return Vocabulary.from_words(words)
+
+
+def encode_lines(lines, vocab: Vocabulary, length: int | None = None) -> np.ndarray:
+    """(N, length) int64 ids: each line's ids, then ``<eos>``, then ``<pad>``; longer lines are cut to
+    ``length - 1`` words (the ``<eos>`` stays). ``length`` None: the longest line + 1."""
+    if length is None:
+        length = max(len(words) for words in lines) + 1
+    if length < 2:
+        raise ShellVAEError(f"length={length}: a sequence needs room for one word and <eos>.")
+    X = np.full((len(lines), length), PAD, dtype=np.int64)
+    for i, words in enumerate(lines):
+        ids = vocab.encode(words[:length - 1]) + [EOS]
+        X[i, :len(ids)] = ids
+    return X
 
 
 @dataclass

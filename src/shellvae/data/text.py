@@ -10,15 +10,15 @@ the training lines only (the held-out lines' unseen words become ``<unk>``); eve
 from __future__ import annotations
 
 import re
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from shellvae.data.base import take_subset, train_test_split
 from shellvae.errors import DataError, ShellVAEError
-from shellvae.data.sequences import (BOS, EOS, N_SPECIAL, PAD, SPECIALS, UNK, SequenceDataset, Vocabulary,
-                                    make_topic_corpus)
+from shellvae.data.fortunes import FORTUNES_PATH, load_fortunes
+from shellvae.data.sequences import (BOS, EOS, N_SPECIAL, PAD, SPECIALS, UNK, SequenceDataset, build_vocabulary,
+                                    encode_lines, make_topic_corpus)
 
 
 def check_tokens(X, name: str = "X", min_samples: int = 1) -> np.ndarray:
@@ -88,31 +88,6 @@ def read_lines(path) -> list[list[str]]:
     if not lines:
         raise DataError(f"{path} has no sequences: every line is blank.")
     return lines
-
-
-def build_vocabulary(lines, *, min_count: int = 1, max_size: int | None = None) -> Vocabulary:
-    """The vocabulary of ``lines``: words seen at least ``min_count`` times, the ``max_size`` most
-    frequent (ties by the word), in that order after the specials."""
-    counts = Counter(w for words in lines for w in words)
-    words = sorted((w for w, c in counts.items() if c >= min_count and w not in SPECIALS),
-                   key=lambda w: (-counts[w], w))
-    if max_size is not None:
-        words = words[:max_size]
-    return Vocabulary.from_words(words)
-
-
-def encode_lines(lines, vocab: Vocabulary, length: int | None = None) -> np.ndarray:
-    """(N, length) int64 ids: each line's ids, then ``<eos>``, then ``<pad>``; longer lines are cut to
-    ``length - 1`` words (the ``<eos>`` stays). ``length`` None: the longest line + 1."""
-    if length is None:
-        length = max(len(words) for words in lines) + 1
-    if length < 2:
-        raise ShellVAEError(f"length={length}: a sequence needs room for one word and <eos>.")
-    X = np.full((len(lines), length), PAD, dtype=np.int64)
-    for i, words in enumerate(lines):
-        ids = vocab.encode(words[:length - 1]) + [EOS]
-        X[i, :len(ids)] = ids
-    return X
 
 
 def load_text(path, *, test_size: float = 0.2, seed: int = 0, min_count: int = 1, max_vocab: int | None = None,
@@ -203,8 +178,6 @@ def load_sequences(data: str, *, n_train: int | None = None, n_test: int | None 
         options = parse_corpus_spec(data)
         return make_topic_corpus(n_train or 10_000, n_test or 2_000, seed=seed, **options)
     if is_fortunes_spec(data):
-        from shellvae.data.fortunes import FORTUNES_PATH, load_fortunes  # it reads files with this module's tools
-
         if "max_length" in text_options:
             raise ShellVAEError("max_length cuts lines of a text file; the fortunes corpus drops records longer "
                                 "than max_words instead (--max-words).")

@@ -21,8 +21,6 @@ unless the caller passes ``allow_weaker_floor=True``, and the certificate then s
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import torch
 
@@ -36,25 +34,14 @@ from shellvae.evaluation.sequence_certificate import (LM_FLOOR_MARGIN_SHARE, PAI
 from shellvae.data.sequences import BOS, EOS, N_SPECIAL, PAD, Vocabulary
 from shellvae.data.text import check_tokens
 from shellvae.evaluation.likelihood import IW_SAMPLES_PER_EPOCH, SEQUENCE_IW_SAMPLES
-from shellvae.evaluation.sequence_metrics import elbo, evaluate_sequences, lm_nll as floor_nll
+from shellvae.evaluation.sequence_metrics import elbo, evaluate_sequences
 from shellvae.core.sequence_model import DECODERS, LanguageModel, language_model, sequence_vae, token_nll
 from shellvae.core.sequence_region import SequenceRegion
 from shellvae.evaluation.bag_metrics import certify_region, region_metrics
 from shellvae.training.loop import EarlyStopping, train
 from shellvae.base.validation import check_scalar
-
-#: an epoch improves a held-out monitor only by more than this share of it: a tenth of the certificate's
-#: default 1% margin, so a run still creeping down by less than that cannot move a verdict
-REL_DELTA = 1e-3
-#: the z-free language model's own recipe (the certificate's floor), whatever the VAE uses: no word
-#: dropout (it handicaps a z-free decoder, so it would lower the bar); trained until its held-out NLL
-#: stops improving by more than ``rel_delta`` of it (an under-trained floor is a bar any decoder
-#: clears), the library's default step, halved on every epoch without improvement. ``max_epochs``
-#: only caps a run that keeps improving; ``converged`` in ``lm_info_`` says whether it stopped by itself.
-FLOOR_RECIPE = {"word_dropout": 0.0, "max_epochs": 50, "patience": 3, "lr": 5e-3, "rel_delta": REL_DELTA}
-#: the share of X held out for early stopping when ``fit`` gets no X_val
-VALIDATION_SHARE = 0.1
-
+from shellvae.estimators.sequence_floor import (FLOOR_RECIPE, REL_DELTA, VALIDATION_SHARE, accept_floor, fingerprint,
+                                                floor_to_certify, hold_out, train_floor)
 
 
 class SequenceVAE(VAEEstimator):
@@ -193,8 +180,7 @@ class SequenceVAE(VAEEstimator):
         # patience) and the floor then do not train on
         X_train, X_stop = X, X_val
         if X_val is None:
-            X_train, X_stop = _hold_out(X, VALIDATION_SHARE, self.random_state)
-        fingerprint = _fingerprint(X)
+            X_train, X_stop = hold_out(X, VALIDATION_SHARE, self.random_state)
         torch.manual_seed(self.random_state)
         self.model_ = self._build().to(self.device)
         vae_rows = X if self.patience is None and X_val is None else X_train
@@ -216,9 +202,16 @@ class SequenceVAE(VAEEstimator):
         self.best_epoch_ = next((row["epoch"] for row in self.history_ if row.get("best")), self.n_epochs_)
         self.lm_, self.lm_info_, self.lm_history_ = None, None, []
         if lm is not None:
-            self.lm_, self.lm_info_ = self._check_lm(lm, fingerprint, allow_weaker_floor)
+            info = lm.lm_info_ if isinstance(lm, SequenceVAE) else getattr(lm, "info", None)
+            lm = lm.lm_ if isinstance(lm, SequenceVAE) else lm
+            self.lm_, self.lm_info_ = accept_floor(lm, info, self._build_lm(), fingerprint(X), allow_weaker_floor)
+            self.lm_.to(self.device)
         elif self.language_model:
-            self.lm_, self.lm_info_, self.lm_history_ = self._train_floor(X_train, X_stop, fingerprint)
+            torch.manual_seed(self.random_state)
+            self.lm_, self.lm_info_, self.lm_history_ = train_floor(
+                self._build_lm().to(self.device), X_train, X_stop, architecture=self._architecture(),
+                batch_size=self.batch_size, seed=self.random_state, device=self.device, progress=self.progress,
+                data=fingerprint(X))
         return self
 
     def _neg_elbo(self, model, X) -> float:
@@ -227,48 +220,6 @@ class SequenceVAE(VAEEstimator):
         gen = torch.Generator(device=self.device).manual_seed(self.random_state)
         with _eval_mode(model):
             return float(-elbo(model.encode, model.log_likelihood, X, generator=gen, device=self.device).mean())
-
-    def _train_floor(self, X_train, X_stop, fingerprint: str):
-        """The z-free language model by ``FLOOR_RECIPE``, on the VAE's training rows, early-stopped on X_stop."""
-        torch.manual_seed(self.random_state)
-        lm = self._build_lm().to(self.device)
-
-        def validate(model):
-            with _eval_mode(model):
-                return {"nll": float(floor_nll(model.log_likelihood, X_stop, device=self.device).mean())}
-        history = train(lm, get_method("vanilla"), TrainData(torch.as_tensor(X_train, device=self.device)),
-                        Objective(sigma2=None, reconstruction=token_nll), epochs=FLOOR_RECIPE["max_epochs"],
-                        batch_size=self.batch_size, lr=FLOOR_RECIPE["lr"], seed=self.random_state,
-                        validate=validate, progress=self.progress, desc="language-model floor",
-                        early_stopping=EarlyStopping(monitor="nll", patience=FLOOR_RECIPE["patience"],
-                                                     rel_delta=FLOOR_RECIPE["rel_delta"]))
-        best = next(row for row in history if row.get("best"))
-        info = {"source": "fit", **{k: v for k, v in self._architecture().items() if k != "word_dropout"},
-                "word_dropout": FLOOR_RECIPE["word_dropout"], "early_stopping": True,
-                "patience": FLOOR_RECIPE["patience"], "max_epochs": FLOOR_RECIPE["max_epochs"],
-                "lr": FLOOR_RECIPE["lr"], "batch_size": self.batch_size, "epochs": len(history),
-                "best_epoch": int(best["epoch"]), "converged": len(history) < FLOOR_RECIPE["max_epochs"],
-                "held_out_nll": float(best["val_nll"]), "n_held_out": int(len(X_stop)), "data": fingerprint}
-        lm.info = info  # travels with the module, so another fit given this lm can check its provenance
-        return lm, info, history
-
-    def _check_lm(self, lm, fingerprint: str, allow_weaker: bool):
-        info = lm.lm_info_ if isinstance(lm, SequenceVAE) else getattr(lm, "info", None)
-        if isinstance(lm, SequenceVAE):
-            lm = lm.lm_
-        built = {k: tuple(v.shape) for k, v in self._build_lm().state_dict().items()}
-        if not isinstance(lm, LanguageModel) or {k: tuple(v.shape) for k, v in lm.state_dict().items()} != built:
-            raise ShellVAEError("lm must be a LanguageModel of this architecture and vocabulary (e.g. the lm_ of a "
-                                "SequenceVAE fitted on the same data with the same settings).")
-        info = dict(info) if info is not None else {"source": "caller", "provenance": "unknown"}
-        weaker = floor_weaknesses(info, fingerprint)
-        if weaker and not allow_weaker:
-            raise ShellVAEError(f"the language model given as lm is a weaker floor than the certificate's own recipe: "
-                                f"{'; '.join(weaker)}. A weaker floor is a lower bar, so a collapsed decoder could "
-                                "clear it. Leave lm out (fit trains the floor), or pass allow_weaker_floor=True to "
-                                "certify against it anyway (the certificate will say so).")
-        info.update(source="passed to fit (lm=)", weaker=weaker)
-        return lm.to(self.device), info
 
     # -- using a fitted model -----------------------------------------------------------------
     def _rows(self, X, name: str = "X") -> np.ndarray:
@@ -325,32 +276,16 @@ class SequenceVAE(VAEEstimator):
         floor's mean NLL)."""
         self._check_fitted()
         X = self._rows(X)
-        if not isinstance(allow_weaker_floor, bool):
-            raise ShellVAEError(f"allow_weaker_floor={allow_weaker_floor!r}: give True or False.")
+        floor = floor_to_certify(self.lm_info_, lm_nll is not None, allow_weaker_floor)
         if lm_nll is None:
             if self.lm_ is None:
                 raise ShellVAEError("no language model to certify against: fit with language_model=True (the "
                                     "default), or pass lm_nll (a floor's NLL of each held-out sequence) with "
                                     "allow_weaker_floor=True.")
-            # this fit's own floor follows the recipe (if it hit its epoch cap, the certificate says so); a floor
-            # passed to fit carries what was wrong with it; a file older than lm_info_ cannot say how it was trained
-            weaker = self.lm_info_.get("weaker", []) if self.lm_info_ else ["unknown provenance"]
-            if weaker and not allow_weaker_floor:
-                raise ShellVAEError(f"this fit's floor is weaker than the certificate's own recipe ({'; '.join(weaker)}); "
-                                    "refit without lm=, or pass allow_weaker_floor=True to certify against it anyway.")
-            floor = dict(self.lm_info_ or {"source": "caller", "provenance": "unknown"})
             lm = self.lm_
 
             def lm_nll(x):
                 return -lm.log_likelihood(x)
-        elif not allow_weaker_floor:
-            raise ShellVAEError("lm_nll is a floor of unknown provenance (how it was trained cannot be checked), so "
-                                "it may be weaker than the certificate's own (no word dropout, trained to "
-                                "convergence on held-out NLL) and a collapsed decoder could clear it. Leave lm_nll out "
-                                "to use this fit's floor, or pass allow_weaker_floor=True to certify against it "
-                                "anyway (the certificate will record a caller-supplied floor).")
-        else:
-            floor = {"source": "caller", "provenance": "unknown (lm_nll)", "weaker": ["caller-supplied lm_nll"]}
         model = self.model_
         with _eval_mode(model), _eval_mode(self.lm_):
             return certify_sequence_model(model.encode, lambda z, x: -model.log_likelihood(z, x), X, lm_nll=lm_nll,
@@ -420,35 +355,6 @@ class SequenceVAE(VAEEstimator):
             self.lm_.info = self.lm_info_
         self.model_.to(self.device)
         self.lm_history_ = record["lm_history"]
-
-
-def _hold_out(X: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded split of X's rows: (the rest, ``share`` of them, at least one), each in X's order."""
-    n_out = min(max(1, round(share * len(X))), len(X) - 1)
-    held = np.zeros(len(X), dtype=bool)
-    held[np.random.default_rng([seed, 27]).permutation(len(X))[:n_out]] = True
-    return X[~held], X[held]
-
-
-def _fingerprint(X: np.ndarray) -> str:
-    """What data a floor was trained from, to tell a floor of other data (a hash of the rows)."""
-    return hashlib.sha256(np.ascontiguousarray(X, dtype=np.int64).tobytes() + str(X.shape).encode()).hexdigest()[:16]
-
-
-def floor_weaknesses(info: dict, fingerprint: str | None = None) -> list[str]:
-    """How a floor's training (``lm_info_``) falls short of ``FLOOR_RECIPE``: [] for a floor as strong."""
-    if info.get("provenance") == "unknown" or "word_dropout" not in info:
-        return ["unknown provenance (not trained by a SequenceVAE fit, so how it was trained cannot be checked)"]
-    weaker = []
-    if info["word_dropout"] > 0:
-        weaker.append(f"trained with word_dropout={info['word_dropout']} (the floor's recipe has none)")
-    if not info.get("early_stopping"):
-        weaker.append("trained without early stopping on held-out NLL")
-    elif not info.get("converged"):
-        weaker.append(f"stopped at its maximum of {info.get('max_epochs')} epochs while still improving")
-    if fingerprint is not None and info.get("data") != fingerprint:
-        weaker.append("trained on other data than this fit's X")
-    return weaker
 
 
 class _eval_mode:

@@ -34,14 +34,15 @@ class EarlyStopping:
     """Train until a held-out quantity stops improving, then keep the best weights.
 
     ``monitor``: a key of the metrics ``validate(model)`` returns, lower is better (e.g. a held-out
-    NLL). Each validation that does not improve the best value by more than ``min_delta`` plus
-    ``rel_delta`` x |best| is a bad one (a run still creeping down by less has converged for any
-    use that cannot tell such differences apart); after ``lr_patience`` bad validations in a row the learning rate is multiplied by
-    ``lr_factor`` (halve-on-plateau: a smaller step often finds the improvement a large one
-    overshoots), and after ``patience`` in a row training stops. Validations while the method is
-    still warming up (a KL weight below beta, a shell method's stage one) count no bad streak. The model's weights of the best
-    validation are then restored (the method's own state, e.g. a multiplier, is not: it only steers
-    training). ``patience`` and ``lr_patience`` count validations, one every ``eval_every`` epochs.
+    NLL). A validation that does not improve the best value by more than ``min_delta`` plus
+    ``rel_delta`` x |best| is a bad one (a run still creeping down by less has converged for any use
+    that cannot tell such differences apart). Every ``lr_patience`` bad validations in a row, the
+    learning rate is multiplied by ``lr_factor`` (halve-on-plateau: a smaller step often finds the
+    improvement a large one overshoots); after ``patience`` in a row, training stops. Validations
+    while the method still warms up (a KL weight below beta, a shell method's stage one) count no
+    bad streak. The best validation's model weights are then restored (the method's own state, e.g.
+    a multiplier, is not: it only steers training). ``patience`` and ``lr_patience`` count
+    validations, one every ``eval_every`` epochs.
     """
 
     monitor: str = "nll"
