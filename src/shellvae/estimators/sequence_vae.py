@@ -28,7 +28,7 @@ from shellvae.base import model_file, storage
 from shellvae.training.batches import TrainData
 from shellvae.errors import DataError, ShellVAEError
 from shellvae.estimators.base import VAEEstimator, load_weights, weights
-from shellvae.training.methods import Objective, get_method
+from shellvae.training.methods import Objective
 from shellvae.evaluation.sequence_certificate import (LM_FLOOR_MARGIN_SHARE, PAIRED_TEST_ALPHA, SequenceCertificate,
                                            certify_sequence_model)
 from shellvae.data.sequences import BOS, EOS, N_SPECIAL, PAD, Vocabulary
@@ -69,8 +69,9 @@ class SequenceVAE(VAEEstimator):
         The most epochs to train (the number trained without ``patience``).
     patience : int or None
         Early stopping: stop when the held-out negative ELBO per sequence (1 sampled z, exact KL,
-        fixed noise) has not improved for this many epochs, and keep the best epoch's weights; the
-        step halves on each epoch without improvement. The held-out rows are ``fit``'s ``X_val``,
+        fixed noise) has not improved by more than 0.1% for this many epochs (validations, with
+        ``eval_every`` > 1), and keep the best epoch's weights; the step halves on each epoch
+        without improvement. The held-out rows are ``fit``'s ``X_val``,
         or else a seeded 10% of X (then trained on the other 90%). The negative ELBO, not an
         importance-weighted NLL: one decoder pass a sequence against K, and it is the quantity
         training lowers, so its plateau is training's. None: train ``epochs`` epochs on all of X.
