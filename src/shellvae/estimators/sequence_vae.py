@@ -75,8 +75,9 @@ class SequenceVAE(VAEEstimator):
         or else a seeded 10% of X (then trained on the other 90%). The negative ELBO, not an
         importance-weighted NLL: one decoder pass a sequence against K, and it is the quantity
         training lowers, so its plateau is training's. None: train ``epochs`` epochs on all of X.
-        The defaults (30 epochs at most, patience 3) converge on about 10,000 short quotations
-        (the fortunes corpus) with the default network.
+        The defaults (30 epochs at most, patience 3) are chosen for about 10,000 short quotations
+        (the fortunes corpus) with the default network; ``n_epochs_ < epochs`` says a run stopped
+        by itself, ``n_epochs_ == best_epoch_ == epochs`` that it was still improving.
     batch_size, lr : int, float
         Sequences per step, Adam's step size.
     n_clusters : int
