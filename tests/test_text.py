@@ -328,3 +328,17 @@ def test_patience_settings(corpus, tmp_path):
     result = CliRunner().invoke(main, ["train-text", "--data", "corpus:topics", "--patience", "0", "--out",
                                        str(tmp_path / "run")])
     assert result.exit_code == 2 and "--patience" in result.output
+
+
+def test_a_shell_method_s_region_is_fitted_on_the_rows_it_trains_on(corpus):
+    """With early stopping, 10% of X is held out: the region's cluster labels, which a batch's
+    centres are looked up by, must be those of the rows trained on, row for row."""
+    from shellvae.core.sequence_region import SequenceRegion
+    from shellvae.estimators.sequence_floor import hold_out
+
+    est = SequenceVAE("shell", latent_dim=2, embed_dim=8, hidden_dim=8, epochs=1, n_clusters=3,
+                      language_model=False).fit(corpus.X_train)
+    trained_on, _ = hold_out(corpus.X_train, 0.1, 0)
+    assert len(est.region_.geometry_.labels_) == len(trained_on) == 270
+    alone = SequenceRegion(3, vocab_size=est.vocab_size_, random_state=0).fit(trained_on)
+    assert np.array_equal(np.asarray(est.region_.geometry_.labels_), np.asarray(alone.geometry_.labels_))

@@ -172,20 +172,20 @@ class SequenceVAE(VAEEstimator):
                 raise DataError(f"{name} holds token id {rows.max()} but the vocabulary has {self.vocab_size_} ids.")
         if X_val is not None and self.decoder == "transformer" and X_val.shape[1] > self.length_:
             raise DataError(f"X_val has length {X_val.shape[1]}; the Transformer is built for X's {self.length_}.")
-        self.method_ = self.build_method()
-        self.region_ = None
-        if self.method_.needs_centers:
-            self.region_ = SequenceRegion(self.n_clusters, vocab_size=self.vocab_size_,
-                                          random_state=self.random_state).fit(X)
-            self.method_.check_region(self.region_)
         # the rows early stopping watches: the caller's X_val, or else a seeded share of X, which the VAE (with
         # patience) and the floor then do not train on
         X_train, X_stop = X, X_val
         if X_val is None:
             X_train, X_stop = hold_out(X, VALIDATION_SHARE, self.random_state)
+        vae_rows = X if self.patience is None and X_val is None else X_train
+        self.method_ = self.build_method()
+        self.region_ = None
+        if self.method_.needs_centers:  # on the rows trained on: a batch's centres are looked up by their index
+            self.region_ = SequenceRegion(self.n_clusters, vocab_size=self.vocab_size_,
+                                          random_state=self.random_state).fit(vae_rows)
+            self.method_.check_region(self.region_)
         torch.manual_seed(self.random_state)
         self.model_ = self._build().to(self.device)
-        vae_rows = X if self.patience is None and X_val is None else X_train
         data = TrainData(torch.as_tensor(vae_rows, device=self.device), self.region_)
         objective = Objective(sigma2=None, beta=self.beta, region=self.region_, reconstruction=token_nll)
         validate = None
