@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cells", default="docs/results/lm_curve_cells", help="resumable per-run JSON cells")
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="training-set sizes")
-    parser.add_argument("--wide", default="B:10000:128", help="extra runs with a wider LSTM: setting:n_train:hidden,...")
+    parser.add_argument("--wide", default="A:5000:128,B:5000:128,B:10000:128", help="extra runs with a wider LSTM: setting:n_train:hidden,...")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     out, cells = storage.check_writable_folder(args.out), storage.check_writable_folder(args.cells)
