@@ -69,7 +69,8 @@ def run_floor(X_train: np.ndarray, X_test: np.ndarray, vocab_size: int, hidden_d
     history = train(lm, get_method("vanilla"), TrainData(torch.as_tensor(fit_rows)),
                     Objective(sigma2=None, reconstruction=token_nll), epochs=FLOOR_RECIPE["max_epochs"],
                     batch_size=MODEL["batch_size"], lr=FLOOR_RECIPE["lr"], seed=SEED, validate=validate,
-                    progress=False,                    early_stopping=EarlyStopping(monitor="nll", patience=FLOOR_RECIPE["patience"],
+                    progress=False,
+                    early_stopping=EarlyStopping(monitor="nll", patience=FLOOR_RECIPE["patience"],
                                                  rel_delta=FLOOR_RECIPE["rel_delta"]))
     seconds = time.perf_counter() - t0
     lm.eval()
@@ -88,7 +89,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cells", default="docs/results/lm_curve_cells", help="resumable per-run JSON cells")
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="training-set sizes")
-    parser.add_argument("--wide", default="A:5000:128,B:5000:128,B:10000:128", help="extra runs with a wider LSTM: setting:n_train:hidden,...")
+    parser.add_argument("--wide", default="A:5000:128,B:5000:128,B:10000:128",
+                        help="extra runs with a wider LSTM (does capacity limit it?): setting:n_train:hidden,...")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     out, cells = storage.check_writable_folder(args.out), storage.check_writable_folder(args.cells)
@@ -107,9 +109,10 @@ def main(argv=None) -> int:
         if path.exists():
             run = json.loads(path.read_text())
         else:
-            print(f"[{time.perf_counter() - start:6.0f} s] setting {setting}, {n} sequences, hidden {hidden}", flush=True)
-            run = {"setting": setting, "n_max": len(data.X_train), **run_floor(data.X_train[:n], data.X_test,
-                                                                                len(data.vocab), hidden)}
+            print(f"[{time.perf_counter() - start:6.0f} s] setting {setting}, {n} sequences, hidden {hidden}",
+                  flush=True)
+            fitted = run_floor(data.X_train[:n], data.X_test, len(data.vocab), hidden)
+            run = {"setting": setting, "n_max": len(data.X_train), **fitted}
             storage.write_json(path, run)
             print(f"    held-out NLL {run['test_nll']:.2f} (oracle {oracle['oracle_nll']:.2f}) after "
                   f"{run['epochs']} epochs, {run['seconds']:.0f} s", flush=True)
@@ -139,16 +142,19 @@ def write_outputs(out: Path, runs: list[dict], command: str) -> None:
              f"10% of the training rows, at most {FLOOR_RECIPE['max_epochs']} epochs), with the results table's "
              f"network (LSTM, embeddings {MODEL['embed_dim']}, batch {MODEL['batch_size']}) unless the hidden width "
              "says otherwise; held-out NLL in nats per sequence on the same 1,000 held-out sequences for every "
-             "training size, against the oracle's exact marginal NLL. 'within 5%': (NLL - oracle) / oracle <= 0.05.",
+             "training size, against the oracle's exact marginal NLL. 'within 5%': (NLL - oracle) / oracle <= 0.05. "
+             "'train s': training seconds on one torch thread of a 2-core machine shared with other jobs.",
              ""]
     for setting in dict.fromkeys(r["setting"] for r in runs):
         rs = [r for r in runs if r["setting"] == setting]
         spec = SETTINGS[setting]
         lines += [f"## Setting {setting}: {spec['n_topics']} topics, {spec['vocab_size']} tokens, length "
                   f"{spec['length']}, support {spec['support']}", "",
-                  f"Oracle marginal NLL **{rs[0]['oracle_nll']:.2f}**; given the topic {rs[0]['oracle_nll_topic']:.2f}.",
+                  f"Oracle marginal NLL **{rs[0]['oracle_nll']:.2f}**; given the topic "
+                  f"{rs[0]['oracle_nll_topic']:.2f}.",
                   "", "| training sequences | hidden | epochs (best) | stopped by itself | held-out NLL | NLL - oracle "
-                  "| % above oracle | within 5% | train s |", "|---|---|---|---|---|---|---|---|---|"]
+                  "| % above oracle | within 5% | train s |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in rs:
             excess = (r["test_nll"] - r["oracle_nll"]) / r["oracle_nll"]
             lines.append(f"| {r['n_train']:,} | {r['hidden_dim']} | {r['epochs']} ({r['best_epoch']}) | "
