@@ -350,8 +350,8 @@ def _probe_accuracy(s: LatentSet):
     return s.probe["probe_accuracy"]
 
 
-@register_whole_set_metric("knn_accuracy", "10-nearest-neighbour accuracy on the posterior means, 5-fold cross-validated",
-                           needs=("y",))
+@register_whole_set_metric("knn_accuracy", "10-nearest-neighbour accuracy on the posterior means, 5-fold "
+                           "cross-validated", needs=("y",))
 def _knn_accuracy(s: EvalSet):
     return knn_accuracy(s.mu, s.y)
 

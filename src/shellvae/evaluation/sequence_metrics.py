@@ -35,7 +35,8 @@ from tqdm.auto import tqdm
 from shellvae.errors import ShellVAEError
 from shellvae.evaluation.likelihood import (SEQUENCE_IW_SAMPLES, iw_bound, kl_to_standard_normal,
                                             log_prior_minus_log_posterior, posterior_draws)
-from shellvae.evaluation.metrics import METRICS, MI_SAMPLES, LatentSet, has_inputs, metrics_for, register_whole_set_metric
+from shellvae.evaluation.metrics import (METRICS, MI_SAMPLES, LatentSet, has_inputs, metrics_for,
+                                         register_whole_set_metric)
 from shellvae.data.sequences import PAD
 
 Encoder = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
