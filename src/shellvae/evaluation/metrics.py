@@ -118,7 +118,7 @@ class MetricRegistry:
         return iter(dict.fromkeys(name for r in self.families.values() for name in r))
 
     def __len__(self) -> int:
-        return len(list(self))
+        return sum(1 for _ in self)
 
     def remove(self, name: str) -> None:
         """Take ``name`` out of every family that lists it (e.g. after an example registered a throwaway metric)."""

@@ -66,7 +66,7 @@ class RunContext:
         settings = {key: DEFAULTS[key] for key in ("latent_dim", "batch_size", "lr", "r_min", "r_max", "radius")}
         settings["eval_every"] = self.profile.eval_every
         settings.update({
-            "method_params": params or None, "n_clusters": data_spec.paper_k,
+            "method_params": params or None, "n_clusters": data_spec.default_k,
             "sigma2_ratio": sigma2_ratio if sigma2_ratio is not None else cond["sigma2_ratio"],
             "beta": beta if beta is not None else cond["beta"],
             "epochs": self.profile.epochs_for(dataset), "arch": data_spec.arch,
