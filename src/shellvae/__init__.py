@@ -26,8 +26,9 @@ from shellvae.estimators.sequence_vae import SequenceVAE
 from shellvae.estimators.shell_vae import ShellVAE
 from shellvae.evaluation.any_model import certify_model
 from shellvae.evaluation.certificate import Certificate, certify
-from shellvae.evaluation.metrics import (METRICS, evaluate, metrics_for, per_row, register_per_row_metric,
-                                         register_whole_set_metric, whole_set)
+from shellvae.evaluation.metric_registry import (METRICS, metrics_for, per_row, register_per_row_metric,
+                                                 register_whole_set_metric, whole_set)
+from shellvae.evaluation.metrics import evaluate
 from shellvae.evaluation.sequence_certificate import SequenceCertificate, certify_sequence_model
 from shellvae.training.methods import (BNVAE, EM, METHODS, Aggressive, BetaVAE, Cyclical, FreeBits, KLAnneal, Method,
                                        Shell, ShellBoundary, ShellLagrange, ShellNone, ShellNorm, Vanilla, get_method,

@@ -35,8 +35,8 @@ from tqdm.auto import tqdm
 from shellvae.errors import ShellVAEError
 from shellvae.evaluation.likelihood import (SEQUENCE_IW_SAMPLES, iw_bound, kl_to_standard_normal,
                                             log_prior_minus_log_posterior, posterior_draws)
-from shellvae.evaluation.metrics import (METRICS, MI_SAMPLES, LatentSet, has_inputs, metrics_for,
-                                         register_whole_set_metric)
+from shellvae.evaluation.metric_registry import METRICS, has_inputs, metrics_for, register_whole_set_metric
+from shellvae.evaluation.metrics import MI_SAMPLES, LatentSet
 from shellvae.data.sequences import PAD
 
 Encoder = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -257,7 +257,7 @@ def _probe_note(s: SequenceEvalSet):
 def evaluate_sequences(encode: Encoder, log_likelihood: LogLikelihood, X, *, lm=None, oracle=None, topics=None,
                        iw_samples: int = SEQUENCE_IW_SAMPLES, seed: int = 0, device="cpu", extra=None,
                        progress: bool = False) -> dict:
-    """Every held-out metric of the sequence family (``metrics.metrics_for("sequence")``, the module docstring)
+    """Every held-out metric of the sequence family (``metric_registry.metrics_for("sequence")``, the module docstring)
     on token rows X (N, T), in its registration order; a metric whose input is not given is left out.
 
     ``lm``: the z-free language model's per-sequence NLL on X (an (N,) array) or its

@@ -2,7 +2,7 @@
 
 ``shellvae train`` writes it as ``metrics.json``, every ``shellvae reproduce`` cell stores it,
 ``shellvae summarize`` and the experiment tables read it. It is flat: the held-out metrics
-(``metrics.metrics_for("vector")``, in their registration order), then the fields of ``FIELDS`` (the geometry,
+(``metric_registry.metrics_for("vector")``, in their registration order), then the fields of ``FIELDS`` (the geometry,
 the condition, the certificate's verdict and margin, timings), then the run's description
 (method, dataset, settings). Table columns are names from ``columns()``.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from shellvae.evaluation.certificate import Certificate
-from shellvae.evaluation.metrics import metrics_for
+from shellvae.evaluation.metric_registry import metrics_for
 
 #: the record's values beyond the metrics: name -> what it is
 FIELDS = {
