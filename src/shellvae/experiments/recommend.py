@@ -21,12 +21,12 @@ from shellvae.experiments.common import (
     Report,
     RunContext,
     aggregate,
-    md_table,
     pct,
     certified_share,
     pm,
     register_experiment,
 )
+from shellvae.reporting.tables import md_table
 
 NAME = "recommend"
 TITLE = "Which method should I use? Likelihood among certified models"
