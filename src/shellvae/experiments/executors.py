@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from shellvae.errors import ShellVAEError
 
 #: the line that installs the optional Ray dependency (errors and docs quote it)
@@ -125,12 +127,35 @@ def import_ray():
     return ray
 
 
-def _ray_task(fn: Callable, cell, data):
-    """One cell on a Ray worker: one torch thread (the task declares one CPU), no files (out=None)."""
+_RAY_DATA: dict = {}  # a Ray worker's writable copy of the data set its last cell used (workers are reused)
+
+
+def _ray_task(fn: Callable, cell, boxed: list):
+    """One cell on a Ray worker: one torch thread (the task declares one CPU), no files (out=None).
+
+    ``boxed``: ``[ObjectRef]`` (a list, so Ray passes the reference instead of resolving it) or ``[]``.
+    The object store's arrays are read-only (zero-copy); torch warns on those, and the warning would
+    enter the cell's record, so a worker copies the data once and keeps it for its next cells."""
+    import ray
     import torch
 
     torch.set_num_threads(1)
+    data = None
+    if boxed:
+        key = boxed[0].hex()
+        if key not in _RAY_DATA:
+            _RAY_DATA.clear()
+            _RAY_DATA[key] = _writable(ray.get(boxed[0]))
+        data = _RAY_DATA[key]
     return fn(cell, None, data)
+
+
+def _writable(data):
+    """A Dataset whose arrays this process owns (copies of the object store's read-only views)."""
+    from dataclasses import fields, replace
+
+    return replace(data, **{f.name: np.array(getattr(data, f.name)) for f in fields(data)
+                            if isinstance(getattr(data, f.name), np.ndarray)})
 
 
 class RayExecutor(Executor):
@@ -175,7 +200,7 @@ class RayExecutor(Executor):
             refs = {key: ray.put(value) for key, value in (data or {}).items()
                     if key in {data_id(c) for c in cells}}
             task = ray.remote(_ray_task).options(num_cpus=1, max_retries=self.max_retries, retry_exceptions=False)
-            pending = {task.remote(fn, c, refs.get(data_id(c))): c for c in cells}
+            pending = {task.remote(fn, c, [refs[data_id(c)]] if data_id(c) in refs else []): c for c in cells}
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
