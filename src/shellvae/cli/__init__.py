@@ -29,7 +29,7 @@ from shellvae.training.methods import METHODS
 from shellvae.core.model import ARCHITECTURES
 from shellvae.reporting.results import fit_and_record
 from shellvae.cli.sequences import train_text
-from shellvae.cli.recommend import executor_from_options, executor_options, recommend
+from shellvae.cli.recommend_command import executor_from_options, executor_options, recommend
 from shellvae.data.text import is_sequence_spec
 from shellvae.reporting.tables import load_metrics, markdown_table, write_history_csv
 
