@@ -15,12 +15,11 @@ import shellvae
 from shellvae import ShellVAE
 from shellvae.cli import main
 from shellvae.errors import DataError, ShellVAEError
-from shellvae.experiments import executors
 from shellvae.experiments.recommend_data import recommend
 
 #: a tiny grid: seconds, numbers meaningless
-TINY = dict(methods=["vanilla", "shell"], seeds=2, epochs=2, latent_dim=2, encoder_hidden=(16,),
-            decoder_hidden=(16,), batch_size=64, progress=False)
+TINY = {"methods": ["vanilla", "shell"], "seeds": 2, "epochs": 2, "latent_dim": 2, "encoder_hidden": (16,),
+        "decoder_hidden": (16,), "batch_size": 64, "progress": False}
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,19 @@ from pathlib import Path
 import click
 import numpy as np
 
-from shellvae.cli.inputs import (ARRAY_DATA_HELP, MAX_SEEDS, FiniteFloat, FiniteFloatRange, OutputPath, PerCpu,
-                                 check_data_name, clean_errors, output_folder, same_file, short)
+from shellvae.cli.inputs import (
+    ARRAY_DATA_HELP,
+    MAX_SEEDS,
+    FiniteFloat,
+    FiniteFloatRange,
+    OutputPath,
+    PerCpu,
+    check_data_name,
+    clean_errors,
+    output_folder,
+    same_file,
+    short,
+)
 from shellvae.data import is_array_file, load_dataset
 from shellvae.data.arrays import read_array
 from shellvae.errors import DataError, ShellVAEError

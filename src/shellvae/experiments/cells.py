@@ -19,21 +19,16 @@ cluster geometry is fitted by the first cell that needs it and kept in ``OUT/geo
 
 from __future__ import annotations
 
-import _thread
 import functools
 import hashlib
 import json
 import math
-import os
-import signal
-import threading
 import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from shellvae.base import storage
@@ -310,29 +305,6 @@ def damaged_cell(record) -> str | None:
 
 def save_cell(out: Path, cell: Cell, record: dict) -> None:
     storage.write_text(cell_path(out, cell), json.dumps(record, separators=(",", ":"), default=_plain) + "\n")
-
-
-def _worker_init(threads: int, parent: int) -> None:
-    torch.set_num_threads(threads)
-    # a worker of a background job inherits an ignored SIGINT, which would make the watchdog's interrupt a no-op
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    _exit_with_parent(parent)
-
-
-def _exit_with_parent(parent: int, every: float = 1.0, grace: float = 3.0) -> None:
-    """End this cell worker once the process that started it is gone (a killed ``reproduce``, a closed
-    session): an orphan would go on training, unseen, and race a rerun for the same cell. The main
-    thread gets a KeyboardInterrupt first, so writes in progress clean up after themselves (its
-    checkpoint keeps the last finished epoch); a worker that has not ended ``grace`` seconds later
-    is stopped outright. POSIX: the parent's death shows as a new parent pid (not on Windows)."""
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(every)
-        _thread.interrupt_main()
-        time.sleep(grace)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def run_cells(cells: list[Cell], out, *, jobs: int = 1, progress: bool = True, desc: str = "cells",

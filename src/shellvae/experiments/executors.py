@@ -23,14 +23,19 @@ executor trains with one torch thread (``LocalExecutor(1)``: the caller's thread
 
 from __future__ import annotations
 
+import _thread
 import hashlib
 import json
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from shellvae.errors import ShellVAEError
 
@@ -70,9 +75,30 @@ class Executor:
 _WORKER_DATA: dict = {}  # a pool worker's data sets, set once by its initializer
 
 
-def _pool_init(threads: int, parent: int, data: dict | None) -> None:
-    from shellvae.experiments.cells import _worker_init
+def _worker_init(threads: int, parent: int) -> None:
+    torch.set_num_threads(threads)
+    # a worker of a background job inherits an ignored SIGINT, which would make the watchdog's interrupt a no-op
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _exit_with_parent(parent)
 
+
+def _exit_with_parent(parent: int, every: float = 1.0, grace: float = 3.0) -> None:
+    """End this cell worker once the process that started it is gone (a killed ``reproduce``, a closed
+    session): an orphan would go on training, unseen, and race a rerun for the same cell. The main
+    thread gets a KeyboardInterrupt first, so writes in progress clean up after themselves (its
+    checkpoint keeps the last finished epoch); a worker that has not ended ``grace`` seconds later
+    is stopped outright. POSIX: the parent's death shows as a new parent pid (not on Windows)."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(every)
+        _thread.interrupt_main()
+        time.sleep(grace)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _pool_init(threads: int, parent: int, data: dict | None) -> None:
     _worker_init(threads, parent)
     _WORKER_DATA.clear()
     _WORKER_DATA.update(data or {})
@@ -137,7 +163,6 @@ def _ray_task(fn: Callable, cell, boxed: list):
     The object store's arrays are read-only (zero-copy); torch warns on those, and the warning would
     enter the cell's record, so a worker copies the data once and keeps it for its next cells."""
     import ray
-    import torch
 
     torch.set_num_threads(1)
     data = None

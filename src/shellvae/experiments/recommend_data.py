@@ -221,13 +221,13 @@ def write(out: Path, result: Recommendation, methods, seeds, epochs, wall, execu
     lines += [
         f"- data: {first.get('data_description') or ''} (SHA-256 of the array: `{first['config']['data']['source']}`)",
         f"- condition: {result.verdict['condition']} (sigma^2 as a multiple of lambda_max of the shell data)",
-        f"- methods: {', '.join(methods)}; seeds 0..{seeds - 1}; {epochs} epochs each; every method at "
-        f"n_clusters='auto' (K = {', '.join(map(str, auto_k)) or '—'}: one geometry per seed, shared by all)",
-        f"- rank: among methods certified in every seed at the auto-K geometry, by held-out nll_iw (lower is "
-        f"better); '—': not certified in every seed (listed by nll_iw); '=k': tied with the row above (paired "
-        f"difference within {TIE_SE:g} standard errors); Δ: nll_iw minus the row above's, mean ± paired s.e.",
-        "- MI: a sampled, biased estimate: values near zero read as zero; probe: 5-fold logistic-regression "
-        "accuracy on the posterior means (with labels only)",
+        (f"- methods: {', '.join(methods)}; seeds 0..{seeds - 1}; {epochs} epochs each; every method at "
+         f"n_clusters='auto' (K = {', '.join(map(str, auto_k)) or '—'}: one geometry per seed, shared by all)"),
+        ("- rank: among methods certified in every seed at the auto-K geometry, by held-out nll_iw (lower is "
+         "better); '—': not certified in every seed (listed by nll_iw); '=k': tied with the row above (paired "
+         f"difference within {TIE_SE:g} standard errors); Δ: nll_iw minus the row above's, mean ± paired s.e."),
+        ("- MI: a sampled, biased estimate: values near zero read as zero; probe: 5-fold logistic-regression "
+         "accuracy on the posterior means (with labels only)"),
         f"- {len(records)} cells, {executor}; wall time of this run {wall:.0f} s (cells stored earlier are reused)",
     ]
     if result.failed:
