@@ -116,3 +116,17 @@ def test_the_local_pool_gives_the_same_results(blobs, tmp_path):
     pooled = run_cells(cells, tmp_path / "pool", executor=LocalExecutor(2), data=data, progress=False)
     here = run_cells(cells, tmp_path / "here", executor=LocalExecutor(1), data=data, progress=False)
     assert [untimed(r) for r in pooled] == [untimed(r) for r in here]
+
+
+def test_reproduce_cells_of_a_registered_dataset_run_on_ray_as_locally(local_ray, tmp_path):
+    """`reproduce --executor ray`'s path: the driver loads a registered dataset once and ships it; the shell
+    cell at K = 8 also certifies at the auto-K geometry, fitted on the worker instead of read from OUT."""
+    from shellvae.experiments import get_profile
+    from shellvae.experiments.common import RunContext
+
+    run = RunContext("table1", get_profile("test"), ["synthetic"], [0], tmp_path)
+    cells = [run.cell("synthetic", "moderate", m, 0) for m in ("vanilla", "shell")]
+    here = run_cells(cells, tmp_path / "local", executor=LocalExecutor(1), progress=False)
+    on_ray = run_cells(cells, tmp_path / "ray", executor=RayExecutor(), progress=False)
+    assert [untimed(r) for r in on_ray] == [untimed(r) for r in here]
+    assert on_ray[1]["certificate_auto"] != on_ray[1]["certificate"]  # K = 8 and the auto K: two geometries
