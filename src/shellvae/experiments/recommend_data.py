@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,7 +160,10 @@ def recommend(X, y=None, *, methods=None, seeds: int = DEFAULT_SEEDS, epochs: in
     cells = make_cells(data, data_fingerprint(X, y), chosen, int(seeds), epochs=int(epochs),
                        sigma2_ratio=float(sigma2_ratio), beta=float(beta), condition=condition, **estimator)
     _check_estimator(cells[0])
-    with tempfile.TemporaryDirectory(prefix="shellvae-recommend-") if out is None else _nothing(out) as folder:
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    # without out, the cells still go through a folder (the executors' one interface), removed afterwards
+    with tempfile.TemporaryDirectory(prefix="shellvae-recommend-") if out is None else nullcontext(out) as folder:
         folder = Path(folder)
         t0 = time.perf_counter()
         records = run_cells(cells, folder, executor=runner, progress=progress, desc=NAME,
@@ -170,20 +174,6 @@ def recommend(X, y=None, *, methods=None, seeds: int = DEFAULT_SEEDS, epochs: in
         if out is not None:
             result.files = write(folder, result, chosen, seeds, epochs, wall, runner.describe(), command)
     return result
-
-
-class _nothing:
-    """A context manager that yields its folder, made (``out`` given: nothing is removed afterwards)."""
-
-    def __init__(self, folder):
-        self.folder = Path(folder)
-
-    def __enter__(self):
-        self.folder.mkdir(parents=True, exist_ok=True)
-        return self.folder
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _check_estimator(cell: Cell) -> None:
