@@ -36,6 +36,7 @@ from shellvae.evaluation.certificate import certify_vector_model
 from shellvae.data import load_dataset
 from shellvae.errors import EmptyFeasibleRegionWarning, NonFiniteError, ShellVAEError
 from shellvae.estimators.shell_vae import ShellVAE
+from shellvae.experiments.executors import CellFailed, RayExecutor, data_id, make_executor
 from shellvae.core.geometry import ClusterGeometry
 from shellvae.reporting.results import fit_and_record
 from shellvae.core.theory import covariance_spectrum
@@ -320,8 +321,6 @@ def run_cells(cells: list[Cell], out, *, jobs: int = 1, progress: bool = True, d
     the executor reports failed (``CellFailed``: Ray, after its retry) is not stored; its record
     is ``{"status": "failed", "error": ...}`` and the others are unaffected.
     """
-    from shellvae.experiments.executors import CellFailed, RayExecutor, data_id, make_executor
-
     out = Path(out)
     executor = make_executor(executor or "local", jobs=jobs)
     unique = list({c.key: c for c in cells}.values())
