@@ -45,8 +45,19 @@ __all__ = [
     "ShellBoundary", "ShellLagrange", "ShellNone", "ShellNorm", "ShellVAE", "ShellVAEError", "SphericalShell",
     "TopicChains", "Vanilla", "Vocabulary", "certify", "certify_model", "certify_sequence_model", "evaluate",
     "get_method", "hyperparameter", "language_model", "load_dataset", "load_fortunes", "load_sequences", "load_text",
-    "make_gmm", "make_topic_chains", "make_topic_corpus", "metrics_for", "mlp_vae", "register_architecture",
-    "register_dataset", "register_method", "register_per_row_metric", "register_whole_set_metric", "sequence_vae",
+    "make_gmm", "make_topic_chains", "make_topic_corpus", "metrics_for", "mlp_vae", "recommend",
+    "register_architecture", "register_dataset", "register_method", "register_per_row_metric",
+    "register_whole_set_metric", "sequence_vae",
     # deprecated aliases of released names (each warns): register_method, register_*_metric
     "per_row", "register", "whole_set",
 ]
+
+
+def __getattr__(name):
+    # ``recommend`` trains a grid through the experiments layer (cells, executors, tables): imported when
+    # first used, so ``import shellvae`` stays as light as the estimators need
+    if name == "recommend":
+        from shellvae.experiments.recommend_data import recommend
+
+        return recommend
+    raise AttributeError(f"module 'shellvae' has no attribute {name!r}")
