@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import statistics
 import time
 from collections import Counter
@@ -110,9 +111,15 @@ class HandVAE(nn.Module):
         return nll + kl
 
 
-def hand_epoch(X: torch.Tensor, args, seed: int) -> tuple[float, float, float]:
-    """(loop, whole, whole CPU) seconds of building the hand-written model and training it one epoch."""
-    t0, c0 = time.perf_counter(), time.process_time()
+def cpu() -> tuple[float, float]:
+    """(user, system) CPU seconds of this process so far: system time is mostly page faults here."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime
+
+
+def hand_epoch(X: torch.Tensor, args, seed: int) -> tuple[float, ...]:
+    """(loop, whole, user CPU, system CPU) seconds of building the hand-written model and training it one epoch."""
+    t0, c0 = time.perf_counter(), cpu()
     torch.manual_seed(seed)
     model = HandVAE(args.vocab, args.latent_dim, args.embed_dim, args.hidden_dim)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -124,17 +131,18 @@ def hand_epoch(X: torch.Tensor, args, seed: int) -> tuple[float, float, float]:
         loss.backward()
         optimizer.step()
         total += loss.item()
-    t2 = time.perf_counter()
-    return t2 - t1, t2 - t0, time.process_time() - c0
+    t2, c2 = time.perf_counter(), cpu()
+    return t2 - t1, t2 - t0, c2[0] - c0[0], c2[1] - c0[1]
 
 
-def shellvae_epoch(X: np.ndarray, args, seed: int) -> tuple[tuple[float, float, float], SequenceVAE]:
-    """(loop, whole, whole CPU) seconds of ``SequenceVAE.fit`` for one epoch, and the fitted estimator."""
-    t0, c0 = time.perf_counter(), time.process_time()
+def shellvae_epoch(X: np.ndarray, args, seed: int) -> tuple[tuple[float, ...], SequenceVAE]:
+    """(loop, whole, user CPU, system CPU) seconds of ``SequenceVAE.fit`` for one epoch, and the estimator."""
+    t0, c0 = time.perf_counter(), cpu()
     est = SequenceVAE("vanilla", latent_dim=args.latent_dim, embed_dim=args.embed_dim, hidden_dim=args.hidden_dim,
                       epochs=1, batch_size=args.batch_size, lr=args.lr, vocab_size=args.vocab, language_model=False,
                       random_state=seed).fit(X)
-    return (est.history_[0]["train_time_s"], time.perf_counter() - t0, time.process_time() - c0), est
+    t1, c1 = time.perf_counter(), cpu()
+    return (est.history_[0]["train_time_s"], t1 - t0, c1[0] - c0[0], c1[1] - c0[1]), est
 
 
 def n_params(module: nn.Module) -> int:
@@ -180,6 +188,7 @@ def main() -> None:
     parser.add_argument("--eval-repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--skip-eval", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -189,7 +198,8 @@ def main() -> None:
     X = torch.as_tensor(X_np)
     tokens = int((X_np != PAD).sum())
     print(f"# bench/text_speed.py: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} thread(s), load average {os.getloadavg()[0]:.2f} at start")
+          f"{torch.get_num_threads()} thread(s), load average {os.getloadavg()[0]:.2f} at start; malloc settings: "
+          + (" ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_")) or "glibc defaults"))
     print(f"corpus {args.corpus}: {args.train} training sequences x {args.length} positions ({tokens} scored tokens, "
           f"{tokens / args.train:.1f} a sequence), {args.test} held-out, vocabulary {args.vocab}; nets: embedding "
           f"{args.embed_dim}, LSTM {args.hidden_dim}, latent {args.latent_dim}; batch {args.batch_size}, Adam {args.lr}")
@@ -202,21 +212,26 @@ def main() -> None:
             runs["shellvae"].append(times)
             runs["hand"].append(hand_epoch(X, args, seed=r))
             print(f"  repeat {r}{' (warm-up, discarded)' if r == 0 else ''}: " + ", ".join(
-                f"{name} {rows[-1][0]:.3f} s loop / {rows[-1][1]:.3f} s whole / {rows[-1][2]:.3f} s CPU"
+                f"{name} {rows[-1][0]:.3f} s loop / {rows[-1][1]:.3f} s whole / CPU {rows[-1][2]:.3f} s user + "
+                f"{rows[-1][3]:.3f} s system"
                 for name, rows in runs.items()))
         hand_params = n_params(HandVAE(args.vocab, args.latent_dim, args.embed_dim, args.hidden_dim))
         print(f"parameters: shellvae {n_params(est.model_)}, hand-written {hand_params}")
-        med = {name: [statistics.median(v[i] for v in rows[1:]) for i in (0, 1, 2)] for name, rows in runs.items()}
+        med = {name: [statistics.median(v[i] for v in rows[1:]) for i in (0, 1, 2, 3)] for name, rows in runs.items()}
         for name in runs:
-            print(f"{name:>9}: epoch loop {med[name][0]:.3f} s = {tokens / med[name][0]:,.0f} tokens/s; whole call "
-                  f"{med[name][1]:.3f} s = {tokens / med[name][1]:,.0f} tokens/s; CPU {med[name][2]:.3f} s = "
-                  f"{tokens / med[name][2]:,.0f} tokens per CPU second (medians of {args.repeats})")
+            loop, whole, user, system = med[name]
+            print(f"{name:>9}: epoch loop {loop:.3f} s = {tokens / loop:,.0f} tokens/s; whole call {whole:.3f} s = "
+                  f"{tokens / whole:,.0f} tokens/s; user CPU {user:.3f} s = {tokens / user:,.0f} tokens per user CPU "
+                  f"second; system CPU {system:.3f} s (medians of {args.repeats})")
         print("throughput shellvae / hand-written: " + ", ".join(
             f"{med['hand'][i] / med['shellvae'][i]:.3f} ({what})" for i, what in
-            enumerate(("epoch loop, wall", "whole call, wall", "whole call, CPU"))) + "; > 1 means shellvae is faster")
+            enumerate(("epoch loop, wall", "whole call, wall", "whole call, user CPU"))) + "; > 1 means shellvae is faster")
     if est is None:
         _, est = shellvae_epoch(X_np[:256], args, seed=0)
 
+    if args.skip_eval:
+        print(f"# load average {os.getloadavg()[0]:.2f} at the end")
+        return
     model = est.model_.eval()
     Xt = torch.as_tensor(X_test)
     print(f"held-out evaluation: {len(X_test)} sequences, {args.iw_samples} importance samples each")
