@@ -27,6 +27,7 @@ most frequent words (the rest <unk>).
     python bench/text_speed.py                                    # 5,000 x 21, vocabulary 2,000
     python bench/text_speed.py --repeats 5 --test 500 --iw-samples 100 > docs/results/text_speed.txt
     python bench/text_speed.py --corpus fortunes --threads 2
+    python bench/text_speed.py --skip-eval --hand-first            # the other order in each repeat
 """
 
 from __future__ import annotations
@@ -189,6 +190,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-eval", action="store_true")
+    parser.add_argument("--hand-first", action="store_true", help="each repeat trains the hand-written loop first")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -198,7 +200,7 @@ def main() -> None:
     X = torch.as_tensor(X_np)
     tokens = int((X_np != PAD).sum())
     print(f"# bench/text_speed.py: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} thread(s), load average {os.getloadavg()[0]:.2f} at start; malloc settings: "
+          f"{torch.get_num_threads()} thread(s), {'hand-written' if args.hand_first else 'shellvae'} first, load average {os.getloadavg()[0]:.2f} at start; malloc settings: "
           + (" ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_")) or "glibc defaults"))
     print(f"corpus {args.corpus}: {args.train} training sequences x {args.length} positions ({tokens} scored tokens, "
           f"{tokens / args.train:.1f} a sequence), {args.test} held-out, vocabulary {args.vocab}; nets: embedding "
@@ -208,9 +210,12 @@ def main() -> None:
     if not args.skip_train:
         runs = {"shellvae": [], "hand": []}
         for r in range(args.repeats + 1):
+            if args.hand_first:
+                runs["hand"].append(hand_epoch(X, args, seed=r))
             times, est = shellvae_epoch(X_np, args, seed=r)
             runs["shellvae"].append(times)
-            runs["hand"].append(hand_epoch(X, args, seed=r))
+            if not args.hand_first:
+                runs["hand"].append(hand_epoch(X, args, seed=r))
             print(f"  repeat {r}{' (warm-up, discarded)' if r == 0 else ''}: " + ", ".join(
                 f"{name} {rows[-1][0]:.3f} s loop / {rows[-1][1]:.3f} s whole / CPU {rows[-1][2]:.3f} s user + "
                 f"{rows[-1][3]:.3f} s system"

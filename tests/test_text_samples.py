@@ -12,7 +12,7 @@ from shellvae.data.sequences import BOS, EOS, PAD
 from shellvae.errors import DataError, NotFittedError, ShellVAEError
 from shellvae.reporting.text_samples import qualitative_report
 
-WORDS = "the cat sat on mat a dog ran in park birds sing at dawn fish swim | deep".split()
+WORDS = ["the", "cat", "sat", "on", "mat", "a", "dog", "ran", "in", "park", "birds", "sing", "at", "dawn", "fish", "swim", "|", "deep"]
 SENTENCES = ["the cat sat on the mat", "a dog ran in the park", "birds sing at dawn", "fish swim | deep"]
 LENGTH = 7
 
@@ -29,8 +29,8 @@ def corpus():
 
 def fit(corpus, method="free_bits", **params):
     vocab, base = corpus
-    settings = dict(latent_dim=2, embed_dim=16, hidden_dim=32, epochs=30, batch_size=20, lr=1e-2,
-                    language_model=False, random_state=0)
+    settings = {"latent_dim": 2, "embed_dim": 16, "hidden_dim": 32, "epochs": 30, "batch_size": 20, "lr": 1e-2,
+                "language_model": False, "random_state": 0}
     settings.update(params)
     mp = {"free_bits": 1.0} if method == "free_bits" else {}
     return SequenceVAE(method, method_params=mp, **settings).fit(np.repeat(base, 50, axis=0), vocab=vocab)
@@ -96,7 +96,7 @@ def test_shapes_padding_and_determinism_under_a_seed(corpus, memorised):
 
 def test_decode_text_stops_at_eos_and_drops_padding(memorised):
     vocab = memorised.vocab_
-    row = vocab.encode("the cat".split()) + [EOS] + vocab.encode(["dog"]) + [PAD]
+    row = vocab.encode(["the", "cat"]) + [EOS] + vocab.encode(["dog"]) + [PAD]
     assert memorised.decode_text(np.array(row)) == ["the cat"]
     assert memorised.decode_text([vocab.encode(["fish"]) + [PAD, PAD]]) == ["fish"]
     other = Vocabulary.from_words([f"w{i}" for i in range(len(vocab))])

@@ -359,7 +359,6 @@ class SequenceVAE(VAEEstimator):
         self.model_.to(self.device)
         self.lm_history_ = record["lm_history"]
 
-
     # -- qualitative output (Bowman et al. 2016): decoding given codes, reconstructions, homotopies --------
     @torch.no_grad()
     def inverse_transform(self, Z, *, greedy: bool = True, seed: int = 0, length: int | None = None) -> np.ndarray:

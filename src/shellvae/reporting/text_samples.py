@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from shellvae.errors import DataError, ShellVAEError
 from shellvae.base.validation import check_scalar
+from shellvae.errors import DataError, ShellVAEError
 
 
 def _cell(text: str) -> str:
@@ -61,23 +61,24 @@ def qualitative_report(est, X_test, *, n_samples: int = 5, n_reconstructions: in
         raise DataError(f"pair={tuple(pair)}: X_test has {len(X_test)} rows (indices 0 to {len(X_test) - 1}).")
 
     name = title or f"{est.method_.name}, {est.decoder} decoder"
-    lines = [f"### {name}", "",
-             f"**Sentences from the prior** ({n_samples} codes z ~ N(0, I), seed {seed}; a decoder that ignores z "
-             "decodes every code greedily to the same sentence):", ""]
+    prior = (f"**Sentences from the prior** ({n_samples} codes z ~ N(0, I), seed {seed}; a decoder that ignores z "
+             "decodes every code greedily to the same sentence):")
+    lines = [f"### {name}", "", prior, ""]
     lines += _table(("", "greedy", "sampled"),
                     [(i + 1, _cell(g), _cell(s)) for i, (g, s) in enumerate(prior_sentences(est, n_samples, seed))])
 
     shown = X_test[:n_reconstructions]
     if len(shown):
-        lines += ["", f"**Held-out sentences and their reconstructions** (greedy, from the posterior mean):", ""]
+        lines += ["", "**Held-out sentences and their reconstructions** (greedy, from the posterior mean):", ""]
         pairs = zip(est.decode_text(shown), est.decode_text(est.reconstruct(shown)))
         lines += _table(("held-out", "reconstruction"), [(_cell(a), _cell(b)) for a, b in pairs])
 
     a, b = (int(i) for i in pair)
     path = est.decode_text(est.homotopy(X_test[a], X_test[b], steps=steps))
     ends = est.decode_text(X_test[[a, b]])
-    lines += ["", f"**Homotopy** between held-out sentences {a} and {b} (greedy decodings of {steps} evenly spaced "
-              "points between their posterior means):", "",
+    homotopy = (f"**Homotopy** between held-out sentences {a} and {b} (greedy decodings of {steps} evenly spaced "
+                "points between their posterior means):")
+    lines += ["", homotopy, "",
               f"- from: {_cell(ends[0])}", f"- to: {_cell(ends[1])}", ""]
     lines += _table(("t", "decoded"), [(f"{t:.2f}", _cell(text)) for t, text in zip(np.linspace(0, 1, steps), path)])
     return "\n".join(lines) + "\n"
