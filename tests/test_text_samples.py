@@ -12,7 +12,8 @@ from shellvae.data.sequences import BOS, EOS, PAD
 from shellvae.errors import DataError, NotFittedError, ShellVAEError
 from shellvae.reporting.text_samples import qualitative_report
 
-WORDS = ["the", "cat", "sat", "on", "mat", "a", "dog", "ran", "in", "park", "birds", "sing", "at", "dawn", "fish", "swim", "|", "deep"]
+WORDS = ["the", "cat", "sat", "on", "mat", "a", "dog", "ran", "in", "park", "birds", "sing", "at", "dawn", "fish",
+         "swim", "|", "deep"]
 SENTENCES = ["the cat sat on the mat", "a dog ran in the park", "birds sing at dawn", "fish swim | deep"]
 LENGTH = 7
 
@@ -30,7 +31,7 @@ def corpus():
 def fit(corpus, method="free_bits", **params):
     vocab, base = corpus
     settings = {"latent_dim": 2, "embed_dim": 16, "hidden_dim": 32, "epochs": 30, "batch_size": 20, "lr": 1e-2,
-                "language_model": False, "random_state": 0}
+                "language_model": False, "random_state": 0, "patience": None}
     settings.update(params)
     mp = {"free_bits": 1.0} if method == "free_bits" else {}
     return SequenceVAE(method, method_params=mp, **settings).fit(np.repeat(base, 50, axis=0), vocab=vocab)
@@ -148,8 +149,8 @@ def test_bad_input_is_refused_clearly(corpus, memorised, call, error, message):
 
 def test_text_needs_a_vocabulary_and_the_transformer_its_length():
     data = make_topic_corpus(60, 10, n_topics=2, vocab_size=6, length=5, seed=0)
-    est = SequenceVAE("vanilla", latent_dim=2, embed_dim=8, hidden_dim=8, epochs=1, decoder="transformer",
-                      language_model=False).fit(data.X_train)
+    est = SequenceVAE("vanilla", latent_dim=2, embed_dim=8, hidden_dim=8, epochs=1, patience=None,
+                      decoder="transformer", language_model=False).fit(data.X_train)
     assert est.reconstruct(data.X_test).shape == data.X_test.shape
     with pytest.raises(ShellVAEError, match="no vocabulary"):
         est.decode_text(data.X_test)
