@@ -206,7 +206,8 @@ def main() -> None:
           f"average {os.getloadavg()[0]:.2f} at start; malloc settings: {malloc or 'glibc defaults'}")
     print(f"corpus {args.corpus}: {args.train} training sequences x {args.length} positions ({tokens} scored tokens, "
           f"{tokens / args.train:.1f} a sequence), {args.test} held-out, vocabulary {args.vocab}; nets: embedding "
-          f"{args.embed_dim}, LSTM {args.hidden_dim}, latent {args.latent_dim}; batch {args.batch_size}, Adam {args.lr}")
+          f"{args.embed_dim}, LSTM {args.hidden_dim}, latent {args.latent_dim}; batch {args.batch_size}, "
+          f"Adam {args.lr}")
 
     est = None
     if not args.skip_train:
