@@ -10,7 +10,7 @@ a ``randperm`` per epoch, ``loss.item()`` per step. Each repeat trains one epoch
 freshly built model, interleaved (shellvae, hand, shellvae, ...) so that load on a shared machine
 hits both alike; the first repeat is a discarded warm-up and the ratios are of medians. Times:
 the epoch's loop alone (shellvae: the loop's own ``train_time_s``) and the whole call (shellvae:
-``SequenceVAE(...).fit(X, epochs=1)``, with its checks and set-up; hand: building the model and
+``SequenceVAE(..., epochs=1, patience=None).fit(X)``, with its checks and set-up; hand: building the model and
 the optimiser, then the epoch). Tokens per second count the scored (non-<pad>) tokens.
 
 **Evaluation.** On ``--test`` held-out sequences with ``--iw-samples`` importance samples:
