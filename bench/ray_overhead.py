@@ -1,8 +1,12 @@
 """The Ray executor's overhead: the same Table 1 cells (quick profile) with ``--executor ray`` (a local
 Ray instance of ``--jobs`` CPUs) against the local process pool with ``--jobs`` processes, on one machine.
 
-Both train every cell from scratch into their own temporary folder; the script prints each wall time,
-Ray's start-up apart, the ratio, and whether the two executors' records are identical (timings aside).
+Both train every cell from scratch and do the same work in each cell: the data set comes from the
+driver (through the pool's initializer, or Ray's object store), and no cell writes a file (no
+per-epoch checkpoint, each cell fits its own cluster geometry: what a Ray worker does; the local
+executor in ``reproduce`` also checkpoints every epoch and shares geometries through its folder, work
+that would be counted against it here). The script prints each wall time, Ray's start-up apart, the
+ratio, and whether the two executors' records are identical (timings aside).
 The full quick Table 1 grid (144 cells) takes hours on 2 cores, so by default it runs a subset of
 it (synthetic, moderate condition, seed 0: 12 cells at the quick profile's size and epochs) and
 says so; ``--datasets``, ``--conditions``, ``--seeds`` widen it (``--all``: the whole quick grid).
@@ -21,9 +25,9 @@ import time
 import torch
 
 from shellvae.experiments import table1
-from shellvae.experiments.cells import run_cells
+from shellvae.experiments.cells import load_cell_data, run_cell, run_cells
 from shellvae.experiments.common import RunContext
-from shellvae.experiments.executors import LocalExecutor, RayExecutor, import_ray
+from shellvae.experiments.executors import LocalExecutor, RayExecutor, data_id, import_ray
 from shellvae.experiments.profiles import get_profile
 
 TIMING = {"fit_seconds", "seconds_per_epoch"}
@@ -33,6 +37,11 @@ def untimed(record: dict) -> dict:
     out = {k: v for k, v in record.items() if k not in TIMING}
     out["history"] = [{k: v for k, v in row.items() if not k.endswith("_time_s")} for row in record.get("history", [])]
     return out
+
+
+def without_files(cell, out, data):
+    """One cell's training as a Ray worker runs it: no output folder, so no checkpoint and no shared geometry."""
+    return run_cell(cell, None, data)
 
 
 def main() -> None:
@@ -59,11 +68,12 @@ def main() -> None:
         print(f"{len(cells)} cells, {what}; profile sizes and epochs: {profile.describe(datasets)}")
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
               f"{torch.__version__}, ray {ray.__version__}; --jobs {args.jobs}, one torch thread per cell")
-        for dataset in datasets:
-            run.data(dataset)  # the data subsets loaded once, outside both timings
+        # the data subsets loaded once, outside both timings, and handed to both executors
+        data = {data_id(c): load_cell_data(c.dataset, c.data_dir, c.data["n_train"], c.data["n_test"]) for c in cells}
 
         t0 = time.perf_counter()
-        local = run_cells(cells, f"{tmp}/local", executor=LocalExecutor(args.jobs), progress=False)
+        local = run_cells(cells, f"{tmp}/local", executor=LocalExecutor(args.jobs), data=data, fn=without_files,
+                          progress=False)
         t_local = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -71,7 +81,7 @@ def main() -> None:
         t_start = time.perf_counter() - t0
         try:
             t0 = time.perf_counter()
-            on_ray = run_cells(cells, f"{tmp}/ray", executor=RayExecutor(), progress=False)
+            on_ray = run_cells(cells, f"{tmp}/ray", executor=RayExecutor(), data=data, fn=without_files, progress=False)
             t_ray = time.perf_counter() - t0
         finally:
             ray.shutdown()
