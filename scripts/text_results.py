@@ -47,6 +47,7 @@ MAX_EPOCHS, PATIENCE = 30, 3
 MODEL = dict(latent_dim=16, embed_dim=64, hidden_dim=128, batch_size=64, lr=5e-3, epochs=MAX_EPOCHS,
              patience=PATIENCE)
 IW_SAMPLES = 100
+CELLS = "docs/results/text_cells"
 N_CLUSTERS = 16
 DECODERS = ("lstm", "transformer")
 PAPER_METHOD = "shell"
@@ -98,7 +99,7 @@ def score(est: SequenceVAE, data) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="docs/results", help="folder for text.md/.csv/.json")
-    parser.add_argument("--cells", default="docs/results/text_cells", help="resumable per-training JSON cells")
+    parser.add_argument("--cells", default=CELLS, help="resumable per-training JSON cells")
     parser.add_argument("--models", default="/tmp/shellvae-text-models", help="fitted models (for the samples)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--decoders", default=",".join(DECODERS))
@@ -155,8 +156,13 @@ def main(argv=None) -> int:
     rows = [json.loads(p.read_text()) for p in sorted(cells.glob("*.json")) if not p.stem.endswith("_floor")]
     floors = [json.loads(p.read_text()) for p in sorted(cells.glob("*_floor.json"))]
     seconds = time.perf_counter() - start
-    command = " ".join(["python", "scripts/text_results.py", *(sys.argv[1:] if argv is None else argv)])
-    write_outputs(out, data, rows, floors, models, command)
+    # the command that makes these files (where they go and what runs, not where scratch models are kept)
+    options = {"--seeds": (args.seeds, 3), "--decoders": (args.decoders, ",".join(DECODERS)),
+               "--methods": (args.methods, ",".join(m for m, _ in METHODS)), "--cells": (args.cells, CELLS)}
+    command = " ".join(["python", "scripts/text_results.py", "--out", args.out,
+                        *(f"{k} {v}" for k, (v, default) in options.items() if v != default)])
+    planned = len(args.decoders.split(",")) * args.seeds * len(chosen)
+    write_outputs(out, data, rows, floors, models, command, planned)
     print(f"wrote {out / 'text.md'}, {out / 'text.csv'}, {out / 'text.json'} ({seconds:.0f} s)")
     return 0
 
@@ -226,7 +232,8 @@ def recommendation(ranked, rows) -> str:
     return " ".join(words)
 
 
-def write_outputs(out: Path, data, rows: list[dict], floors: list[dict], models: Path, command: str) -> None:
+def write_outputs(out: Path, data, rows: list[dict], floors: list[dict], models: Path, command: str,
+                  planned: int) -> None:
     with open(out / "text.csv.tmp", "w", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS, extrasaction="ignore")
         writer.writeheader()
@@ -239,6 +246,11 @@ def write_outputs(out: Path, data, rows: list[dict], floors: list[dict], models:
              "[Sequence VAEs](../sequences.md#real-text).", "", "```bash", command, "```", "",
              f"Data: {data.description}. Training (VAEs and floors) took {fit_total / 60:.0f} min on one torch "
              "thread of a 2-core machine shared with other jobs; held-out scoring is not counted.", ""]
+    if len(rows) < planned:
+        lines += [f"**Incomplete: {len(rows)} of the {planned} trainings ({len(DECODERS)} decoders x 3 seeds x "
+                  f"{len(METHODS)} methods) are done.** The tables show those; the command above resumes the run "
+                  "from its cells. Below 2 seeds no difference is separated from noise (paired standard errors), "
+                  "so every certified method ties.", ""]
     for decoder in DECODERS:
         drows = [r for r in rows if r["decoder"] == decoder]
         if not drows:
@@ -272,7 +284,7 @@ def write_outputs(out: Path, data, rows: list[dict], floors: list[dict], models:
         lines += ["", "ELBO is shown as -ELBO (nats per sequence, an upper bound like the NLL). MI is the He et al. "
                   "(2019) estimator: biased, near 0 reads as 0.", ""]
         lines += samples_section(decoder, ranked, models, data)
-    storage.write_json(out / "text.json", {"command": command, "data": data.description, "rows": rows,
+    storage.write_json(out / "text.json", {"command": command, "data": data.description, "planned": planned, "rows": rows,
                                            "floors": floors, "summary": summary})
     storage.write_text(out / "text.md", "\n".join(lines))
 
@@ -288,8 +300,8 @@ def samples_section(decoder: str, ranked, models: Path, data) -> list[str]:
         path = models / f"{decoder}_seed0_{method}.model"
         if not path.exists():
             continue
-        lines += [f"### Samples: `{method}`, {decoder} decoder, seed 0", "",
-                  qualitative_report(SequenceVAE.load(path), data.X_test, seed=0), ""]
+        lines += [qualitative_report(SequenceVAE.load(path), data.X_test, seed=0,
+                                     title=f"Samples: `{method}`, {decoder} decoder, seed 0"), ""]
     return lines
 
 
