@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import shellvae.cli as cli_module
+import shellvae.cli.recommend_command as recommend_cli
 import shellvae.evaluation.diagnose  # noqa: F401 (imported for its sentinel: the CLI imports it when diagnose runs)
 from shellvae import ShellVAE
 from shellvae.cli import main
@@ -40,7 +41,8 @@ from shellvae.training.methods import METHODS
 
 REPO = Path(__file__).resolve().parents[1]
 #: examples per subcommand (and for the global options); N_CASES in all
-EXAMPLES = {"train": 250, "demo": 50, "diagnose": 100, "show": 50, "summarize": 60, "reproduce": 100, "global": 40}
+EXAMPLES = {"train": 250, "demo": 50, "diagnose": 100, "show": 50, "summarize": 60, "reproduce": 100, "recommend": 60,
+            "global": 40}
 N_CASES = sum(EXAMPLES.values())
 TIME_LIMIT_S = 5.0  # per case; with the sentinels none does more than parse, check and (some) load 600 rows
 FUZZ = settings(derandomize=True, deadline=None, database=None, print_blob=True,
@@ -296,6 +298,23 @@ REPRODUCE_MUTATIONS = st.one_of(
 )
 
 
+RECOMMEND = ["recommend", "--data", "{W}/X.npy", "--methods", "vanilla", "--seeds", "1", "--epochs", "1", "--quiet",
+             "--out", "{OUT}"]
+RECOMMEND_MUTATIONS = st.one_of(
+    int_option("--seeds", 1), int_option("--epochs", 1), int_option("--jobs", 1),
+    st.just(mutation(["--jobs", "1000"], "--jobs")),
+    float_option("--sigma2-ratio", low=0), float_option("--beta", low=0, low_open=False),
+    float_option("--certificate-margin", low=0, low_open=False, high=1),
+    choice("--executor", ["local", "ray"]),
+    st.sampled_from(["nosuch", "", ",", "vanilla,vanilla", "vanilla,nosuch", "Vanilla"]).map(
+        lambda v: mutation([f"--methods={v}"], "--methods")),
+    st.just(mutation(["--address", "auto"], "--address")),  # without --executor ray
+    st.sampled_from(["{W}/missing.npy", "{W}/emptydir"]).map(lambda p: mutation(["--labels", p], "--labels")),
+    st.just(mutation(["--data", "synthetic", "--labels", "{W}/X.npy"], "--labels")),  # a named set has its own
+    data(), data_dir(), out_folder(), st.just(DROP_OUT), NO_SUCH_OPTION,
+)
+
+
 def _is_dataset_list(text: str) -> bool:
     names = [d.strip().replace("-", "_") for d in text.split(",") if d.strip()]
     return bool(names) and all(n in DATASETS for n in names)
@@ -305,7 +324,7 @@ GLOBAL_MUTATIONS = st.one_of(int_option("--threads", 1).map(lambda m: Mutation(m
                              st.just(mutation(["--threads", "100000"], "--threads", where="prefix")),
                              st.just(mutation(["--no-such-flag"], "--no-such-flag", where="prefix")))
 BASELINES = {"train": TRAIN, "demo": DEMO, "diagnose": DIAGNOSE, "show": SHOW, "summarize": SUMMARIZE,
-             "reproduce": REPRODUCE}
+             "reproduce": REPRODUCE, "recommend": RECOMMEND}
 
 
 def command_lines(baseline: list[str], mutations):
@@ -390,6 +409,9 @@ def sentinels(workspace):
     mp.setattr(cli_module, "fit_and_record", Sentinel("fit_and_record"))
     mp.setattr(cli_module, "run_experiment", Sentinel("run_experiment"))
     mp.setattr(diagnose_module, "diagnose", Sentinel("the diagnosis"))
+    for name in ("read_array", "load_dataset"):  # recommend's own imports of the loaders
+        mp.setattr(recommend_cli, name, Sentinel(f"recommend: {name}", getattr(recommend_cli, name)))
+    mp.setattr(recommend_cli, "run_recommend", Sentinel("recommend's trainings"))
     yield
     mp.undo()
 
@@ -443,7 +465,8 @@ def run_case(w: Path, baseline: list[str], mutations: list[Mutation]) -> None:
 @pytest.mark.parametrize("command", list(BASELINES))
 def test_fuzz_bad_command_lines_fail_early_and_clearly(command, workspace, sentinels):
     mutations = {"train": TRAIN_MUTATIONS, "demo": DEMO_MUTATIONS, "diagnose": DIAGNOSE_MUTATIONS,
-                 "show": SHOW_MUTATIONS, "summarize": SUMMARIZE_MUTATIONS, "reproduce": REPRODUCE_MUTATIONS}[command]
+                 "show": SHOW_MUTATIONS, "summarize": SUMMARIZE_MUTATIONS, "reproduce": REPRODUCE_MUTATIONS,
+                 "recommend": RECOMMEND_MUTATIONS}[command]
     cases = command_lines(BASELINES[command], mutations)
     if command == "reproduce":
         cases = cases | bad_experiment()

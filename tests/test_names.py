@@ -56,3 +56,34 @@ def test_delta_has_one_name_and_the_released_one_warns():
     assert est.delta_ == est.region_.delta_
     with pytest.warns(DeprecationWarning, match="ShellVAE.delta_"):
         assert est.delta_collapse_ == est.delta_
+
+
+def test_one_metrics_registry_for_both_families():
+    from shellvae import metrics_for
+    from shellvae.errors import ShellVAEError
+
+    vector, sequence = ({m.name: m for m in metrics_for(f)} for f in ("vector", "sequence"))
+    shared = {"kl", "mutual_info", "active_units", "probe_accuracy", "chance_accuracy"}
+    for name in shared:  # registered once, one function for both
+        assert vector[name] is sequence[name] is METRICS[name]
+        assert METRICS.families_of(name) == ["vector", "sequence"]
+    for name in ("nll_iw", "elbo"):  # each family's own estimator
+        assert vector[name] is not sequence[name] and METRICS["sequence", name] is sequence[name]
+        with pytest.raises(ShellVAEError, match="each have their own"):
+            METRICS[name]
+    assert set(vector) & set(sequence) == shared | {"nll_iw", "elbo"}
+    assert all(m.doc and "\n" not in m.doc for m in (*vector.values(), *sequence.values()))
+    assert list(METRICS) == list(dict.fromkeys([*vector, *sequence]))
+
+
+def test_the_dataset_k_is_named_for_what_it_is_and_paper_k_warns():
+    spec = shellvae.DATASETS["synthetic"]
+    assert spec.default_k == 8 and shellvae.DATASETS["mnist"].default_k == 10
+    with pytest.warns(DeprecationWarning, match="default_k"):
+        assert spec.paper_k == 8
+    with pytest.warns(DeprecationWarning, match="default_k"):
+        shellvae.register_dataset("paper_k_for_the_test", "a test dataset", paper_k=3)(lambda *a, **k: None)
+    try:
+        assert shellvae.DATASETS["paper_k_for_the_test"].default_k == 3
+    finally:
+        shellvae.DATASETS.remove("paper_k_for_the_test")

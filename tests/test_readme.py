@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from shellvae import ARCHITECTURES, DATASETS, METHODS, METRICS
+from shellvae import ARCHITECTURES, DATASETS, METHODS, METRICS, metrics_for
 from tests.conftest import REPO
 
 README = REPO / "README.md"
@@ -93,5 +93,14 @@ def test_every_registered_metric_is_documented():
     text = (DOCS / "metrics.md").read_text()
     table_keys = set(re.findall(r"^\| `([a-z0-9_]+)`(?:, `([a-z0-9_]+)`)?", text, flags=re.M))
     documented = {key for pair in table_keys for key in pair if key}
-    missing = [name for name in METRICS if name not in documented]
+    missing = [m.name for m in metrics_for("vector") if m.name not in documented]
     assert not missing, f"docs/metrics.md does not document: {missing}"
+
+
+def test_every_sequence_metric_is_documented():
+    """docs/sequences.md's metrics table names every key of the sequence family (metrics_for("sequence"))."""
+    text = (DOCS / "sequences.md").read_text()
+    table = text[text.index("## Metrics"):].split("\n\n")[2]
+    documented = set(re.findall(r"`([a-z0-9_]+)`", table))
+    missing = [m.name for m in metrics_for("sequence") if m.name not in documented]
+    assert not missing, f"docs/sequences.md's metrics table does not document: {missing}"

@@ -23,6 +23,7 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
+import shellvae
 from shellvae import ClusterGeometry, NonFiniteError, ShellVAE, ShellVAEError, certify_model, make_gmm
 
 from shellvae.base import storage
@@ -420,6 +421,21 @@ BAD_INPUTS = [
                                                                "{OUT}"), CliExit, "--seeds"),
     Case("shellvae reproduce", "`--out` under a regular file", lambda c: cli_in(
         c, "reproduce", "table1", "--out", "{D}/afile/results"), CliExit, "afile"),
+    Case("shellvae reproduce", "`--address` without `--executor ray`", lambda c: cli_in(
+        c, "reproduce", "table1", "--address", "auto", "--out", "{OUT}"), CliExit, "--address"),
+    # which method for my data (issue 28): refused before the data is read (X.npy here is not an array)
+    Case("shellvae.recommend", "labels of another length than X", lambda c: shellvae.recommend(
+        c.X, np.zeros(3, dtype=int), methods=["vanilla"], epochs=1, progress=False), DataError, "labels"),
+    Case("shellvae.recommend", "an unknown method", lambda c: shellvae.recommend(
+        c.X, methods=["vanilla", "nosuch"], epochs=1, progress=False), ShellVAEError, "nosuch"),
+    Case("shellvae recommend", "`--data` a missing file", lambda c: cli_in(
+        c, "recommend", "--data", "{D}/missing.npy", "--out", "{OUT}"), CliExit, "missing.npy"),
+    Case("shellvae recommend", "`--methods vanilla,nosuch`", lambda c: cli_in(
+        c, "recommend", "--data", "{D}/X.npy", "--methods", "vanilla,nosuch", "--out", "{OUT}"), CliExit, "--methods"),
+    Case("shellvae recommend", "`--address` without `--executor ray`", lambda c: cli_in(
+        c, "recommend", "--data", "{D}/X.npy", "--address", "auto", "--out", "{OUT}"), CliExit, "--address"),
+    Case("shellvae recommend", "`--seeds 0`", lambda c: cli_in(
+        c, "recommend", "--data", "{D}/X.npy", "--seeds", "0", "--out", "{OUT}"), CliExit, "--seeds"),
 ]
 BAD_INPUTS += reliability_issue25.cases(Case, CliExit, cli)  # issue 25: nothing lost, nothing mixed
 

@@ -168,6 +168,20 @@ def test_early_stopping_restores_the_best_weights_and_halves_the_step():
     assert not all(torch.equal(restored[k], seen[6][k]) for k in restored)
 
 
+@pytest.mark.parametrize("method, params, stop_after", [
+    ("beta", {"kl_beta": 0.5}, 4),  # a constant weight below beta is where its schedule ends: epochs count
+    ("kl_anneal", {"warmup_epochs": 3}, 6),  # epochs 1-3 ramp the weight up: they count no bad streak
+])
+def test_early_stopping_counts_epochs_once_the_schedule_has_settled(method, params, stop_after):
+    data = make_topic_corpus(64, 8, n_topics=2, vocab_size=6, length=5, support=2, seed=0)
+    model = sequence_vae(10, 5, 2, embed_dim=4, hidden_dim=4)
+    history = train(model, get_method(method, **params), TrainData(torch.as_tensor(data.X_train)),
+                    Objective(sigma2=None, reconstruction=token_nll), epochs=10, batch_size=16, lr=1e-2, seed=0,
+                    validate=lambda m: {"nll": 1.0}, progress=False,  # flat: every epoch after the first is bad
+                    early_stopping=EarlyStopping(monitor="nll", patience=3))
+    assert len(history) == stop_after
+
+
 def test_early_stopping_needs_held_out_data_and_a_sound_rule():
     model = language_model(10, 5, 2, embed_dim=4, hidden_dim=4)
     data = TrainData(torch.as_tensor(make_topic_corpus(16, 4, n_topics=2, vocab_size=6, length=5).X_train))

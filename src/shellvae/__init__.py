@@ -26,8 +26,9 @@ from shellvae.estimators.sequence_vae import SequenceVAE
 from shellvae.estimators.shell_vae import ShellVAE
 from shellvae.evaluation.any_model import certify_model
 from shellvae.evaluation.certificate import Certificate, certify
-from shellvae.evaluation.metrics import (METRICS, evaluate, per_row, register_per_row_metric,
-                                         register_whole_set_metric, whole_set)
+from shellvae.evaluation.metric_registry import (METRICS, metrics_for, per_row, register_per_row_metric,
+                                                 register_whole_set_metric, whole_set)
+from shellvae.evaluation.metrics import evaluate
 from shellvae.evaluation.sequence_certificate import SequenceCertificate, certify_sequence_model
 from shellvae.training.methods import (BNVAE, EM, METHODS, Aggressive, BetaVAE, Cyclical, FreeBits, KLAnneal, Method,
                                        Shell, ShellBoundary, ShellLagrange, ShellNone, ShellNorm, Vanilla, get_method,
@@ -44,8 +45,19 @@ __all__ = [
     "ShellBoundary", "ShellLagrange", "ShellNone", "ShellNorm", "ShellVAE", "ShellVAEError", "SphericalShell",
     "TopicChains", "Vanilla", "Vocabulary", "certify", "certify_model", "certify_sequence_model", "evaluate",
     "get_method", "hyperparameter", "language_model", "load_dataset", "load_fortunes", "load_sequences", "load_text",
-    "make_gmm", "make_topic_chains", "make_topic_corpus", "mlp_vae", "register_architecture", "register_dataset",
-    "register_method", "register_per_row_metric", "register_whole_set_metric", "sequence_vae",
+    "make_gmm", "make_topic_chains", "make_topic_corpus", "metrics_for", "mlp_vae", "recommend",
+    "register_architecture", "register_dataset", "register_method", "register_per_row_metric",
+    "register_whole_set_metric", "sequence_vae",
     # deprecated aliases of released names (each warns): register_method, register_*_metric
     "per_row", "register", "whole_set",
 ]
+
+
+def __getattr__(name):
+    # ``recommend`` trains a grid through the experiments layer (cells, executors, tables): imported when
+    # first used, so ``import shellvae`` stays as light as the estimators need
+    if name == "recommend":
+        from shellvae.experiments.recommend_data import recommend
+
+        return recommend
+    raise AttributeError(f"module 'shellvae' has no attribute {name!r}")

@@ -9,6 +9,7 @@ refuses to run code, and carry a format name and version checked on load.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -217,3 +218,19 @@ def load(path, kind: str) -> dict:
             f"{FORMAT_VERSION}. Use the shellvae release that wrote it, or retrain."
         )
     return record
+
+
+def data_fingerprint(*arrays) -> str:
+    """SHA-256 of the arrays' shapes, dtypes and values, read in chunks of rows (a memory-mapped file
+    is never loaded whole)."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        if array is None:
+            digest.update(b"none")
+            continue
+        shape, dtype = np.shape(array), str(np.asarray(array[:0]).dtype)
+        digest.update(f"{shape}|{dtype}|".encode())
+        step = max(1, (8 << 20) // max(1, int(np.prod(shape[1:], dtype=np.int64)) * 8))
+        for start in range(0, shape[0] if shape else 0, step):
+            digest.update(np.ascontiguousarray(np.asarray(array[start:start + step])).tobytes())
+    return "sha256:" + digest.hexdigest()

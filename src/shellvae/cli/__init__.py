@@ -1,4 +1,4 @@
-"""Command line: ``shellvae train | train-text | demo | diagnose | show | summarize | reproduce``.
+"""Command line: ``shellvae train | train-text | demo | diagnose | show | summarize | reproduce | recommend``.
 
 Every choice and default comes from where it is defined: methods, datasets and experiments from
 their registries, defaults from ``ShellVAE``'s signature. Every command checks its whole input
@@ -29,6 +29,7 @@ from shellvae.training.methods import METHODS
 from shellvae.core.model import ARCHITECTURES
 from shellvae.reporting.results import fit_and_record
 from shellvae.cli.sequences import train_text
+from shellvae.cli.recommend_command import executor_from_options, executor_options, recommend
 from shellvae.data.text import is_sequence_spec
 from shellvae.reporting.tables import load_metrics, markdown_table, write_history_csv
 
@@ -332,8 +333,9 @@ def demo(epochs, n_samples, sigma2_ratio, seed, out, quiet):
               show_default=True, help="The certificate's margin as a share of delta, for every method in every table "
               "(recomputed from the stored cells: changing it retrains nothing).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@executor_options
 @clean_errors
-def reproduce(experiment, profile, datasets, seeds, data_dir, jobs, out, certificate_margin, quiet):
+def reproduce(experiment, profile, datasets, seeds, data_dir, jobs, out, certificate_margin, quiet, executor, address):
     """Reproduce one of the paper's experiments (or the collapse phase transition), resumably.
 
     Trains on one torch thread per process (parallelism comes from --jobs) unless
@@ -341,6 +343,7 @@ def reproduce(experiment, profile, datasets, seeds, data_dir, jobs, out, certifi
     """
     import torch
 
+    runner = executor_from_options(executor, address, jobs)
     parent = click.get_current_context().parent
     if parent is None or parent.params.get("threads") is None:
         torch.set_num_threads(1)
@@ -364,12 +367,13 @@ def reproduce(experiment, profile, datasets, seeds, data_dir, jobs, out, certifi
     args += [] if seeds is None else ["--seeds", str(seeds)]
     args += [a for k, v in dirs.items() for a in ("--data-dir", f"{k}={v}")]
     args += [] if jobs == 1 else ["--jobs", str(jobs)]
+    args += [] if executor == "local" else ["--executor", executor] + (["--address", address] if address else [])
     if certificate_margin != DEFAULTS["certificate_margin"]:
         args += ["--certificate-margin", str(certificate_margin)]
     args += ["--out", str(out)]
     with output_folder(out) as folder:
         report = run_experiment(experiment, profile, out=folder, datasets=chosen or None, seeds=seeds,
-                                data_dirs=dirs, jobs=jobs, progress=not quiet,
+                                data_dirs=dirs, jobs=jobs, progress=not quiet, executor=runner,
                                 command=" ".join(shlex.quote(a) for a in args), certificate_margin=certificate_margin)
     click.echo(report.summary)
     click.echo("wrote " + ", ".join(str(f) for f in report.files))
@@ -380,3 +384,4 @@ if __name__ == "__main__":
 
 
 main.add_command(train_text)
+main.add_command(recommend)

@@ -12,7 +12,6 @@ any difference but ``--epochs``, naming each, so a checkpoint is never continued
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from shellvae.base import storage
+from shellvae.base.storage import data_fingerprint  # noqa: F401 (run folders' name for it)
 from shellvae.errors import ShellVAEError
 
 MANIFEST = "run.json"
@@ -37,22 +37,6 @@ def code_version() -> str:
     from shellvae import __version__
 
     return __version__
-
-
-def data_fingerprint(*arrays) -> str:
-    """SHA-256 of the arrays' shapes, dtypes and values, read in chunks of rows (a memory-mapped file
-    is never loaded whole)."""
-    digest = hashlib.sha256()
-    for array in arrays:
-        if array is None:
-            digest.update(b"none")
-            continue
-        shape, dtype = np.shape(array), str(np.asarray(array[:0]).dtype)
-        digest.update(f"{shape}|{dtype}|".encode())
-        step = max(1, (8 << 20) // max(1, int(np.prod(shape[1:], dtype=np.int64)) * 8))
-        for start in range(0, shape[0] if shape else 0, step):
-            digest.update(np.ascontiguousarray(np.asarray(array[start:start + step])).tobytes())
-    return "sha256:" + digest.hexdigest()
 
 
 def jsonable(value):

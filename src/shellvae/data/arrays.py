@@ -245,6 +245,50 @@ def _to_matrix(path: Path, A: np.ndarray):
     )
 
 
+def read_array(path: str | os.PathLike, *, key: str | None = None, label_column: int | str | None = None):
+    """The whole data matrix of a ``.npy``, ``.npz`` or ``.csv`` file, unsplit: ``(X, y, image_shape)``
+    (``y``: the ``label_column``'s integer labels, or None), checked as ``load_array`` checks it."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".npy", ".npz", ".csv"):
+        raise DataError(f"'{path}': unknown file type {suffix or '(none)'!r}; shellvae reads .npy, .npz and .csv.")
+    if not path.is_file():
+        raise DataError(f"'{path}' does not exist (or is not a file).")
+    if path.stat().st_size == 0:
+        raise DataError(f"'{path}' is empty.")
+    return _read(path, key, label_column)
+
+
+def _read(path: Path, key, label_column):
+    header, suffix = None, path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            A = _load_npy(path)
+        elif suffix == ".npz":
+            A = _load_npz(path, key)
+        else:
+            A, header = _load_csv(path)
+    except DataError:
+        raise
+    except Exception as exc:  # zipfile/zlib/OS errors from a damaged file: many types, one meaning
+        raise DataError(f"'{path}' could not be read ({type(exc).__name__}: {exc}); the file may be damaged.") from exc
+    if A.dtype.kind == "c":
+        raise DataError(f"'{path}' holds complex numbers (dtype {A.dtype}); shellvae needs real values.")
+    if A.dtype.kind not in "biuf":
+        raise DataError(f"'{path}' holds dtype {A.dtype}; expected a numeric array.")
+
+    y = None
+    X, image_shape = _to_matrix(path, A)
+    if label_column is not None:
+        if image_shape is not None:
+            raise DataError(f"label_column applies to 2-D tables; '{path}' holds images of shape {A.shape}.")
+        X, y = _split_labels(path, X, label_column, header)
+    _check_float32_range(path, X)
+    with np.errstate(invalid="ignore", over="ignore"):  # casting a NaN warns; check_array reports it properly
+        X = check_array(X, name=f"'{path}'")
+    return X, y, image_shape
+
+
 def load_array(
     path: str | os.PathLike,
     *,
@@ -282,32 +326,7 @@ def load_array(
         raise DataError(f"key={key!r} only applies to .npz archives, not '{path}'.")
     if mmap:
         return _load_mmap(path, label_column, test_size, seed, name)
-    header = None
-    try:
-        if suffix == ".npy":
-            A = _load_npy(path)
-        elif suffix == ".npz":
-            A = _load_npz(path, key)
-        else:
-            A, header = _load_csv(path)
-    except DataError:
-        raise
-    except Exception as exc:  # zipfile/zlib/OS errors from a damaged file: many types, one meaning
-        raise DataError(f"'{path}' could not be read ({type(exc).__name__}: {exc}); the file may be damaged.") from exc
-    if A.dtype.kind == "c":
-        raise DataError(f"'{path}' holds complex numbers (dtype {A.dtype}); shellvae needs real values.")
-    if A.dtype.kind not in "biuf":
-        raise DataError(f"'{path}' holds dtype {A.dtype}; expected a numeric array.")
-
-    y = None
-    X, image_shape = _to_matrix(path, A)
-    if label_column is not None:
-        if image_shape is not None:
-            raise DataError(f"label_column applies to 2-D tables; '{path}' holds images of shape {A.shape}.")
-        X, y = _split_labels(path, X, label_column, header)
-    _check_float32_range(path, X)
-    with np.errstate(invalid="ignore", over="ignore"):  # casting a NaN warns; check_array reports it properly
-        X = check_array(X, name=f"'{path}'")
+    X, y, image_shape = _read(path, key, label_column)
     try:
         X_train, X_test, y_train, y_test = train_test_split(X, y, test_size, seed)
     except DataError as exc:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from shellvae.errors import DataError
+from shellvae.base.deprecation import deprecated_attribute
 from shellvae.base.registry import Registry
 
 
@@ -74,7 +76,8 @@ class DatasetSpec:
     """A named dataset: how to load it and how the paper's experiments use it.
 
     ``load(data_dir, *, n_train, n_test, seed, **options) -> Dataset``; ``arch``: the network the
-    paper uses on it ("mlp" or "conv"); ``paper_k``: the paper's number of clusters K for it;
+    paper uses on it ("mlp" or "conv"); ``default_k``: the number of clusters K the experiments train with on
+    it, its number of classes (the paper does not give K; ``paper_k``, the released name, is a deprecated alias);
     ``summary``: one line for the CLI's help and the docs.
     """
 
@@ -82,15 +85,22 @@ class DatasetSpec:
     load: Callable[..., Dataset]
     summary: str
     arch: str = "mlp"
-    paper_k: int = 10
+    default_k: int = 10
+    paper_k = deprecated_attribute("paper_k", "default_k")
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
 
-def register_dataset(name: str, summary: str, *, arch: str = "mlp", paper_k: int = 10, aliases: tuple = ()):
-    """Decorator for a loader function: makes it ``load_dataset(name)`` and ``--data name``."""
+def register_dataset(name: str, summary: str, *, arch: str = "mlp", default_k: int = 10, aliases: tuple = (),
+                     paper_k: int | None = None):
+    """Decorator for a loader function: makes it ``load_dataset(name)`` and ``--data name``. ``default_k``: the
+    experiments' K on it (its number of classes); ``paper_k``: the released name of ``default_k``, deprecated."""
+    if paper_k is not None:
+        warnings.warn("register_dataset(paper_k=...) is deprecated: use default_k.", DeprecationWarning, stacklevel=2)
+        default_k = paper_k
+
     def register(load):
-        DATASETS.add(name, DatasetSpec(name, load, summary, arch, paper_k), aliases)
+        DATASETS.add(name, DatasetSpec(name, load, summary, arch, default_k), aliases)
         return load
     return register

@@ -45,7 +45,7 @@ def make_gmm(
 
 
 @register_dataset("synthetic", "the paper's 8-component Gaussian mixture in 32 dims, 50,000 samples (make_gmm)",
-                  paper_k=8)
+                  default_k=8)
 def load_synthetic(data_dir=None, *, n_train=None, n_test=None, seed: int = 0, n_samples: int = 50_000,
                    **options) -> Dataset:
     """``make_gmm``; ``n_train`` / ``n_test`` set the split sizes (default 40,000 / 10,000 when one is given)."""

@@ -28,6 +28,7 @@ from shellvae.base import model_file, storage
 from shellvae.training.batches import TrainData
 from shellvae.errors import DataError, ShellVAEError
 from shellvae.estimators.base import VAEEstimator, load_weights, weights
+from shellvae.estimators.sequence_text import TextOutput
 from shellvae.training.methods import Objective
 from shellvae.evaluation.sequence_certificate import (LM_FLOOR_MARGIN_SHARE, PAIRED_TEST_ALPHA, SequenceCertificate,
                                            certify_sequence_model)
@@ -44,7 +45,7 @@ from shellvae.estimators.sequence_floor import (FLOOR_RECIPE, REL_DELTA, VALIDAT
                                                 floor_to_certify, hold_out, train_floor)
 
 
-class SequenceVAE(VAEEstimator):
+class SequenceVAE(TextOutput, VAEEstimator):
     """A VAE on token sequences with an autoregressive decoder and a language-model-floor certificate.
 
     Parameters
@@ -310,6 +311,7 @@ class SequenceVAE(VAEEstimator):
         after an ``<eos>`` the row is padded."""
         self._check_fitted()
         check_scalar(n, "n", integer=True)
+        check_scalar(seed, "seed", integer=True, low_open=False)  # as ShellVAE.sample: torch's own error is cryptic
         length = self.length_ if length is None else length
         check_scalar(length, "length", integer=True)
         gen = torch.Generator().manual_seed(seed)

@@ -1,16 +1,7 @@
-"""Held-out metrics (docs/method.md §6), one registration each.
-
-A metric is registered where it is defined, in one of two kinds:
-
-- ``@register_per_row_metric(name)``: a function of one ``EvalBatch`` giving a value per row; ``evaluate`` sums
-  it over the held-out set and divides by the rows (``per="row"``) or by rows x features
-  (``per="value"``);
-- ``@register_whole_set_metric(name)``: a function of the ``EvalSet`` (all latents, the per-row means already
-  computed, the region, the labels), for what is not a mean over rows (KL over the set, active
-  units, mutual information, margins).
-
-``evaluate`` returns ``{name: value}`` in registration order; ``METRICS`` lists them with a
-one-line description, and the result tables derive their columns from it.
+"""Held-out metrics of the vector family (docs/method.md §6), one registration each (``metric_registry``:
+the one registry both families register into, and the kinds of metric), and ``evaluate``, which computes
+them. The metrics both families share (``kl``, ``mutual_info``, ``active_units``, ``probe_accuracy``,
+``chance_accuracy``) are functions of a ``LatentSet``, what both families' evaluated sets carry.
 
 All metrics are computed on the model's device, batch by batch: only the (N, d) latents of the
 whole set are held, never an (N, D) array of reconstructions, so held-out sets of any size (a
@@ -26,9 +17,10 @@ the metrics of a sampled z, the KL, the MI and the likelihood None.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -37,48 +29,15 @@ from shellvae.core.variances import collapse_floor
 from shellvae.evaluation.likelihood import VECTOR_IW_SAMPLES, gaussian_log_density, iw_log_likelihood_batch, kl_to_standard_normal
 from shellvae.core.model import sample_posterior
 from shellvae.core.objectives import cluster_sq_dist, kl_per_dim, mutual_information
-from shellvae.evaluation.probes import chance_accuracy, knn_accuracy, probe_accuracy
+from shellvae.evaluation.probes import knn_accuracy, probe_metrics
 from shellvae.core.region import FeasibleRegion
-from shellvae.base.deprecation import deprecated_function
-from shellvae.base.registry import Registry
 from shellvae.core.shell import ShellView
 from shellvae.core.contract import VectorModel
+from shellvae.evaluation.metric_registry import (has_inputs, metrics_for, register_per_row_metric,
+                                                 register_whole_set_metric)
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015
 MI_SAMPLES = 1000  # the MI estimate is O(n^2): a seeded subset keeps it cheap
-
-
-@dataclass(frozen=True)
-class Metric:
-    name: str
-    doc: str
-    compute: Callable
-    kind: str  # "per_row" or "whole_set"
-    per: str = "row"  # per_row metrics: mean over rows ("row") or over rows x features ("value")
-
-
-METRICS: Registry[Metric] = Registry("metric")
-
-
-def register_per_row_metric(name: str, doc: str, per: str = "row"):
-    """Register ``fn(batch: EvalBatch) -> (B,) tensor`` as the held-out mean ``name``."""
-    def register(fn):
-        METRICS.add(name, Metric(name, doc, fn, "per_row", per))
-        return fn
-    return register
-
-
-def register_whole_set_metric(name: str, doc: str):
-    """Register ``fn(s: EvalSet) -> float`` as the held-out metric ``name``."""
-    def register(fn):
-        METRICS.add(name, Metric(name, doc, fn, "whole_set"))
-        return fn
-    return register
-
-
-#: the released names of the two metric decorators
-per_row = deprecated_function("shellvae.per_row", register_per_row_metric)
-whole_set = deprecated_function("shellvae.whole_set", register_whole_set_metric)
 
 
 @dataclass
@@ -119,34 +78,50 @@ class Likelihood:
 
 
 @dataclass
-class EvalSet:
-    """The whole held-out set: latents, the per-row means, the region, the clusters' sizes."""
+class LatentSet:
+    """What both families' evaluated sets carry, and all the metrics they share read: the posterior means and
+    log-variances of every row, the seeded generator and rows of the MI estimate, the labels (probes)."""
 
     mu: torch.Tensor
     logvar: torch.Tensor | None
+    generator: torch.Generator
+    mi_rows: torch.Tensor  # the seeded subset of rows the MI estimate uses
+    seed: int  # the evaluation's seed (the probe's folds)
+    y: np.ndarray | None  # class labels of the rows, when known (probes)
+    #: the dtype the KL is summed in: the model's float32 for vectors, float64 (as the likelihoods) for sequences
+    precision: ClassVar[torch.dtype] = torch.float32
+
+    @cached_property
+    def probe(self) -> dict:
+        """``probes.probe_metrics`` of the labels, once for every metric that reads it."""
+        return probe_metrics(self.mu.cpu().numpy(), self.y, random_state=self.seed)
+
+
+@dataclass
+class EvalSet(LatentSet):
+    """The whole held-out set of a vector model: the latents, the per-row means, the region, the clusters' sizes."""
+
     means: dict[str, float]
     region: FeasibleRegion
     cluster_counts: np.ndarray  # (K,) rows of the set in each cluster
-    generator: torch.Generator
-    mi_rows: torch.Tensor  # the seeded subset of rows the MI estimate uses
-    y: np.ndarray | None = None  # class labels of the rows, when known (probes)
 
 
-# -- whole-set metrics of the latents -----------------------------------------------------------------
-@register_whole_set_metric("kl", "mean KL(q(z|x) || N(0, I)) in nats, summed over latent dimensions")
-def _kl(s: EvalSet) -> float | None:
-    return None if s.logvar is None else float(kl_per_dim(s.mu, s.logvar).sum(-1).mean())
+# -- whole-set metrics of the latents: both families (functions of a LatentSet; sequence_metrics includes them) --
+@register_whole_set_metric("kl", "mean KL(q(z|x) || N(0, I)) in nats, summed over latent dimensions",
+                           needs=("logvar",))
+def _kl(s: LatentSet) -> float:
+    return float(kl_per_dim(s.mu.to(s.precision), s.logvar.to(s.precision)).sum(-1).mean())
 
 
 @register_whole_set_metric("active_units", f"latent dimensions with Cov_x(E_q[z_j]) > {ACTIVE_UNIT_THRESHOLD} (Burda et al. 2015)")
-def _active_units(s: EvalSet) -> int:
+def _active_units(s: LatentSet) -> int:
     return active_units(s.mu)
 
 
-@register_whole_set_metric("mutual_info", f"I(x; z) in nats (He et al. 2019 estimator, {MI_SAMPLES} rows)")
-def _mutual_info(s: EvalSet) -> float | None:
-    return None if s.logvar is None else mutual_information(s.mu[s.mi_rows], s.logvar[s.mi_rows], s.generator)
-
+@register_whole_set_metric("mutual_info", f"I(x; z) in nats (He et al. 2019 estimator, {MI_SAMPLES} rows)",
+                           needs=("logvar",))
+def _mutual_info(s: LatentSet) -> float:
+    return mutual_information(s.mu[s.mi_rows], s.logvar[s.mi_rows], s.generator)
 
 
 # -- likelihood (docs/method.md §6; shellvae.evaluation.likelihood) ------------------------------------------------
@@ -241,19 +216,22 @@ def _cluster_r2(s: EvalSet) -> float:
 
 
 # -- is the latent useful? (shellvae.evaluation.probes; needs class labels) ------------------------------------------
-@register_whole_set_metric("probe_accuracy", "logistic regression on the posterior means, 5-fold cross-validated accuracy")
-def _probe_accuracy(s: EvalSet):
-    return None if s.y is None else probe_accuracy(s.mu, s.y)
+@register_whole_set_metric("probe_accuracy", "logistic regression on the posterior means, 5-fold cross-validated "
+                           "accuracy (over the classes with 5 rows or more)", needs=("y",))
+def _probe_accuracy(s: LatentSet):
+    return s.probe["probe_accuracy"]
 
 
-@register_whole_set_metric("knn_accuracy", "10-nearest-neighbour accuracy on the posterior means, 5-fold cross-validated")
+@register_whole_set_metric("knn_accuracy", "10-nearest-neighbour accuracy on the posterior means, 5-fold "
+                           "cross-validated", needs=("y",))
 def _knn_accuracy(s: EvalSet):
-    return None if s.y is None else knn_accuracy(s.mu, s.y)
+    return knn_accuracy(s.mu, s.y)
 
 
-@register_whole_set_metric("chance_accuracy", "share of the most frequent class: what a collapsed latent scores")
-def _chance_accuracy(s: EvalSet):
-    return None if s.y is None else chance_accuracy(s.y)
+@register_whole_set_metric("chance_accuracy", "share of the most frequent class: what a collapsed latent scores "
+                           "(over the probe's classes)", needs=("y",))
+def _chance_accuracy(s: LatentSet):
+    return s.probe["chance_accuracy"]
 
 
 # -- the held-out pass -------------------------------------------------------------------------------
@@ -299,7 +277,8 @@ def evaluate(model: VectorModel, X, region: FeasibleRegion, *, clusters: np.ndar
     """Every registered metric on shell rows X (N, D): a tensor, an array or a ``ShellView``.
 
     ``clusters``: each row's cluster (default: its nearest centre). ``y``: class labels of the rows
-    (for ``probe_accuracy`` / ``knn_accuracy``). ``sigma2``: the decoder variance, for the
+    (for ``probe_accuracy`` / ``knn_accuracy``; the probe's folds shuffled with ``seed``, over the classes it can
+    cross-validate: ``probes.probe_metrics``). ``sigma2``: the decoder variance, for the
     likelihood metrics (``elbo``, ``nll_iw`` with ``iw_samples`` importance samples per row; they need
     log-variances);
     ``log_det`` (and ``outside_norm_range``): per-row log|det J| of the shell map at the rows'
@@ -339,7 +318,7 @@ def evaluate(model: VectorModel, X, region: FeasibleRegion, *, clusters: np.ndar
     log_det, outside = (None if a is None else torch.as_tensor(np.asarray(a), device=device)
                         for a in (log_det, outside_norm_range))
 
-    rows_metrics = [m for m in METRICS.values() if m.kind == "per_row"]
+    rows_metrics = [m for m in metrics_for("vector") if m.kind == "per_row"]
     sums = np.zeros(len(rows_metrics))  # float64 on the host: one transfer a batch
     missing: set[str] = set()
     for i, x in enumerate(row_batches(X, batch_size, device)):
@@ -357,10 +336,13 @@ def evaluate(model: VectorModel, X, region: FeasibleRegion, *, clusters: np.ndar
     means = {m.name: None if m.name in missing else float(total / (n * table.shape[1] if m.per == "value" else n))
              for m, total in zip(rows_metrics, sums)}
     counts = np.bincount(own.cpu().numpy(), minlength=len(table)).astype(np.float64)
-    whole = EvalSet(mu, logvar, means, region, counts, gen, mi_rows, None if y is None else np.asarray(y))
+    whole = EvalSet(mu, logvar, gen, mi_rows, seed, None if y is None else np.asarray(y), means, region, counts)
     results = {}
-    for metric in METRICS.values():
-        results[metric.name] = means[metric.name] if metric.kind == "per_row" else metric.compute(whole)
+    for metric in metrics_for("vector"):
+        if metric.kind == "per_row":
+            results[metric.name] = means[metric.name]
+        else:
+            results[metric.name] = metric.compute(whole) if has_inputs(whole, metric) else None
     return results
 
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -33,9 +35,8 @@ from tqdm.auto import tqdm
 from shellvae.errors import ShellVAEError
 from shellvae.evaluation.likelihood import (SEQUENCE_IW_SAMPLES, iw_bound, kl_to_standard_normal,
                                             log_prior_minus_log_posterior, posterior_draws)
-from shellvae.evaluation.metrics import ACTIVE_UNIT_THRESHOLD, MI_SAMPLES, active_units
-from shellvae.core.objectives import mutual_information
-from shellvae.evaluation.probes import probe_metrics
+from shellvae.evaluation.metric_registry import METRICS, has_inputs, metrics_for, register_whole_set_metric
+from shellvae.evaluation.metrics import MI_SAMPLES, LatentSet
 from shellvae.data.sequences import PAD
 
 Encoder = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -140,11 +141,124 @@ def shuffled_order(n: int, seed: int) -> np.ndarray:
     return partner
 
 
+@dataclass
+class SequenceEvalSet(LatentSet):
+    """The held-out sequences X (N, T) and what a sequence model makes of them, per sequence (float64 arrays)."""
+
+    X: np.ndarray
+    nll_iw: np.ndarray  # -log p_K(x), importance-weighted
+    elbo: np.ndarray
+    nll_own: np.ndarray  # -log p(x | its own posterior mean)
+    nll_shuffled: np.ndarray  # -log p(x | another sequence's)
+    lm: np.ndarray | None  # the z-free language model's NLL (None: not given)
+    oracle: object | None  # the generator's ``TopicChains`` (None: not given)
+    precision = torch.float64
+
+    @cached_property
+    def oracle_values(self) -> dict:
+        return self.oracle.oracle(self.X, self.y)
+
+
+# -- the sequence family's metrics, in the order evaluate_sequences returns them ------------------------
+def _register(name: str, doc: str, needs: tuple[str, ...] = ()):
+    return register_whole_set_metric(name, doc, family="sequence", needs=needs)
+
+
+@_register("nll_iw", "-log p(x) by importance sampling (Burda et al. 2016), nats per sequence")
+def _nll_iw(s: SequenceEvalSet) -> float:
+    return float(s.nll_iw.mean())
+
+
+@_register("ppl_iw", "perplexity per token: exp(total importance-weighted NLL / scored tokens)")
+def _ppl_iw(s: SequenceEvalSet) -> float:
+    return perplexity(s.nll_iw, s.X)
+
+
+@_register("elbo", "E_q[log p(x|z)] - KL, nats per sequence, one sampled z, exact KL")
+def _elbo(s: SequenceEvalSet) -> float:
+    return float(s.elbo.mean())
+
+
+METRICS.include("sequence", "kl", "mutual_info", "active_units")
+
+
+@_register("nll_own", "-log p(x|z) decoding each sequence's own posterior mean")
+def _nll_own(s: SequenceEvalSet) -> float:
+    return float(s.nll_own.mean())
+
+
+@_register("nll_shuffled", "-log p(x|z) decoding another held-out sequence's posterior mean")
+def _nll_shuffled(s: SequenceEvalSet) -> float:
+    return float(s.nll_shuffled.mean())
+
+
+@_register("shuffle_gap", "nll_shuffled - nll_own: does the decoder use z at all?")
+def _shuffle_gap(s: SequenceEvalSet) -> float:
+    return float((s.nll_shuffled - s.nll_own).mean())
+
+
+@_register("tokens_per_sequence", "mean scored (non-<pad>) tokens of a sequence")
+def _tokens_per_sequence(s: SequenceEvalSet) -> float:
+    return float(n_tokens(s.X).mean())
+
+
+@_register("nll_lm", "the z-free language model's NLL, nats per sequence", needs=("lm",))
+def _nll_lm(s: SequenceEvalSet) -> float:
+    return float(s.lm.mean())
+
+
+@_register("ppl_lm", "the language model's perplexity per token", needs=("lm",))
+def _ppl_lm(s: SequenceEvalSet) -> float:
+    return perplexity(s.lm, s.X)
+
+
+@_register("lm_gap", "nll_lm - nll_own: how far decoding z beats the z-free floor", needs=("lm",))
+def _lm_gap(s: SequenceEvalSet) -> float:
+    return float((s.lm - s.nll_own).mean())
+
+
+def _oracle_metric(key: str, doc: str, needs: tuple[str, ...] = ("oracle",)) -> None:
+    _register(key, doc, needs)(lambda s: s.oracle_values[key])
+
+
+_oracle_metric("oracle_nll", "the generator's exact -log p(x), nats per sequence")
+_oracle_metric("oracle_ppl", "the generator's perplexity per token")
+_oracle_metric("entropy_given_topic", "the generator's entropy of a sequence given its topic (a lower bound)")
+_oracle_metric("entropy_upper", "the generator's entropy of a sequence (an upper bound)")
+_oracle_metric("oracle_nll_topic", "the generator's exact -log p(x | topic), given the topics y", ("oracle", "y"))
+
+
+@_register("nll_iw_minus_oracle", "nll_iw - oracle_nll: how far the model is from the true likelihood",
+           needs=("oracle",))
+def _nll_iw_minus_oracle(s: SequenceEvalSet) -> float:
+    return _nll_iw(s) - s.oracle_values["oracle_nll"]
+
+
+@_register("probe_dropped_classes", "label classes with fewer rows than the probe's 5 folds, left out",
+           needs=("y",))
+def _probe_dropped_classes(s: SequenceEvalSet) -> list:
+    return s.probe["probe_dropped_classes"]
+
+
+@_register("probe_dropped_rows", "the rows of those classes", needs=("y",))
+def _probe_dropped_rows(s: SequenceEvalSet) -> int:
+    return s.probe["probe_dropped_rows"]
+
+
+METRICS.include("sequence", "probe_accuracy", "chance_accuracy")
+
+
+@_register("probe_note", "what the probe dropped, or why it gave None (None: nothing to say)", needs=("y",))
+def _probe_note(s: SequenceEvalSet):
+    return s.probe["probe_note"]
+
+
 @torch.no_grad()
 def evaluate_sequences(encode: Encoder, log_likelihood: LogLikelihood, X, *, lm=None, oracle=None, topics=None,
                        iw_samples: int = SEQUENCE_IW_SAMPLES, seed: int = 0, device="cpu", extra=None,
                        progress: bool = False) -> dict:
-    """Every held-out metric of the module docstring on token rows X (N, T).
+    """Every held-out metric of the sequence family (``metric_registry.metrics_for("sequence")``, the module docstring)
+    on token rows X (N, T), in its registration order; a metric whose input is not given is left out.
 
     ``lm``: the z-free language model's per-sequence NLL on X (an (N,) array) or its
     ``log_likelihood(x)`` callable; ``oracle``: the generator's ``TopicChains``; ``topics``: each
@@ -156,33 +270,22 @@ def evaluate_sequences(encode: Encoder, log_likelihood: LogLikelihood, X, *, lm=
     X = np.asarray(X)
     if X.ndim != 2 or len(X) < 2:
         raise ShellVAEError(f"X has shape {X.shape}: evaluate needs at least 2 sequences (N, T).")
-    tokens = n_tokens(X)
     gen = torch.Generator(device=device).manual_seed(seed)
     mu, logvar = encode_all(encode, X, device=device)
     partner = shuffled_order(len(X), seed)
     own = nll_given_codes(log_likelihood, mu, X, device=device)
     shuffled = nll_given_codes(log_likelihood, mu[torch.as_tensor(partner, device=mu.device)], X, device=device)
+    # the random draws, in a fixed order from one seeded generator: the importance samples, the ELBO's z, the
+    # MI's rows, then the MI's z (a metric)
     iw = -iw_log_likelihood(encode, log_likelihood, X, n_samples=iw_samples, generator=gen, device=device,
                             progress=progress).cpu().numpy()
     el = elbo(encode, log_likelihood, X, generator=gen, device=device).cpu().numpy()
     mi_rows = torch.randperm(len(X), generator=gen, device=device)[:MI_SAMPLES]
-    out = {
-        "nll_iw": float(iw.mean()), "ppl_iw": perplexity(iw, X), "elbo": float(el.mean()),
-        "kl": float(kl_to_standard_normal(mu, logvar).mean()),
-        "mutual_info": mutual_information(mu[mi_rows], logvar[mi_rows], gen),
-        "active_units": active_units(mu, ACTIVE_UNIT_THRESHOLD),
-        "nll_own": float(own.mean()), "nll_shuffled": float(shuffled.mean()),
-        "shuffle_gap": float((shuffled - own).mean()), "tokens_per_sequence": float(tokens.mean()),
-    }
     if lm is not None:
-        lm_values = lm_nll(lm, X, device=device) if callable(lm) else np.asarray(lm, dtype=np.float64)
-        out.update({"nll_lm": float(lm_values.mean()), "ppl_lm": perplexity(lm_values, X),
-                    "lm_gap": float((lm_values - own).mean())})
-    if oracle is not None:
-        out.update(oracle.oracle(X, topics))
-        out["nll_iw_minus_oracle"] = out["nll_iw"] - out["oracle_nll"]
-    if topics is not None:  # classes too rare to cross-validate are dropped and reported, not fatal
-        out.update(probe_metrics(mu.cpu().numpy(), np.asarray(topics), random_state=seed))
+        lm = lm_nll(lm, X, device=device) if callable(lm) else np.asarray(lm, dtype=np.float64)
+    s = SequenceEvalSet(mu, logvar, gen, mi_rows, seed, None if topics is None else np.asarray(topics),
+                        X, iw, el, own, shuffled, lm, oracle)
+    out = {m.name: m.compute(s) for m in metrics_for("sequence") if has_inputs(s, m)}
     if extra is not None:
         out.update(extra(mu, torch.as_tensor(partner, device=mu.device)))
     return out

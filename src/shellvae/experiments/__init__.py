@@ -26,15 +26,21 @@ from shellvae.evaluation.certificate import REGION_MARGIN_SHARE
 from shellvae.errors import ShellVAEError
 # importing an experiment registers it; in this order, the order `shellvae reproduce --help` lists them
 from shellvae.experiments import table1, table2, dynamics, coverage, sensitivity, phase, recommend  # noqa: F401, I001
-from shellvae.experiments.cells import Cell, load_cell, run_cells
+from shellvae.experiments.cells import Cell, failed, load_cell, run_cells
+from shellvae.experiments.executors import LocalExecutor, RayExecutor, make_executor
 from shellvae.experiments.common import EXPERIMENTS, Experiment, Report, RunContext, register_experiment
 from shellvae.experiments.profiles import PROFILES, Profile, get_profile
 
 
 def run_experiment(name: str, profile: str | Profile = "quick", *, out, datasets=None, seeds: int | None = None,
                    data_dirs: dict | None = None, jobs: int = 1, progress: bool = True, command: str = "",
-                   certificate_margin: float = REGION_MARGIN_SHARE) -> Report:
-    """Run (or resume) one experiment into ``out``; returns what was written."""
+                   certificate_margin: float = REGION_MARGIN_SHARE, executor="local",
+                   address: str | None = None) -> Report:
+    """Run (or resume) one experiment into ``out``; returns what was written. ``executor``: "local"
+    (``jobs`` processes) or "ray" (``address``: a cluster to join, None a local instance), see
+    ``experiments.executors``. Cells that fail on Ray (twice) raise a ShellVAEError naming them,
+    after every other cell is stored."""
+    runner = make_executor(executor, jobs=jobs, address=address)  # a missing Ray is refused before any work
     experiment = EXPERIMENTS[name]
     prof = get_profile(profile) if isinstance(profile, str) else profile
     n_seeds = prof.seeds if seeds is None else seeds
@@ -51,11 +57,18 @@ def run_experiment(name: str, profile: str | Profile = "quick", *, out, datasets
     cells: list[Cell] = experiment.cells(run)
     keys = {c.key for c in cells}
     reused = sum(load_cell(run.out, c) is not None for c in {c.key: c for c in cells}.values())
-    records = run_cells(cells, run.out, jobs=jobs, progress=progress, desc=name)
+    records = run_cells(cells, run.out, executor=runner, progress=progress, desc=name)
+    lost = failed(records)
+    if lost:
+        names = sorted({f"{r['cell']['dataset']}/{r['cell']['condition']}/{r['cell']['label']}/seed{r['cell']['seed']}"
+                        for r in lost})
+        raise ShellVAEError(f"{len(names)} cell(s) failed: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''} "
+                            f"({lost[0]['error']}); the other cells are stored in {run.out / 'cells'}: rerun the same "
+                            "command to retry the failed ones.")
     report = experiment.write(run, records)
     wall = time.perf_counter() - t0
     log = {"experiment": name, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "command": command, "profile": prof.name, "datasets": run.datasets,
-           "seeds": run.seeds, "jobs": jobs, "cells": len(cells), "trainings": len(keys),
+           "seeds": run.seeds, "jobs": jobs, "executor": runner.describe(), "cells": len(cells), "trainings": len(keys),
            "reused_from_earlier_runs": reused, "trained_now": len(keys) - reused, "wall_seconds": wall,
            "sum_fit_seconds": sum(r.get("fit_seconds", 0.0) for r in {r["key"]: r for r in records}.values()),
            "diverged": sorted({r["cell"]["dataset"] + "/" + r["cell"]["label"] for r in records
@@ -84,5 +97,6 @@ def _append_run_log(path: Path, log: dict) -> None:
     storage.write_json(path, {"runs": runs + [log]})
 
 
-__all__ = ["EXPERIMENTS", "PROFILES", "Cell", "Experiment", "Profile", "Report", "RunContext", "get_profile",
+__all__ = ["EXPERIMENTS", "PROFILES", "Cell", "Experiment", "LocalExecutor", "Profile", "RayExecutor", "Report",
+           "RunContext", "get_profile", "make_executor",
            "register_experiment", "run_cells", "run_experiment"]

@@ -19,21 +19,16 @@ cluster geometry is fitted by the first cell that needs it and kept in ``OUT/geo
 
 from __future__ import annotations
 
-import _thread
 import functools
 import hashlib
 import json
 import math
-import os
-import signal
-import threading
 import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from shellvae.base import storage
@@ -41,6 +36,7 @@ from shellvae.evaluation.certificate import certify_vector_model
 from shellvae.data import load_dataset
 from shellvae.errors import EmptyFeasibleRegionWarning, NonFiniteError, ShellVAEError
 from shellvae.estimators.shell_vae import ShellVAE
+from shellvae.experiments.executors import CellFailed, RayExecutor, data_id, make_executor
 from shellvae.core.geometry import ClusterGeometry
 from shellvae.reporting.results import fit_and_record
 from shellvae.core.theory import covariance_spectrum
@@ -178,11 +174,14 @@ def _estimator_kwargs(cell: Cell) -> dict:
     return kwargs
 
 
-def run_cell(cell: Cell, out: Path | None = None) -> dict:
+def run_cell(cell: Cell, out: Path | None = None, data=None) -> dict:
     """Train and evaluate one cell; returns its record (JSON-ready): the ``results`` record of the
     fitted model plus the cell's identity, history, spectrum and per-sample cluster distances.
-    With ``out``, the cluster geometry is shared through ``out/geometries``."""
-    data = load_cell_data(cell.dataset, cell.data_dir, cell.data["n_train"], cell.data["n_test"])
+    With ``out``, the cluster geometry is shared through ``out/geometries``. ``data``: the cell's
+    ``Dataset`` when the caller has it (a user's array, or one sent through Ray's object store);
+    None loads the registered dataset the cell names."""
+    if data is None:
+        data = load_cell_data(cell.dataset, cell.data_dir, cell.data["n_train"], cell.data["n_test"])
     est = ShellVAE(cell.method, random_state=cell.seed, **_estimator_kwargs(cell))
     cached = None if out is None else geometry_path(out, cell)
     geometry = None if cached is None else load_geometry(cached)
@@ -309,71 +308,49 @@ def save_cell(out: Path, cell: Cell, record: dict) -> None:
     storage.write_text(cell_path(out, cell), json.dumps(record, separators=(",", ":"), default=_plain) + "\n")
 
 
-def _worker_init(threads: int, parent: int) -> None:
-    torch.set_num_threads(threads)
-    # a worker of a background job inherits an ignored SIGINT, which would make the watchdog's interrupt a no-op
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    _exit_with_parent(parent)
-
-
-def _exit_with_parent(parent: int, every: float = 1.0, grace: float = 3.0) -> None:
-    """End this cell worker once the process that started it is gone (a killed ``reproduce``, a closed
-    session): an orphan would go on training, unseen, and race a rerun for the same cell. The main
-    thread gets a KeyboardInterrupt first, so writes in progress clean up after themselves (its
-    checkpoint keeps the last finished epoch); a worker that has not ended ``grace`` seconds later
-    is stopped outright. POSIX: the parent's death shows as a new parent pid (not on Windows)."""
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(every)
-        _thread.interrupt_main()
-        time.sleep(grace)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
-def _run_and_save(out: str, cell: Cell) -> dict:
-    record = run_cell(cell, Path(out))
-    save_cell(Path(out), cell, record)
-    return record
-
-
-def run_cells(cells: list[Cell], out, *, jobs: int = 1, progress: bool = True, desc: str = "cells") -> list[dict]:
+def run_cells(cells: list[Cell], out, *, jobs: int = 1, progress: bool = True, desc: str = "cells",
+              executor=None, data: dict | None = None, fn=run_cell) -> list[dict]:
     """Run every cell not already stored under ``out/cells``; return the records in ``cells`` order.
 
     A record's ``cell`` field is re-labelled with the asking cell (so a shared training appears
-    under each experiment's own labels). ``jobs > 1`` runs cells in that many processes (one
-    torch thread each).
+    under each experiment's own labels). ``executor`` (``executors.make_executor``): where the
+    cells train; None is ``LocalExecutor(jobs)`` (``jobs > 1``: that many processes, one torch
+    thread each). ``data``: ``{executors.data_id(cell): Dataset}`` for cells whose data is not a
+    registered dataset (a user's array); the Ray executor also sends registered data this way,
+    loaded here once. Only this process writes cell files, each as its record comes back. A cell
+    the executor reports failed (``CellFailed``: Ray, after its retry) is not stored; its record
+    is ``{"status": "failed", "error": ...}`` and the others are unaffected.
     """
     out = Path(out)
+    executor = make_executor(executor or "local", jobs=jobs)
     unique = list({c.key: c for c in cells}.values())
     stored = {c.key: load_cell(out, c) for c in unique}
     todo = [c for c in unique if stored[c.key] is None]
     for c in unique:  # a stored cell's leftover training state (its process died between the two) is stale
         if stored[c.key] is not None:
             checkpoint_path(out, c).unlink(missing_ok=True)
+    data = dict(data or {})
+    if isinstance(executor, RayExecutor):  # workers may be other machines: they get the data, not a path
+        for c in todo:
+            if data_id(c) not in data:
+                data[data_id(c)] = load_cell_data(c.dataset, c.data_dir, c.data["n_train"], c.data["n_test"])
     bar = tqdm(total=len(unique), initial=len(unique) - len(todo), desc=desc, unit="cell", disable=not progress,
                dynamic_ncols=True)
     try:
-        if jobs <= 1 or len(todo) <= 1:
-            for cell in todo:
-                bar.set_postfix_str(cell.name)
-                stored[cell.key] = _run_and_save(str(out), cell)
-                bar.update()
-        else:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-
-            # cells of one dataset together, so each worker's data and K-means caches are reused
-            todo.sort(key=lambda c: (c.dataset, c.seed))
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
-                                     initializer=_worker_init, initargs=(1, os.getpid())) as pool:
-                futures = {pool.submit(_run_and_save, str(out), c): c for c in todo}
-                for future in as_completed(futures):
-                    cell = futures[future]
-                    stored[cell.key] = future.result()
-                    bar.set_postfix_str(cell.name)
-                    bar.update()
+        for cell, record in executor.run(fn, todo, out, data):
+            if isinstance(record, CellFailed):
+                stored[cell.key] = {"key": cell.key, "status": "failed", "error": record.error}
+                bar.write(f"{cell.name}: failed ({record.error}); rerun to retry it")
+            else:
+                save_cell(out, cell, record)
+                stored[cell.key] = record
+            bar.set_postfix_str(cell.name)
+            bar.update()
     finally:
         bar.close()
     return [{**stored[c.key], "cell": c.describe()} for c in cells]
+
+
+def failed(records: list[dict]) -> list[dict]:
+    """The records of cells that did not come back (see ``run_cells``)."""
+    return [r for r in records if r.get("status") == "failed"]

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shellvae.evaluation.certificate import REGION_MARGIN_SHARE as CERTIFICATE_MARGIN, certify
+from shellvae.evaluation.certificate import REGION_MARGIN_SHARE, certify
 from shellvae.data import DATASETS
 from shellvae.estimators.shell_vae import ShellVAE
 from shellvae.experiments.cells import Cell, resolve_data
 from shellvae.experiments.profiles import Profile
 from shellvae.training.methods import METHODS
-from shellvae.reporting.tables import aggregate_seeds, format_mean_std, md_table, write_csv  # noqa: F401 (md_table: for the experiments)
+from shellvae.reporting.tables import aggregate_seeds, format_mean_std, write_csv
 from shellvae.core.region import FeasibleRegion
 from shellvae.base.registry import Registry
 from shellvae.reporting.results import columns
@@ -45,7 +45,7 @@ class RunContext:
     out: Path
     data_dirs: dict = field(default_factory=dict)
     command: str = ""
-    certificate_margin: float = CERTIFICATE_MARGIN  # the certificate's eps as a share of delta, for every row
+    certificate_margin: float = REGION_MARGIN_SHARE  # the certificate's eps as a share of delta, for every row
     _sources: dict = field(default_factory=dict)
 
     def data(self, dataset: str) -> dict:
@@ -66,7 +66,7 @@ class RunContext:
         settings = {key: DEFAULTS[key] for key in ("latent_dim", "batch_size", "lr", "r_min", "r_max", "radius")}
         settings["eval_every"] = self.profile.eval_every
         settings.update({
-            "method_params": params or None, "n_clusters": data_spec.paper_k,
+            "method_params": params or None, "n_clusters": data_spec.default_k,
             "sigma2_ratio": sigma2_ratio if sigma2_ratio is not None else cond["sigma2_ratio"],
             "beta": beta if beta is not None else cond["beta"],
             "epochs": self.profile.epochs_for(dataset), "arch": data_spec.arch,
@@ -106,7 +106,7 @@ class RunContext:
         return path
 
 
-def flatten(record: dict, margin: float = CERTIFICATE_MARGIN) -> dict:
+def flatten(record: dict, margin: float = REGION_MARGIN_SHARE) -> dict:
     """A cell record as one table row: its labels, then its metrics (NaN-free; None where missing),
     with the certificate taken at ``margin`` (a share of delta; the same bar for every row)."""
     row = dict(record["cell"])
@@ -128,7 +128,7 @@ def flatten(record: dict, margin: float = CERTIFICATE_MARGIN) -> dict:
     return row
 
 
-def aggregate(records: list[dict], by: list[str], margin: float = CERTIFICATE_MARGIN) -> list[dict]:
+def aggregate(records: list[dict], by: list[str], margin: float = REGION_MARGIN_SHARE) -> list[dict]:
     """Mean ± std over seeds of every value column, grouped by ``by`` (certificates at ``margin``)."""
     return aggregate_seeds([flatten(r, margin) for r in records], by, VALUE_COLUMNS)
 

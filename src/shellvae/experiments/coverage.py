@@ -17,8 +17,8 @@ import numpy as np
 
 from shellvae.base import storage
 from shellvae.experiments import paper
-from shellvae.experiments.common import CONDITION_TEXT, Report, RunContext, md_table, register_experiment
-from shellvae.reporting.tables import format_mean_std, mean_std
+from shellvae.experiments.common import CONDITION_TEXT, Report, RunContext, register_experiment
+from shellvae.reporting.tables import format_mean_std, md_table, mean_std
 
 NAME = "coverage"
 TITLE = "Feasible-region coverage at inference (paper Figure 2)"

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from shellvae.base import storage
-from shellvae.experiments.common import CONDITION_TEXT, Report, RunContext, md_table, register_experiment
-from shellvae.reporting.tables import format_mean_std, mean_std
+from shellvae.experiments.common import CONDITION_TEXT, Report, RunContext, register_experiment
+from shellvae.reporting.tables import format_mean_std, md_table, mean_std
 
 NAME = "dynamics"
 TITLE = "Training dynamics with and without the norm constraint (paper Figure 1)"

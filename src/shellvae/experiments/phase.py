@@ -25,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from shellvae.base import storage
-from shellvae.experiments.common import Report, RunContext, aggregate, csv_columns, md_table, pm, share, register_experiment
+from shellvae.experiments.common import Report, RunContext, aggregate, csv_columns, pm, share, register_experiment
+from shellvae.reporting.tables import md_table
 from shellvae.core.theory import collapse_threshold, linear_vae_active_units, linear_vae_kl
 
 NAME = "phase"

@@ -21,12 +21,12 @@ from shellvae.experiments.common import (
     Report,
     RunContext,
     aggregate,
-    md_table,
     pct,
     certified_share,
     pm,
     register_experiment,
 )
+from shellvae.reporting.tables import md_table
 
 NAME = "recommend"
 TITLE = "Which method should I use? Likelihood among certified models"
@@ -75,8 +75,8 @@ def name(row: dict) -> str:
     return row.get("label") or row["method"]
 
 
-def recommendation(ranked: list[tuple[str, dict]]) -> str:
-    """One plain sentence (or a few) from the ranked rows."""
+def recommendation(ranked: list[tuple[str, dict]], shell_k: str = "K = the number of classes") -> str:
+    """One plain sentence (or a few) from the ranked rows (``shell_k``: the K the paper's method trained at)."""
     certified = [r for rank, r in ranked if rank != "—"]
     if not certified:
         return "No method is certified in every seed here: none gives held-out proof that its latent is used."
@@ -97,8 +97,7 @@ def recommendation(ranked: list[tuple[str, dict]]) -> str:
     position = next((rank for rank, r in ranked if name(r) == PAPER_METHOD), None)
     simple = [(rank_number(rank), name(r)) for rank, r in ranked if rank != "—" and name(r) in SIMPLE_BASELINES]
     if position == "—":
-        words.append(f"The paper's method (`{PAPER_METHOD}`, at K = the number of classes) is not certified in every "
-                     "seed here.")
+        words.append(f"The paper's method (`{PAPER_METHOD}`, at {shell_k}) is not certified in every seed here.")
         if simple:
             words.append(f"A simple baseline is certified where it is not: {named(f'`{m}`' for _, m in simple)}.")
     elif position is not None and rank_number(position) != 1:
@@ -178,6 +177,29 @@ def table_rows(records: list[dict], margin: float) -> list[dict]:
     return rows
 
 
+#: the ranked table's columns (Markdown), and the row values under them
+TABLE_HEADER = ["rank", "method", "nll_iw", "Δ to above", "ELBO", "KL", "MI", "AU", "probe acc. %", "chance %",
+                "certified (auto K)", "certified (own K)"]
+
+
+def table(ranked: list[tuple[str, dict]]) -> str:
+    """The ranked rows as a Markdown table (``TABLE_HEADER``)."""
+    body = [[rank, name(r), pm(r, "nll_iw", 2), _delta(r.get("vs_above")), pm(r, "elbo", 2), pm(r, "kl"),
+             pm(r, "mutual_info"), pm(r, "active_units", 1), pct(r, "probe_accuracy"), pct(r, "chance_accuracy"),
+             table1.certified_auto(r), certified_share(r)] for rank, r in ranked]
+    return md_table(TABLE_HEADER, body)
+
+
+def verdict_of(ranked: list[tuple[str, dict]], sentence: str) -> dict:
+    """What the JSON keeps of one ranked table: the order, ties, latent costs and the sentence."""
+    return {"ranking": [name(r) for rank, r in ranked if rank != "—"],
+            "ranks": [rank for rank, r in ranked if rank != "—"],
+            "vs_above": [None if r.get("vs_above") is None else vars(r["vs_above"]) for rank, r in ranked if rank != "—"],
+            "latent_cost": latent_cost(ranked),
+            "latent_costs": latent_costs(ranked),
+            "recommendation": sentence}
+
+
 def write(run: RunContext, records: list[dict]) -> Report:
     rows = table_rows(records, run.certificate_margin)
     parts = [run.header(TITLE, [
@@ -203,23 +225,10 @@ def write(run: RunContext, records: list[dict]) -> Report:
                 continue
             ranked = ranking(group)
             parts.append(f"## {dataset}, {CONDITION_TEXT[condition]}\n")
-            header = ["rank", "method", "nll_iw", "Δ to above", "ELBO", "KL", "MI", "AU", "probe acc. %", "chance %",
-                      "certified (auto K)", "certified (own K)"]
-            body = [[rank, name(r), pm(r, "nll_iw", 2), _delta(r.get("vs_above")), pm(r, "elbo", 2), pm(r, "kl"),
-                     pm(r, "mutual_info"),
-                     pm(r, "active_units", 1), pct(r, "probe_accuracy"), pct(r, "chance_accuracy"),
-                     table1.certified_auto(r), certified_share(r)] for rank, r in ranked]
-            parts.append(md_table(header, body) + "\n")
+            parts.append(table(ranked) + "\n")
             sentence = recommendation(ranked)
             parts.append(f"**Recommendation.** {sentence}\n")
-            verdict[f"{condition}/{dataset}"] = {
-                "ranking": [name(r) for rank, r in ranked if rank != "—"],
-                "ranks": [rank for rank, r in ranked if rank != "—"],
-                "vs_above": [None if r.get("vs_above") is None else vars(r["vs_above"])
-                             for rank, r in ranked if rank != "—"],
-                "latent_cost": latent_cost(ranked),
-                "latent_costs": latent_costs(ranked),
-                "recommendation": sentence}
+            verdict[f"{condition}/{dataset}"] = verdict_of(ranked, sentence)
     path = run.out / f"{NAME}.md"
     io.write_text(path, "\n".join(parts))
     json_path = run.out / f"{NAME}.json"

@@ -19,10 +19,10 @@ from shellvae.experiments.common import (
     aggregate,
     certified_share,
     csv_columns,
-    md_table,
     pct,
     pm,
 )
+from shellvae.reporting.tables import md_table
 
 NAME = "sensitivity"
 TITLE = "Sensitivity to r_min and lambda_b (paper Figure 3)"

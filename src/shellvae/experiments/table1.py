@@ -21,11 +21,11 @@ from shellvae.experiments.common import (
     aggregate,
     certified_share,
     csv_columns,
-    md_table,
     pct,
     pm,
     share,
 )
+from shellvae.reporting.tables import md_table
 
 NAME = "table1"
 TITLE = "Table 1: KL and active units under violating conditions"

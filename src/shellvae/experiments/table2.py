@@ -17,10 +17,10 @@ from shellvae.experiments.common import (
     aggregate,
     certified_share,
     csv_columns,
-    md_table,
     pct,
     pm,
 )
+from shellvae.reporting.tables import md_table
 
 NAME = "table2"
 TITLE = "Table 2: constraint ablation"

@@ -2,7 +2,7 @@
 
 ``shellvae train`` writes it as ``metrics.json``, every ``shellvae reproduce`` cell stores it,
 ``shellvae summarize`` and the experiment tables read it. It is flat: the held-out metrics
-(``metrics.METRICS``, in their registration order), then the fields of ``FIELDS`` (the geometry,
+(``metric_registry.metrics_for("vector")``, in their registration order), then the fields of ``FIELDS`` (the geometry,
 the condition, the certificate's verdict and margin, timings), then the run's description
 (method, dataset, settings). Table columns are names from ``columns()``.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from shellvae.evaluation.certificate import Certificate
-from shellvae.evaluation.metrics import METRICS
+from shellvae.evaluation.metric_registry import metrics_for
 
 #: the record's values beyond the metrics: name -> what it is
 FIELDS = {
@@ -36,7 +36,7 @@ FIELDS = {
 
 def columns() -> list[str]:
     """Every numeric column a record has: the metrics, then ``FIELDS``."""
-    return list(METRICS) + list(FIELDS)
+    return [m.name for m in metrics_for("vector")] + list(FIELDS)
 
 
 def result_record(est, X_test, y_test=None, *, dataset: str, fit_seconds: float | None = None,

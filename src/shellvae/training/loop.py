@@ -25,7 +25,7 @@ from shellvae.base import distributed
 from shellvae.training.acceleration import adam, compiled, flushing_denormals, with_amp
 from shellvae.training.batches import MemmapTrainData, TrainData
 from shellvae.errors import NonFiniteError, ShellVAEError
-from shellvae.training.methods import Epoch, EpochPlan, Method, Objective
+from shellvae.training.methods import Epoch, EpochPlan, Method, Objective, Schedule
 from shellvae.core.contract import TrainableModel
 
 
@@ -39,8 +39,8 @@ class EarlyStopping:
     that cannot tell such differences apart). Every ``lr_patience`` bad validations in a row, the
     learning rate is multiplied by ``lr_factor`` (halve-on-plateau: a smaller step often finds the
     improvement a large one overshoots); after ``patience`` in a row, training stops. Validations
-    while the method still warms up (a KL weight below beta, a shell method's stage one) count no
-    bad streak. The best validation's model weights are then restored (the method's own state, e.g.
+    while the method still warms up (a KL weight below the one its schedule ends with, a shell
+    method's stage one) count no bad streak. The best validation's model weights are then restored (the method's own state, e.g.
     a multiplier, is not: it only steers training). ``patience`` and ``lr_patience`` count
     validations, one every ``eval_every`` epochs.
     """
@@ -61,6 +61,11 @@ class EarlyStopping:
             raise ShellVAEError(f"lr_patience={self.lr_patience!r}: an integer >= 1, or None for a fixed step.")
         if not 0 < self.lr_factor <= 1:
             raise ShellVAEError(f"lr_factor={self.lr_factor!r}: the step's multiplier on a plateau, in (0, 1].")
+
+
+def settled(schedule: Schedule, final: Schedule) -> bool:
+    """Whether an epoch's schedule has reached the one the run ends with (its KL weight, its constraints)."""
+    return schedule.kl_weight >= final.kl_weight and (schedule.constraints_on or not final.constraints_on)
 
 
 class _Plateau:
@@ -173,6 +178,7 @@ def train(
     bar = tqdm(range(start, epochs), initial=start, total=epochs, disable=not progress or not main,
                desc=desc or method.name, unit="epoch", leave=False)
     plateau = None if early_stopping is None else _Plateau(early_stopping)
+    final = method.schedule(objective.beta, Epoch(epochs - 1, epochs))  # where the method's schedule ends
     stop = False
     with flushing_denormals(flush_denormal):
         for index in bar:
@@ -197,10 +203,10 @@ def train(
                 row.update({f"val_{k}": v for k, v in metrics.items() if v is not None})
                 row["eval_time_s"] = time.perf_counter() - t1
                 if plateau is not None:
-                    # a KL weight still ramping up (kl_anneal, cyclical) or constraints still off (the shell
-                    # methods' stage one) makes a worse held-out bound expected, not a plateau
-                    settled = plan.schedule.kl_weight >= objective.beta and plan.schedule.constraints_on
-                    stop = plateau.update(row, model, optimizer, counting=settled)
+                    # a KL weight still ramping up to where it ends (kl_anneal, cyclical) or constraints still
+                    # off (the shell methods' stage one) makes a worse held-out bound expected, not a plateau;
+                    # a constant weight below beta (beta-VAE's kl_beta < 1) is where it ends, so it counts
+                    stop = plateau.update(row, model, optimizer, counting=settled(plan.schedule, final))
             history.append(row)
             if checkpoint is not None:
                 checkpoints.save(checkpoint, model, optimizer, method, order, inner, index + 1, history)
