@@ -318,7 +318,7 @@ def run_cells(cells: list[Cell], out, *, jobs: int = 1, progress: bool = True, d
     thread each). ``data``: ``{executors.data_id(cell): Dataset}`` for cells whose data is not a
     registered dataset (a user's array); the Ray executor also sends registered data this way,
     loaded here once. Only this process writes cell files, each as its record comes back. A cell
-    the executor reports failed (``CellFailed``: Ray, after its retry) is not stored; its record
+    the executor reports failed (``CellFailed``: its worker died on its retry too) is not stored; its record
     is ``{"status": "failed", "error": ...}`` and the others are unaffected.
     """
     out = Path(out)

@@ -9,6 +9,10 @@ already stored, and a worker on another machine needs no shared file system.
 - ``LocalExecutor(jobs)``: ``jobs == 1`` trains in this process; more, in a pool of that many spawned
   processes with one torch thread each. The data goes to each worker once (the pool's initializer),
   not with every cell. A cell that raises stops the run (its error is the user's to see), as before.
+  A worker process that dies (killed, out of memory) breaks the whole pool, and the pool cannot say
+  which cell killed it: the cells it did not return are run again one at a time, each in a fresh
+  process, so a death is the cell's own; a cell whose process dies there too is reported failed
+  (``CellFailed``) and the others still finish and are stored.
 - ``RayExecutor(address)``: each cell is a Ray task declaring ``num_cpus=1`` and training with one
   torch thread; ``address="auto"`` (or ``"HOST:PORT"``) joins a running cluster, ``None`` starts a
   local instance for the run. Each data set is put into Ray's object store once (``ray.put``) and
@@ -135,11 +139,29 @@ class LocalExecutor(Executor):
         cells.sort(key=lambda c: (c.dataset, c.seed))
         used = {data_id(c) for c in cells}
         shipped = {k: v for k, v in (data or {}).items() if k in used}
-        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"), initializer=_pool_init,
-                                 initargs=(1, os.getpid(), shipped)) as pool:
-            futures = {pool.submit(_pool_task, fn, c, None if out is None else str(out)): c for c in cells}
+        from concurrent.futures.process import BrokenProcessPool
+
+        def pool(jobs: int):
+            return ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_pool_init,
+                                       initargs=(1, os.getpid(), shipped))
+
+        orphans = []  # cells a dead worker took down with the pool (its own cell among them)
+        with pool(self.jobs) as workers:
+            futures = {workers.submit(_pool_task, fn, c, None if out is None else str(out)): c for c in cells}
             for future in as_completed(futures):
-                yield futures[future], future.result()
+                try:
+                    record = future.result()
+                except BrokenProcessPool:
+                    orphans.append(futures[future])
+                    continue
+                yield futures[future], record
+        for cell in orphans:  # alone in a fresh process each: a death now is this cell's (its second try)
+            with pool(1) as worker:
+                try:
+                    record = worker.submit(_pool_task, fn, cell, None if out is None else str(out)).result()
+                except BrokenProcessPool:
+                    record = CellFailed("its worker process died twice (killed, or out of memory?)")
+            yield cell, record
 
 
 # -- Ray ---------------------------------------------------------------------------------------------------

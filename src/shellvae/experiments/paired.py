@@ -31,7 +31,7 @@ class Paired:
 
     def __str__(self) -> str:
         se = "n/a" if math.isnan(self.se) else f"{self.se:.3f}"
-        return f"{self.mean:+.3f} ± {se} (paired s.e., {self.n} seeds)"
+        return f"{self.mean:+.3f} ± {se} (paired s.e., {self.n} seed{'s' if self.n != 1 else ''})"
 
 
 def paired(a: dict, b: dict) -> Paired | None:
