@@ -208,8 +208,10 @@ def recommendation(ranked, rows) -> str:
     if paper:
         n_cert = sum(r["certified"] for r in paper)
         position = next(rank for rank, m, _ in ranked if m == PAPER_METHOD)
+        paper_tied = position.startswith("=") or any(rank == f"={position}" for rank, _, _ in certified)
         standing = ("not certified in every seed" if position == "—"
-                    else f"ranked {position.lstrip('=')} of {len(certified)} certified methods")
+                    else f"{'tied for rank' if paper_tied else 'ranked'} {position.lstrip('=')} of {len(certified)} "
+                         "certified methods")
         words.append(f"The paper's method (`{PAPER_METHOD}`) is certified in {n_cert}/{len(paper)} seeds, KL "
                      f"{mean_sd((r['kl'] for r in paper), 3)} nats: {standing}.")
     if not certified:
@@ -217,7 +219,8 @@ def recommendation(ranked, rows) -> str:
     best = certified[0]
     tied = [m for rank, m, _ in certified[1:] if rank == "=1"]
     if tied:
-        words.append(f"Use `{best[1]}` or {', '.join(f'`{m}`' for m in tied)}: tied for the best held-out NLL among "
+        names = [f"`{m}`" for m in [best[1], *tied]]
+        words.append(f"Use {', '.join(names[:-1])} or {names[-1]}: tied for the best held-out NLL among "
                      f"the methods certified in every seed (within {TIE_SE:g} paired standard errors).")
     else:
         nxt = f"; the next, `{certified[1][1]}`, is {certified[1][2]['vs_above']} behind" if len(certified) > 1 else ""
